@@ -1,0 +1,32 @@
+"""Fixtures shared by every test package: real peers started on free loopback ports."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.binaries import require_binary
+from tests.support.redis_server import RedisServer
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server for the whole test session (flush between tests yourself)."""
+    server = RedisServer(require_binary("redis-server"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def own_redis_server() -> Iterator[RedisServer]:
+    """A redis-server of this test's own, with AOF on, for tests that stop or restart it."""
+    server = RedisServer(require_binary("redis-server"), persist=True)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()

@@ -1,0 +1,40 @@
+"""Finding the external programs that tests talk to.
+
+A missing program skips its tests on a developer's machine, but fails them when CI=true:
+in CI a skipped real-peer test would hide a broken install step.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+_SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def find_binary(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    for folder in _SBIN_DIRS:
+        candidate = os.path.join(folder, name)
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def require_binary(name: str) -> str:
+    """Path of `name`, or skip (fail under CI=true) when it is not installed."""
+    path = find_binary(name)
+    if path is None:
+        message = f"{name} is not installed (scripts/test installs it with apt-get as root)"
+        if in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
