@@ -1,0 +1,59 @@
+"""Storage: bodies streamed to disk, resumable downloads, fetch records, WARC files.
+
+Workers open one `Store` per process and call `download(session, url, store)` per fetch.
+"""
+
+from storage.errors import (
+    DigestMismatchError,
+    DownloadError,
+    InvalidMirrorURL,
+    PathBusyError,
+    SizeMismatchError,
+    StorageError,
+    UnsafePathError,
+)
+from storage.export import export_csv, export_jsonl
+from storage.fetch import download
+from storage.latest import LatestEntry, LatestIndex
+from storage.paths import MirrorTree, mirror_relpath
+from storage.records import (
+    FetchRecord,
+    Outcome,
+    ReadReport,
+    RecordLog,
+    RedirectHop,
+    Timings,
+    read_records,
+)
+from storage.sink import BodySink, FsyncPolicy, SinkResult
+from storage.store import Store
+from storage.warc import WarcWriter
+
+__all__ = [
+    "BodySink",
+    "DigestMismatchError",
+    "DownloadError",
+    "FetchRecord",
+    "FsyncPolicy",
+    "InvalidMirrorURL",
+    "LatestEntry",
+    "LatestIndex",
+    "MirrorTree",
+    "Outcome",
+    "PathBusyError",
+    "ReadReport",
+    "RecordLog",
+    "RedirectHop",
+    "SinkResult",
+    "SizeMismatchError",
+    "StorageError",
+    "Store",
+    "Timings",
+    "UnsafePathError",
+    "WarcWriter",
+    "download",
+    "export_csv",
+    "export_jsonl",
+    "mirror_relpath",
+    "read_records",
+]

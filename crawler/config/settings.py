@@ -1,0 +1,224 @@
+"""The `Settings` object: every option of a crawl, typed, checked, immutable."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import os
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from crawler.config.values import (
+    Parser,
+    auto_boolean,
+    boolean,
+    byte_size,
+    choice,
+    directory,
+    domain_names,
+    header_line_value,
+    header_pairs,
+    integer,
+    job_name,
+    number,
+    redis_url,
+    regexes,
+)
+
+
+class SettingsError(ValueError):
+    """A setting has a bad value; the message is one line naming the setting and its source."""
+
+
+class LogFormat(enum.StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+class FsyncPolicy(enum.StrEnum):
+    ALWAYS = "always"
+    ON_CLOSE = "on-close"
+    NEVER = "never"
+
+
+def default_user_agent() -> str:
+    try:
+        version = metadata.version("crawl")
+    except metadata.PackageNotFoundError:
+        version = "0"
+    return f"crawl/{version}"
+
+
+def _default_workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+def _meta(parse: Parser, help: str) -> dict[str, Any]:
+    return {"parse": parse, "help": help}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every option of a crawl. Immutable; picklable, so it can be handed to worker processes."""
+
+    out: Path = field(default=Path("crawl-out"), metadata=_meta(directory, "output directory"))
+    redis: str | None = field(
+        default=None,
+        metadata=_meta(redis_url, "Redis URL of a shared frontier (default: SQLite in OUT)"),
+    )
+    job: str = field(default="default", metadata=_meta(job_name, "job name (Redis key prefix)"))
+    workers: int = field(
+        default_factory=_default_workers,
+        metadata=_meta(integer(0), "worker processes on this machine (0: only enqueue seeds)"),
+    )
+    concurrency: int = field(
+        default=64, metadata=_meta(integer(1), "concurrent fetches per worker process")
+    )
+    per_host: int = field(default=8, metadata=_meta(integer(1), "concurrent fetches per host"))
+    delay: float = field(
+        default=0.0, metadata=_meta(number(0), "seconds between request starts per host")
+    )
+    max_depth: int | None = field(
+        default=None,
+        metadata=_meta(integer(0, optional=True), "links followed from a seed (none: no limit)"),
+    )
+    allow_domains: tuple[str, ...] = field(
+        default=(),
+        metadata=_meta(domain_names, "domains in scope with subdomains (default: seeds' hosts)"),
+    )
+    include: tuple[str, ...] = field(
+        default=(), metadata=_meta(regexes, "regex a URL must match to be in scope (repeatable)")
+    )
+    exclude: tuple[str, ...] = field(
+        default=(), metadata=_meta(regexes, "regex that puts a URL out of scope (repeatable)")
+    )
+    robots: bool = field(default=True, metadata=_meta(boolean, "obey robots.txt"))
+    honor_nofollow: bool = field(
+        default=False, metadata=_meta(boolean, 'skip rel="nofollow" links')
+    )
+    warc: bool = field(default=False, metadata=_meta(boolean, "also write WARC files"))
+    warc_max_size: int = field(
+        default=1_000_000_000,
+        metadata=_meta(byte_size(optional=False), "WARC file size before rotation"),
+    )
+    user_agent: str = field(
+        default_factory=default_user_agent, metadata=_meta(header_line_value, "User-Agent header")
+    )
+    headers: tuple[tuple[str, str], ...] = field(
+        default=(), metadata=_meta(header_pairs, "extra request headers ('Name: value')")
+    )
+    max_size: int | None = field(
+        default=None,
+        metadata=_meta(byte_size(optional=True), "largest body kept, e.g. 50MB (none: no limit)"),
+    )
+    timeout: float = field(
+        default=60.0, metadata=_meta(number(0, above=True), "seconds a fetch may take in total")
+    )
+    retries: int = field(default=3, metadata=_meta(integer(0), "retries of a failed fetch"))
+    max_redirects: int = field(
+        default=10, metadata=_meta(integer(0), "redirects followed per fetch")
+    )
+    fsync: FsyncPolicy = field(
+        default=FsyncPolicy.ON_CLOSE,
+        metadata=_meta(choice(FsyncPolicy), "always, on-close or never"),
+    )
+    progress: bool | None = field(
+        default=None,
+        metadata=_meta(auto_boolean, "live progress (auto: when stdout is a terminal)"),
+    )
+    progress_interval: float = field(
+        default=5.0, metadata=_meta(number(0, above=True), "seconds between progress log lines")
+    )
+    log_format: LogFormat = field(
+        default=LogFormat.TEXT, metadata=_meta(choice(LogFormat), "text or json")
+    )
+    metrics_port: int | None = field(
+        default=None,
+        metadata=_meta(
+            integer(0, 65535, optional=True),
+            "serve Prometheus metrics on this port (worker i: port + i)",
+        ),
+    )
+    lease_seconds: float = field(
+        default=60.0,
+        metadata=_meta(number(1), "how long a leased URL stays with its worker unrenewed"),
+    )
+    renew_seconds: float | None = field(
+        default=None,
+        metadata=_meta(
+            number(0, above=True, optional=True),
+            "how often long downloads renew their lease (default: a third of lease_seconds)",
+        ),
+    )
+    lease_batch: int = field(default=64, metadata=_meta(integer(1), "URLs taken per lease call"))
+    grace_seconds: float = field(
+        default=10.0,
+        metadata=_meta(number(0), "time in-flight fetches get to finish after SIGINT/SIGTERM"),
+    )
+
+    def __post_init__(self) -> None:
+        # Every value goes through its parser, so `Settings(...)` and `dataclasses.replace` are
+        # checked and normalised like loaded values (parsers accept their own output).
+        for item in _FIELDS_IN_ORDER:
+            value = getattr(self, item.name)
+            object.__setattr__(self, item.name, parse_setting(item.name, value, "Settings(...)"))
+        if self.renew_seconds is None:
+            object.__setattr__(self, "renew_seconds", self.lease_seconds / 3)
+        elif self.renew_seconds >= self.lease_seconds:
+            raise SettingsError(
+                f"bad setting renew_seconds={self.renew_seconds:g}: must be below "
+                f"lease_seconds={self.lease_seconds:g}, or leases expire during downloads"
+            )
+
+    @property
+    def max_attempts(self) -> int:
+        """Fetch attempts per URL before it is dead: the first one plus `retries`."""
+        return self.retries + 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready values (paths and enums as text, tuples as lists), e.g. for `crawl status`."""
+        result: dict[str, Any] = {}
+        for name in SETTING_NAMES:
+            value = getattr(self, name)
+            if isinstance(value, Path):
+                value = str(value)
+            elif isinstance(value, enum.Enum):
+                value = value.value
+            elif isinstance(value, tuple):
+                value = [list(item) if isinstance(item, tuple) else item for item in value]
+            result[name] = value
+        return result
+
+
+_FIELDS_IN_ORDER = dataclasses.fields(Settings)
+_FIELDS = {item.name: item for item in _FIELDS_IN_ORDER}
+SETTING_NAMES: tuple[str, ...] = tuple(_FIELDS)
+
+
+def _one_line(value: Any) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= 60 else shown[:57] + "..."
+
+
+def parse_setting(name: str, value: Any, source: str) -> Any:
+    """`value` parsed for setting `name`; SettingsError naming the setting, value and `source`."""
+    try:
+        return _FIELDS[name].metadata["parse"](value)
+    except ValueError as error:
+        raise SettingsError(
+            f"bad setting {name}={_one_line(value)} from {source}: {error}"
+        ) from None
+
+
+def is_setting(name: str) -> bool:
+    return name in _FIELDS
+
+
+def setting_help(setting: str) -> str:
+    """A setting's help text, for the CLI's option help."""
+    return str(_FIELDS[setting].metadata["help"])

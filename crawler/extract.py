@@ -1,0 +1,359 @@
+"""Link extraction from HTML pages, with selectolax's lexbor parser.
+
+`extract_links(html, page_url)` returns the absolute http(s) URLs a page links to, in document
+order, without fragments and without duplicates. `extract_links_from_body(body, page_url,
+content_type)` does the same from the raw bytes of a response, choosing the text encoding the way a
+browser does. `is_html(content_type, head)` tells a worker whether a body is worth parsing.
+
+Resolution follows RFC 3986 section 5.2 (the tests check the RFC's own examples), dot segments
+removed from absolute references too, with the clean-ups browsers apply to attribute values:
+surrounding whitespace and control characters are stripped, tabs and newlines inside are removed,
+and backslashes before the query count as slashes. Results made of URL-safe ASCII with a plain host
+are kept as strings (the per-page fast path); anything else goes through `yarl`, which
+percent-encodes spaces and non-ASCII (as UTF-8) and IDNA-encodes hosts.
+
+What is not returned: non-http(s) schemes (`javascript:`, `mailto:`, `data:`, `ftp:` ...), empty
+and fragment-only references to the page itself, URLs without a valid host or port, and, when
+`honor_nofollow` is set, links with `rel="nofollow"` (all links when the page's
+`<meta name="robots">` says `nofollow` or `none`).
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+from itertools import repeat
+
+import yarl
+from selectolax.lexbor import LexborHTMLParser
+
+__all__ = [
+    "extract_links",
+    "extract_links_from_body",
+    "html_encoding",
+    "is_html",
+    "resolve_link",
+]
+
+# One query in document order; <base> is among them so a single pass finds it wherever it is.
+_LINK_SELECTOR = "base[href], a[href], area[href], link[href], frame[src], iframe[src]"
+_SRC_TAGS = frozenset({"frame", "iframe"})
+_HTTP_SCHEMES = frozenset({"http", "https"})
+
+# Characters a URL may carry as they are (RFC 3986 unreserved + reserved + '%'); '#' is excluded
+# because fragments are cut before this check.
+_SAFE_URL = re.compile(r"[A-Za-z0-9\-._~:/?\[\]@!$&'()*+,;=%]*")
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
+# scheme://host[:port] with a plain DNS name, IPv4 or bracketed IPv6 literal: the fast path.
+_ORIGIN = re.compile(
+    r"(https?)://((?:[A-Za-z0-9_\-]+\.)*[A-Za-z0-9_\-]+\.?|\[[0-9A-Fa-f:.]+\])(?::(\d{1,5}))?(?=[/?]|$)",
+    re.ASCII,
+)
+_VALID_HOST = re.compile(r"(?:[A-Za-z0-9_\-]+\.)*[A-Za-z0-9_\-]+\.?|\[[0-9A-Fa-f:.]+\]", re.ASCII)
+# A '.' or '..' segment in a path: needs RFC 3986 remove_dot_segments.
+_DOT_SEGMENT = re.compile(r"/\.\.?(?:/|$)")
+# What browsers strip from both ends of an attribute URL (C0 controls and space).
+_STRIP = "".join(chr(c) for c in range(0x21))
+_REMOVE_INSIDE = str.maketrans("", "", "\t\n\r")
+_NEEDS_CLEANING = re.compile(r"[\t\n\r\\]")
+
+
+class _Base:
+    """A base URL cut into the prefixes that relative references are glued onto."""
+
+    __slots__ = ("directory", "origin", "plain", "scheme", "url", "without_query")
+
+    def __init__(self, url: str) -> None:
+        scheme, separator, rest = url.partition("://")
+        scheme = scheme.lower()
+        if scheme not in _HTTP_SCHEMES or not separator or not rest:
+            raise ValueError(f"not an absolute http(s) URL: {url[:200]!r}")
+        self.url = url = f"{scheme}://{rest}"
+        self.scheme = scheme
+        authority_end = len(rest)
+        for stop in "/?#":
+            position = rest.find(stop)
+            if 0 <= position < authority_end:
+                authority_end = position
+        self.origin = f"{scheme}://{rest[:authority_end]}"
+        path = rest[authority_end:].partition("#")[0].partition("?")[0] or "/"
+        self.without_query = self.origin + path
+        self.directory = self.origin + path[: path.rfind("/") + 1]
+        # A base that passes the fast check lets URL-safe relative references skip it.
+        self.plain = _ORIGIN.match(url) is not None and _SAFE_URL.fullmatch(url) is not None
+
+
+def _remove_dot_segments(path: str) -> str:
+    """RFC 3986 5.2.4 for an absolute path ("/a/./b/../c" -> "/a/c")."""
+    segments = path.split("/")
+    output: list[str] = []
+    for segment in segments[1:]:
+        if segment == "..":
+            if output:
+                output.pop()
+        elif segment != ".":
+            output.append(segment)
+    result = "/" + "/".join(output)
+    if segments[-1] in (".", "..") and not result.endswith("/"):
+        result += "/"
+    return result
+
+
+def _without_dot_segments(url: str) -> str:
+    """`url` (absolute, no fragment) with its path's dot segments removed, when it has any."""
+    authority_start = url.find("//") + 2
+    path_start = len(url)
+    for stop in "/?":
+        position = url.find(stop, authority_start)
+        if 0 <= position < path_start:
+            path_start = position
+    path_end = url.find("?", path_start)
+    if path_end < 0:
+        path_end = len(url)
+    path = url[path_start:path_end]
+    if not path or _DOT_SEGMENT.search(path) is None:
+        return url
+    return url[:path_start] + _remove_dot_segments(path) + url[path_end:]
+
+
+def _checked(url: str) -> str | None:
+    """`url` (absolute, no fragment) if it is a well-formed http(s) URL, else None.
+
+    Plain URLs pass as they are (an empty path becomes "/", RFC 3986 6.2.3, so both spellings
+    dedupe); others go through yarl: percent-encoded as UTF-8, IDNA host, host and port checked.
+    """
+    if "/." in url:
+        url = _without_dot_segments(url)
+    origin = _ORIGIN.match(url)
+    if origin is not None and _SAFE_URL.fullmatch(url) is not None:
+        port = origin.group(3)
+        if port is not None and int(port) > 65535:
+            return None
+        end = origin.end()
+        if end == len(url) or url[end] == "?":
+            url = url[:end] + "/" + url[end:]
+        return url
+    try:
+        parsed = yarl.URL(url)
+    except (ValueError, TypeError, UnicodeError):
+        return None
+    host = parsed.raw_host
+    if parsed.scheme not in _HTTP_SCHEMES or not host:
+        return None
+    if _VALID_HOST.fullmatch(f"[{host}]" if ":" in host else host) is None:
+        return None
+    if not parsed.raw_path:
+        parsed = parsed.with_path("/")
+    return str(parsed)
+
+
+def _relative(ref: str, base: _Base) -> str | None:
+    """A reference without scheme or authority (RFC 3986 5.2.2's merge, by concatenation)."""
+    if ref.startswith("/"):
+        url = base.origin + ref
+    elif ref.startswith("?"):
+        url = base.without_query + ref
+    elif not ref:
+        return base.url
+    else:
+        url = base.directory + ref
+    if base.plain and _SAFE_URL.fullmatch(ref) is not None:
+        return _without_dot_segments(url) if "/." in url else url
+    return _checked(url)
+
+
+def _resolve(raw: str, base: _Base) -> str | None:
+    """One attribute value made absolute against `base`, or None when it is not an http(s) link."""
+    ref = raw.strip(_STRIP)
+    if not ref:
+        return None
+    if _NEEDS_CLEANING.search(ref) is not None:
+        # Browsers drop tabs and newlines anywhere and read '\\' as '/' before the query.
+        ref = ref.translate(_REMOVE_INSIDE)
+        before, mark, after = ref.partition("?")
+        ref = before.replace("\\", "/") + mark + after
+    ref = ref.partition("#")[0]
+    if ref.startswith("//"):
+        return _checked(base.scheme + ":" + ref)
+    scheme_match = _SCHEME.match(ref)
+    if scheme_match is None:
+        return _relative(ref, base)
+    scheme = scheme_match.group(1).lower()
+    if scheme not in _HTTP_SCHEMES:
+        return None
+    rest = ref[scheme_match.end() :]
+    if rest.startswith("//"):
+        return _checked(scheme + ":" + rest)
+    if scheme != base.scheme:
+        # "https:foo" on an http page has no authority to resolve against.
+        return None
+    # "http:foo" on an http page is a relative reference (RFC 3986 5.2.2, non-strict).
+    return _relative(rest, base)
+
+
+def resolve_link(ref: str, base_url: str) -> str | None:
+    """One attribute value resolved against `base_url` (an absolute http(s) URL).
+
+    Returns the absolute URL without its fragment, or None when the reference is not a usable
+    http(s) link (other schemes, malformed host or port, empty after clean-up). Raises
+    ValueError when `base_url` itself is not an absolute http(s) URL.
+    """
+    return _resolve(ref, _Base(base_url.partition("#")[0]))
+
+
+def _page_says_nofollow(tree: LexborHTMLParser) -> bool:
+    for meta in tree.css("meta[name][content]"):
+        attributes = meta.attributes
+        if (attributes.get("name") or "").strip().lower() != "robots":
+            continue
+        directives = {part.strip().lower() for part in (attributes.get("content") or "").split(",")}
+        if "nofollow" in directives or "none" in directives:
+            return True
+    return False
+
+
+def extract_links(
+    html: str | bytes, page_url: str | yarl.URL, *, honor_nofollow: bool = False
+) -> list[str]:
+    """Absolute http(s) links of an HTML document, in document order, deduplicated.
+
+    `page_url` is the URL the document was finally fetched from (after redirects); `<base href>`
+    overrides it for resolution when it resolves to an http(s) URL. The page's own URL is left
+    out. Raises ValueError when `page_url` is not an absolute http(s) URL.
+    With `honor_nofollow`, `rel="nofollow"` links are skipped, and a
+    `<meta name="robots" content="nofollow">` page yields no links at all.
+    Bytes are parsed as UTF-8; use `extract_links_from_body` to honour the declared encoding.
+    """
+    page = str(page_url).partition("#")[0]
+    document_base = _Base(page)
+    tree = LexborHTMLParser(html)
+    if honor_nofollow and _page_says_nofollow(tree):
+        return []
+    base_href: str | None = None
+    refs: list[str] = []
+    for node in tree.css(_LINK_SELECTOR):
+        tag = node.tag
+        attributes = node.attributes
+        if tag == "base":
+            # Only the first <base href> counts (HTML's "frozen base URL"), and it applies to
+            # every link of the document, also those before it.
+            if base_href is None:
+                base_href = attributes.get("href") or ""
+            continue
+        ref = attributes.get("src") if tag in _SRC_TAGS else attributes.get("href")
+        if not ref:
+            continue
+        if honor_nofollow:
+            rel = attributes.get("rel")
+            if rel and "nofollow" in rel.lower().split():
+                continue
+        refs.append(ref)
+    base = document_base
+    if base_href:
+        resolved_base = _resolve(base_href, document_base)
+        if resolved_base is not None:
+            base = _Base(resolved_base)
+    found = dict.fromkeys(url for url in map(_resolve, refs, repeat(base)) if url is not None)
+    found.pop(_checked(document_base.url) or document_base.url, None)
+    return list(found)
+
+
+# --- encodings ---------------------------------------------------------------------------------
+
+_CHARSET_PARAM = re.compile(rb"""charset\s*=\s*["']?\s*([A-Za-z0-9_.:\-]+)""", re.IGNORECASE)
+_META_CHARSET = re.compile(
+    rb"""<meta[^>]*?charset\s*=\s*["']?\s*([A-Za-z0-9_.:\-]+)""", re.IGNORECASE
+)
+_BOMS = (
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+)
+# WHATWG Encoding Standard: these labels mean windows-1252 / gb18030 in a browser.
+_WHATWG_ALIASES = {
+    "ascii": "cp1252",
+    "latin-1": "cp1252",
+    "iso8859-1": "cp1252",
+    "gb2312": "gb18030",
+    "gbk": "gb18030",
+}
+_META_PRESCAN_BYTES = 1024
+
+
+def _codec_name(label: bytes | str) -> str | None:
+    if isinstance(label, bytes):
+        label = label.decode("ascii", "replace")
+    try:
+        name = codecs.lookup(label.strip()).name
+    except LookupError:
+        return None
+    return _WHATWG_ALIASES.get(name, name)
+
+
+def html_encoding(body: bytes, content_type: str | None = None) -> str:
+    """The Python codec to decode an HTML body with, chosen as a browser would.
+
+    Order: byte-order mark, the Content-Type `charset`, a `<meta charset>` (or http-equiv) in the
+    first 1024 bytes, then UTF-8 when the body decodes as UTF-8, else windows-1252.
+    """
+    for bom, name in _BOMS:
+        if body.startswith(bom):
+            return name
+    if content_type:
+        match = _CHARSET_PARAM.search(content_type.encode("latin-1", "replace"))
+        if match is not None:
+            name = _codec_name(match.group(1))
+            if name is not None:
+                return name
+    match = _META_CHARSET.search(body, 0, _META_PRESCAN_BYTES)
+    if match is not None:
+        name = _codec_name(match.group(1))
+        if name is not None:
+            # A meta tag cannot truthfully declare UTF-16: it would not be readable as ASCII.
+            return "utf-8" if name.startswith("utf-16") else name
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return "cp1252"
+    return "utf-8"
+
+
+def extract_links_from_body(
+    body: bytes,
+    page_url: str | yarl.URL,
+    content_type: str | None = None,
+    *,
+    honor_nofollow: bool = False,
+) -> list[str]:
+    """`extract_links` on a raw response body, decoded per `html_encoding(body, content_type)`.
+
+    Undecodable bytes become U+FFFD rather than an error: a page with a few bad bytes still
+    yields its links.
+    """
+    encoding = html_encoding(body, content_type)
+    for bom, name in _BOMS:
+        if name == encoding and body.startswith(bom):
+            body = body[len(bom) :]
+            break
+    text = body.decode(encoding, "replace")
+    return extract_links(text, page_url, honor_nofollow=honor_nofollow)
+
+
+_HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+_HTML_START = re.compile(
+    rb"\s*(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html|head|body)[\s>]", re.IGNORECASE | re.DOTALL
+)
+
+
+def is_html(content_type: str | None, head: bytes = b"") -> bool:
+    """Whether a response is an HTML page worth extracting links from.
+
+    Decided by the Content-Type media type; when the server sent none, by sniffing the first
+    bytes of the body (`head`) for an HTML start, the way browsers do for untyped responses.
+    """
+    if content_type:
+        media_type = content_type.partition(";")[0].strip().lower()
+        return media_type in _HTML_TYPES
+    if head.startswith(codecs.BOM_UTF8):
+        head = head[len(codecs.BOM_UTF8) :]
+    return _HTML_START.match(head[:1024]) is not None

@@ -1,0 +1,21 @@
+"""Errors a frontier raises; each message names the store, job or setting involved."""
+
+from __future__ import annotations
+
+__all__ = ["FrontierConfigError", "FrontierError", "FrontierUnavailable"]
+
+
+class FrontierError(Exception):
+    """Base class of frontier errors."""
+
+
+class FrontierUnavailable(FrontierError, ConnectionError):
+    """The store (Redis server, SQLite file) could not be reached after retries.
+
+    Nothing is lost: leased tasks expire back into their queues, and the same call can be
+    made again once the store is back.
+    """
+
+
+class FrontierConfigError(FrontierError, ValueError):
+    """A job, URL or setting the frontier cannot work with (bad job name, wrong file...)."""

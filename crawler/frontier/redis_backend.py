@@ -1,0 +1,470 @@
+"""`RedisFrontier`: the frontier many machines share, on one Redis (6.2+) or a Cluster.
+
+Every step that touches several keys is one Lua script on one partition (redis_scripts.py),
+with keys from redis_keys.py. A lease is one EVALSHA; a batch of acks is one EVALSHA per
+touched partition, pipelined, so one round trip either way (with the default single
+partition, one script call). Links found on a page are enqueued in the same script call as the
+page's ack when they share its partition; links of other partitions go earlier in the same
+pipeline, so an ack never lands without its links (docs/frontier.md).
+
+Connection trouble is retried by redis-py with jittered exponential backoff (a restart of the
+server is survived, and the scripts are loaded again when the server lost them); when the
+server stays away the call raises `FrontierUnavailable` naming it. Retrying a script is safe:
+adds are deduplicated, settles of a task no longer leased are no-ops.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, ParamSpec, TypeVar
+
+import msgpack
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from crawler.urls import canonical_parts
+
+from .admission import Admitted, partition_of, unpack_body
+from .base import CommitResult, FrontierBase, Settle
+from .bloom import bloom_shape
+from .errors import FrontierConfigError, FrontierUnavailable
+from .redis_keys import JobKeys, PartitionKeys
+from .redis_scripts import COMMIT, LEASE, RECOVER, RENEW, SCRIPTS, Script
+from .settings import FrontierSettings
+from .task import FinalRecord, FinalState, FrontierStats, HostBacklog, Task
+
+__all__ = ["RedisFrontier", "redis_client"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+PRIORITY_SHIFT = 41  # score = -priority * 2^41 + arrival; exact in a double (see task.py)
+RECLAIM_PER_LEASE = 1000
+_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+_FINAL_STATES = {b"S": FinalState.SKIPPED, b"F": FinalState.FAILED, b"X": FinalState.DEAD}
+
+
+def redis_client(url: str, **options: Any) -> aioredis.Redis:
+    """A client for redis://, rediss:// (TLS) and unix:// URLs, passwords included, that
+    retries dropped connections (a server restart) for a few seconds before giving up."""
+    options.setdefault("socket_connect_timeout", 5)
+    options.setdefault("socket_timeout", 60)
+    options.setdefault("health_check_interval", 30)
+    options.setdefault("retry", Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 8))
+    options.setdefault("retry_on_error", [RedisConnectionError, RedisTimeoutError])
+    return aioredis.Redis.from_url(url, **options)
+
+
+def _store_call(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Turn redis-py's connection errors (after its retries) into FrontierUnavailable."""
+
+    @functools.wraps(method)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(*args, **kwargs)
+        except _DOWN as exc:
+            self = args[0]
+            raise FrontierUnavailable(
+                f"redis at {self._where} unreachable for job {self.job!r}: {exc}"  # type: ignore[attr-defined]
+            ) from exc
+
+    return wrapper
+
+
+class RedisFrontier(FrontierBase):
+    """The `Frontier` on Redis. Build it with `await RedisFrontier.open(url_or_client, job)`."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        job: str,
+        settings: FrontierSettings,
+        *,
+        dedupe_mode: str,
+        owns_client: bool,
+    ) -> None:
+        super().__init__(job, settings)
+        self._client = client
+        self._owns_client = owns_client
+        self._job_keys = JobKeys(job)
+        self._parts = [PartitionKeys(job, p) for p in range(settings.partitions)]
+        self._dedupe_mode = dedupe_mode
+        self._bloom = bloom_shape(
+            max(1, settings.bloom_capacity // settings.partitions), settings.bloom_error_rate
+        )
+        self._cursor = 0
+        kwargs = client.connection_pool.connection_kwargs
+        self._where = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
+
+    @classmethod
+    async def open(
+        cls,
+        target: str | aioredis.Redis,
+        job: str,
+        settings: FrontierSettings | None = None,
+        **redis_options: Any,
+    ) -> RedisFrontier:
+        """Connect, create the job or join it (stored job-defining settings win)."""
+        owns = isinstance(target, str)
+        client = redis_client(target, **redis_options) if isinstance(target, str) else target
+        keys = JobKeys(job)
+        try:
+            settings, mode = await _create_or_join(client, keys, settings)
+            frontier = cls(client, job, settings, dedupe_mode=mode, owns_client=owns)
+            await frontier._prepare()
+        except _DOWN as exc:
+            if owns:
+                await client.aclose()
+            raise FrontierUnavailable(f"redis unreachable for job {job!r}: {exc}") from exc
+        except BaseException:
+            if owns:
+                await client.aclose()
+            raise
+        return frontier
+
+    async def _prepare(self) -> None:
+        if self._dedupe_mode == "bf":
+            for part in self._parts:
+                try:
+                    await self._client.execute_command(
+                        "BF.RESERVE",
+                        part.seen,
+                        self.settings.bloom_error_rate,
+                        max(1, self.settings.bloom_capacity // len(self._parts)),
+                    )
+                except ResponseError as exc:
+                    if "exists" not in str(exc).lower():
+                        raise
+        await self._load_scripts()
+
+    async def _load_scripts(self) -> None:
+        for script in SCRIPTS:
+            await self._client.script_load(script.source)
+
+    # ---- storage steps -------------------------------------------------------------------
+
+    def _base_args(self, part: PartitionKeys) -> list[Any]:
+        return [part.prefix, self.settings.per_host_limit, self.settings.max_attempts]
+
+    @_store_call
+    async def _commit(
+        self, adds: list[Admitted], settles: list[Settle], out_of_scope: int
+    ) -> CommitResult:
+        adds_by: dict[int, list[Admitted]] = defaultdict(list)
+        for row in adds:
+            adds_by[row.partition].append(row)
+        settles_by: dict[int, list[tuple[int, Settle]]] = defaultdict(list)
+        for index, item in enumerate(settles):
+            for p in self._partitions_of(item.id):
+                settles_by[p].append((index, item))
+        # Partitions with only links first: by the time an ack runs, its links are stored.
+        order = [p for p in adds_by if p not in settles_by] + list(settles_by)
+        if not order:
+            order = [0]
+        calls = []
+        for position, p in enumerate(order):
+            args = self._commit_args(
+                self._parts[p],
+                adds_by.get(p, []),
+                [item for _, item in settles_by.get(p, [])],
+                out_of_scope if position == 0 else 0,
+            )
+            calls.append((COMMIT, self._parts[p].script_keys, args))
+        replies = await self._run_scripts(calls)
+        result = CommitResult(settled=[False] * len(settles))
+        for p, reply in zip(order, replies, strict=True):
+            result.added += int(reply[0])
+            result.duplicates += int(reply[1])
+            for (index, _), ok in zip(settles_by.get(p, []), reply[2:], strict=True):
+                result.settled[index] = result.settled[index] or bool(ok)
+        return result
+
+    def _commit_args(
+        self, part: PartitionKeys, adds: list[Admitted], settles: list[Settle], out_of_scope: int
+    ) -> list[Any]:
+        s = self.settings
+        args: list[Any] = [
+            *self._base_args(part),
+            int(s.backoff_base * 1000),
+            int(s.backoff_max * 1000),
+            self._dedupe_mode,
+            out_of_scope,
+            len(adds),
+        ]
+        bits = self._dedupe_mode == "bits"
+        for row in adds:
+            positions = self._bloom.script_arg(row.fp) if bits else ""
+            args += [row.fp, row.host, -row.priority << PRIORITY_SHIFT, row.body, positions]
+        args.append(len(settles))
+        for item in settles:
+            args += [item.fp, item.kind.value, item.reason, int(item.delay * 1000), item.attempts]
+        return args
+
+    @_store_call
+    async def _lease(self, n: int, worker: str) -> list[Task]:
+        s = self.settings
+        tasks: list[Task] = []
+        count = len(self._parts)
+        start = self._cursor
+        self._cursor = (self._cursor + 1) % count
+        lease_ms = int(s.lease_seconds * 1000)
+        for step in range(count):
+            part = self._parts[(start + step) % count]
+            args = [
+                *self._base_args(part),
+                n - len(tasks),
+                lease_ms,
+                int(s.per_host_delay * 1000),
+                RECLAIM_PER_LEASE,
+                worker,
+            ]
+            (reply,) = await self._run_scripts([(LEASE, part.script_keys, args)])
+            deadline = (int(reply[0]) + lease_ms) / 1000
+            for i in range(1, len(reply), 2):
+                if reply[i + 1] is not None:
+                    tasks.append(_task_from_row(reply[i], reply[i + 1], deadline))
+            if len(tasks) >= n:
+                break
+        return tasks
+
+    @_store_call
+    async def _renew(self, fps: list[bytes]) -> set[str]:
+        by_part: dict[int, list[bytes]] = defaultdict(list)
+        for fp in fps:
+            for p in self._partitions_of(fp.hex()):
+                by_part[p].append(fp)
+        lease_ms = int(self.settings.lease_seconds * 1000)
+        calls = [
+            (RENEW, self._parts[p].script_keys, [self._parts[p].prefix, lease_ms, *group])
+            for p, group in by_part.items()
+        ]
+        renewed: set[str] = set()
+        for reply in await self._run_scripts(calls):
+            deadline = (int(reply[0]) + lease_ms) / 1000
+            for fp in reply[1:]:
+                renewed.add(fp.hex())
+                if fp.hex() in self._leased:
+                    self._leased[fp.hex()].deadline = deadline
+        return renewed
+
+    def _partitions_of(self, task_id: str) -> Iterable[int]:
+        """A task's partition, known when this process leased it; else ask all of them."""
+        task = self._leased.get(task_id)
+        if task is not None:
+            return (partition_of(task.host, len(self._parts)),)
+        return range(len(self._parts))
+
+    async def _run_scripts(self, calls: list[tuple[Script, list[str], list[Any]]]) -> list[Any]:
+        """Run script calls in one round trip; reload scripts a restarted server lost."""
+        if len(calls) == 1:
+            script, keys, args = calls[0]
+            try:
+                return [await self._client.evalsha(script.sha, len(keys), *keys, *args)]
+            except NoScriptError:
+                await self._load_scripts()
+                return [await self._client.evalsha(script.sha, len(keys), *keys, *args)]
+        async with self._client.pipeline(transaction=False) as pipe:
+            for script, keys, args in calls:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            replies = await pipe.execute(raise_on_error=False)
+        missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if missing:
+            await self._load_scripts()
+            for i in missing:
+                script, keys, args = calls[i]
+                replies[i] = await self._client.evalsha(script.sha, len(keys), *keys, *args)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
+
+    @_store_call
+    async def _add_seed_hosts(self, hosts: set[str]) -> None:
+        async with self._client.pipeline(transaction=False) as pipe:
+            pipe.sadd(self._job_keys.seed_hosts, *sorted(hosts))
+            pipe.hincrby(self._job_keys.config, "scope_rev", 1)
+            await pipe.execute()
+
+    @_store_call
+    async def _load_scope(self, known_revision: int) -> tuple[int, set[str] | None]:
+        revision = int(await self._client.hget(self._job_keys.config, "scope_rev") or 0)
+        if revision == known_revision:
+            return revision, None
+        members = await self._client.smembers(self._job_keys.seed_hosts)
+        return revision, {m.decode() for m in members}
+
+    async def _close_store(self) -> None:
+        if self._owns_client:
+            await self._client.aclose()
+
+    # ---- the rest of the API -------------------------------------------------------------
+
+    @_store_call
+    async def stats(self) -> FrontierStats:
+        async with self._client.pipeline(transaction=False) as pipe:
+            for part in self._parts:
+                pipe.hgetall(part.stats)
+                pipe.hget(part.meta, "paused")
+                pipe.hlen(part.backlog)
+            replies = await pipe.execute()
+        stats = FrontierStats()
+        names = {
+            b"queued": "queued", b"leased": "leased", b"done": "done", b"skipped": "skipped",
+            b"failed": "failed", b"dead": "dead", b"added": "added", b"dupes": "duplicates",
+            b"scope": "out_of_scope", b"retried": "retried", b"expired": "expired",
+        }  # fmt: skip
+        for i in range(0, len(replies), 3):
+            counters, paused, hosts = replies[i : i + 3]
+            for raw, name in names.items():
+                setattr(stats, name, getattr(stats, name) + int(counters.get(raw, 0)))
+            stats.paused = stats.paused or paused == b"1"
+            stats.hosts_with_backlog += int(hosts)
+        return stats
+
+    @_store_call
+    async def is_finished(self) -> bool:
+        async with self._client.pipeline(transaction=False) as pipe:
+            for part in self._parts:
+                pipe.hmget(part.stats, "queued", "leased")
+            replies = await pipe.execute()
+        return all(int(q or 0) == 0 and int(leased or 0) == 0 for q, leased in replies)
+
+    async def pause(self) -> None:
+        await self._set_paused(b"1")
+
+    async def resume(self) -> None:
+        await self._set_paused(b"0")
+
+    @_store_call
+    async def _set_paused(self, flag: bytes) -> None:
+        async with self._client.pipeline(transaction=False) as pipe:
+            for part in self._parts:
+                pipe.hset(part.meta, "paused", flag)
+            await pipe.execute()
+
+    @_store_call
+    async def is_paused(self) -> bool:
+        return await self._client.hget(self._parts[0].meta, "paused") == b"1"
+
+    @_store_call
+    async def set_host_delay(self, host: str, seconds: float) -> None:
+        delay_ms = int(min(max(seconds, 0.0), self.settings.max_crawl_delay) * 1000)
+        part = self._part_of_host(host)
+        await self._client.hset(part.host(host), "d", delay_ms)
+
+    @_store_call
+    async def robots_get(self, origin: str) -> bytes | None:
+        return await self._client.get(self._part_of_origin(origin).robots(origin))
+
+    @_store_call
+    async def robots_put(self, origin: str, entry: bytes, ttl: float) -> None:
+        key = self._part_of_origin(origin).robots(origin)
+        await self._client.set(key, entry, px=max(1, int(ttl * 1000)))
+
+    @_store_call
+    async def robots_claim(self, origin: str, holder: str, ttl: float) -> bool:
+        key = self._part_of_origin(origin).robots_claim(origin)
+        return bool(await self._client.set(key, holder, nx=True, px=max(1, int(ttl * 1000))))
+
+    def _part_of_host(self, host: str) -> PartitionKeys:
+        return self._parts[partition_of(host, len(self._parts))]
+
+    def _part_of_origin(self, origin: str) -> PartitionKeys:
+        return self._part_of_host(canonical_parts(origin).host_key)
+
+    @_store_call
+    async def failures(self, limit: int = 1000) -> list[FinalRecord]:
+        records: list[FinalRecord] = []
+        for part in self._parts:
+            async for fp, row in self._client.hscan_iter(part.final, count=500):
+                records.append(_final_from_row(fp, row))
+                if len(records) >= limit:
+                    return records
+        return records
+
+    @_store_call
+    async def busiest_hosts(self, n: int = 10) -> list[HostBacklog]:
+        backlog: list[HostBacklog] = []
+        for part in self._parts:
+            for host, queued in (await self._client.hgetall(part.backlog)).items():
+                backlog.append(HostBacklog(host.decode(), int(queued)))
+        backlog.sort(key=lambda b: (-b.queued, b.host))
+        return backlog[:n]
+
+    @_store_call
+    async def recover_leases(self) -> int:
+        calls = [(RECOVER, part.script_keys, self._base_args(part)) for part in self._parts]
+        return sum(int(n) for n in await self._run_scripts(calls))
+
+    @_store_call
+    async def clear(self) -> None:
+        for pattern in JobKeys.scan_patterns(self.job):
+            batch: list[bytes] = []
+            async for key in self._client.scan_iter(match=pattern, count=1000):
+                batch.append(key)
+                if len(batch) >= 1000:
+                    await self._client.unlink(*batch)
+                    batch.clear()
+            if batch:
+                await self._client.unlink(*batch)
+        self._stored_seed_hosts.clear()
+        self._admitter.scope.seed_hosts.clear()
+        self._scope_revision = -1
+
+    async def memory_used(self) -> int:
+        """Bytes the Redis server uses (INFO memory), for the scale test and benchmark."""
+        return int((await self._client.info("memory"))["used_memory"])
+
+
+async def _create_or_join(
+    client: aioredis.Redis, keys: JobKeys, settings: FrontierSettings | None
+) -> tuple[FrontierSettings, str]:
+    """Store the settings of a new job, or merge with a stored one; pick the dedupe mode."""
+    wanted = settings or FrontierSettings()
+    await client.hsetnx(keys.config, "settings", wanted.pack())
+    stored = FrontierSettings.unpack(await client.hget(keys.config, "settings"))
+    merged = stored if settings is None else wanted.merged_with_stored(stored)
+    if merged.dedupe == "exact":
+        mode = "set"
+    else:
+        await client.hsetnx(keys.config, "dedupe_mode", await _bloom_mode(client))
+        mode = (await client.hget(keys.config, "dedupe_mode")).decode()
+    if mode not in ("set", "bf", "bits"):
+        raise FrontierConfigError(f"job {keys.prefix!r} has unknown dedupe mode {mode!r}")
+    return merged, mode
+
+
+async def _bloom_mode(client: aioredis.Redis) -> str:
+    """'bf' when the server has the BF.* commands (Redis 8, Redis Stack), else 'bits'."""
+    try:
+        await client.execute_command("BF.EXISTS", "crawl:bf-probe", b"x")
+    except ResponseError:
+        return "bits"
+    return "bf"
+
+
+def _task_from_row(fp: bytes, row: bytes, deadline: float) -> Task:
+    attempts, _score, host, body = row.split(b"|", 3)
+    return unpack_body(fp, body, host=host.decode(), attempts=int(attempts), deadline=deadline)
+
+
+def _final_from_row(fp: bytes, row: bytes) -> FinalRecord:
+    code, attempts, host, length, rest = row.split(b"|", 4)
+    reason, body = rest[: int(length)], rest[int(length) :]
+    url, depth, _priority, parent, _meta = msgpack.unpackb(body, raw=False)
+    return FinalRecord(
+        id=fp.hex(),
+        url=url,
+        state=_FINAL_STATES[code],
+        reason=reason.decode("utf-8", "replace"),
+        attempts=int(attempts),
+        host=host.decode(),
+        depth=depth,
+        parent=parent,
+    )

@@ -1,0 +1,349 @@
+"""Every Lua script of the Redis frontier, in one place.
+
+Each script works on ONE partition (all its keys share the hash tag {JOB/P}), so it is atomic
+and Cluster-safe, and a lease or an ack of any batch size is one EVALSHA. Scripts read the
+clock with TIME: every machine of a crawl then agrees on lease deadlines and host delays.
+
+Task rows (`tasks` hash) are "attempts|score|host|" followed by the msgpack body; the scripts
+never decode msgpack (fakeredis has no cmsgpack), they only split that small header. A final
+(skipped/failed/dead) row is "code|attempts|host|reason-length|reason" followed by the body.
+
+Per-host state `h:HOST`: i = leased now, n = earliest next start (ms), d = robots Crawl-delay
+(ms), b = current 429/503 backoff (ms). A host is in `ready` exactly when its queue is not
+empty and i < limit; its score is n, so `ZRANGEBYSCORE ready -inf now` lists the hosts that
+may start a request now and a waiting host costs the others nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from .redis_keys import BLOOM, HOST, QUEUE
+
+__all__ = ["COMMIT", "LEASE", "RECOVER", "RENEW", "SCRIPTS", "Script"]
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    name: str
+    source: str
+
+    @property
+    def sha(self) -> str:
+        return hashlib.sha1(self.source.encode()).hexdigest()
+
+
+_PRELUDE = (
+    r"""
+local P = ARGV[1]
+local K_READY, K_LEASES, K_DELAYED, K_TASKS, K_SEEN = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local K_STATS, K_FINAL, K_META, K_BACKLOG, K_WORKERS = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
+local QUEUE, HOST, BLOOM = '@QUEUE@', '@HOST@', '@BLOOM@'
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function num(v)
+  if v then return tonumber(v) end
+  return 0
+end
+
+local counts = {}
+local function count(name, delta)
+  counts[name] = (counts[name] or 0) + delta
+end
+local function flush_counts()
+  for name, delta in pairs(counts) do
+    if delta ~= 0 then redis.call('HINCRBY', K_STATS, name, delta) end
+  end
+end
+
+-- "attempts|score|host|body": attempts, score (string, kept exact), host, body position
+local function parse(v)
+  local a, s, h, pos = string.match(v, '^(%d+)|([^|]*)|([^|]*)|()')
+  return tonumber(a), s, h, pos
+end
+
+local function backlog(host, delta)
+  if redis.call('HINCRBY', K_BACKLOG, host, delta) <= 0 then
+    redis.call('HDEL', K_BACKLOG, host)
+  end
+end
+
+-- keep `ready` true to the host's state: listed iff queue not empty and below the limit
+local function refresh(host, limit)
+  local state = redis.call('HMGET', P .. HOST .. host, 'i', 'n')
+  if num(state[1]) < limit and redis.call('EXISTS', P .. QUEUE .. host) == 1 then
+    redis.call('ZADD', K_READY, num(state[2]), host)
+  else
+    redis.call('ZREM', K_READY, host)
+  end
+end
+
+local function final(fp, code, attempts, host, reason, v, pos)
+  redis.call('HSET', K_FINAL, fp, code .. '|' .. attempts .. '|' .. host .. '|' ..
+    string.len(reason) .. '|' .. reason .. string.sub(v, pos))
+end
+
+-- a try that did not succeed: attempts + 1, then dead, delayed or back in the host's queue
+local function requeue_failed(fp, v, reason, delay_ms, now, max_attempts, touched)
+  local a, s, h, pos = parse(v)
+  a = a + 1
+  touched[h] = true
+  if a >= max_attempts then
+    redis.call('HDEL', K_TASKS, fp)
+    final(fp, 'X', a, h, reason, v, pos)
+    count('dead', 1)
+    return h, false
+  end
+  redis.call('HSET', K_TASKS, fp, a .. '|' .. s .. '|' .. h .. '|' .. string.sub(v, pos))
+  count('queued', 1)
+  if delay_ms > 0 then
+    redis.call('ZADD', K_DELAYED, now + delay_ms, fp)
+  else
+    redis.call('ZADD', P .. QUEUE .. h, s, fp)
+    backlog(h, 1)
+  end
+  return h, true
+end
+
+-- expired leases go back to their queues (attempts + 1), at most `max_n` per call
+local function reclaim(now, cutoff, max_attempts, max_n, touched)
+  local expired = redis.call('ZRANGEBYSCORE', K_LEASES, '-inf', cutoff, 'LIMIT', 0, max_n)
+  for _, fp in ipairs(expired) do
+    redis.call('ZREM', K_LEASES, fp)
+    count('leased', -1)
+    count('expired', 1)
+    local v = redis.call('HGET', K_TASKS, fp)
+    if v then
+      local h = requeue_failed(fp, v, 'lease expired', 0, now, max_attempts, touched)
+      redis.call('HINCRBY', P .. HOST .. h, 'i', -1)
+    end
+  end
+  return #expired
+end
+
+-- retries whose delay is over go back to their queues
+local function wake(now, max_n, touched)
+  local due = redis.call('ZRANGEBYSCORE', K_DELAYED, '-inf', now, 'LIMIT', 0, max_n)
+  for _, fp in ipairs(due) do
+    redis.call('ZREM', K_DELAYED, fp)
+    local v = redis.call('HGET', K_TASKS, fp)
+    if v then
+      local _, s, h = parse(v)
+      redis.call('ZADD', P .. QUEUE .. h, s, fp)
+      backlog(h, 1)
+      touched[h] = true
+    end
+  end
+end
+""".replace("@QUEUE@", QUEUE)
+    .replace("@HOST@", HOST)
+    .replace("@BLOOM@", BLOOM)
+)
+
+# ARGV: P, limit, max_attempts, n, lease_ms, delay_ms, reclaim_max, worker
+# -> {now_ms, fp1, row1, fp2, row2, ...}
+LEASE = Script(
+    "lease",
+    _PRELUDE
+    + r"""
+local limit, max_attempts, n = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local lease_ms, delay_ms, reclaim_max = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local now = now_ms()
+local out = {now}
+if redis.call('HGET', K_META, 'paused') == '1' then return out end
+local touched = {}
+reclaim(now, now, max_attempts, reclaim_max, touched)
+wake(now, reclaim_max, touched)
+for h in pairs(touched) do refresh(h, limit) end
+redis.call('HSET', K_WORKERS, ARGV[8], now)
+
+local deadline = now + lease_ms
+local taken = 0
+while taken < n do
+  local hosts = redis.call('ZRANGEBYSCORE', K_READY, '-inf', now, 'LIMIT', 0, n - taken)
+  if #hosts == 0 then break end
+  for _, h in ipairs(hosts) do
+    if taken >= n then break end
+    local hk = P .. HOST .. h
+    local state = redis.call('HMGET', hk, 'i', 'd')
+    local inflight = num(state[1])
+    local delay = math.max(delay_ms, num(state[2]))
+    local want = limit - inflight
+    -- with a delay between starts, one start per host per call; the next waits `delay`
+    if delay > 0 and want > 1 then want = 1 end
+    if want > n - taken then want = n - taken end
+    if want > 0 then
+      local popped = redis.call('ZPOPMIN', P .. QUEUE .. h, want)
+      local got = #popped / 2
+      for i = 1, #popped, 2 do
+        local fp = popped[i]
+        redis.call('ZADD', K_LEASES, deadline, fp)
+        out[#out + 1] = fp
+        out[#out + 1] = redis.call('HGET', K_TASKS, fp)
+      end
+      if got > 0 then
+        taken = taken + got
+        redis.call('HSET', hk, 'i', inflight + got, 'n', now + delay)
+        backlog(h, -got)
+        count('leased', got)
+        count('queued', -got)
+      end
+    end
+    refresh(h, limit)
+  end
+end
+flush_counts()
+return out
+""",
+)
+
+# ARGV: P, limit, max_attempts, backoff_base_ms, backoff_max_ms, dedupe, out_of_scope,
+#       n_adds, (fp, host, priority_base, body, bloom_positions) * n_adds,
+#       n_settles, (fp, kind, reason, delay_ms, attempts or -1) * n_settles
+# dedupe: 'set' (SADD), 'bf' (BF.ADD), 'bits' (SETBIT positions "block|p1,p2,...")
+# kinds: D done, S skipped, F failed, R retry, H host-wide backoff, L release
+# -> {added, duplicates, settled_1 (1/0), settled_2, ...}
+COMMIT = Script(
+    "commit",
+    _PRELUDE
+    + r"""
+local limit, max_attempts = tonumber(ARGV[2]), tonumber(ARGV[3])
+local backoff_base, backoff_max, dedupe = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
+count('scope', tonumber(ARGV[7]))
+local now = now_ms()
+local touched = {}
+
+local function is_new(fp, positions)
+  if dedupe == 'set' then return redis.call('SADD', K_SEEN, fp) == 1 end
+  if dedupe == 'bf' then return redis.call('BF.ADD', K_SEEN, fp) == 1 end
+  local block, offsets = string.match(positions, '^(%d+)|(.*)$')
+  local key = P .. BLOOM .. block
+  local new = false
+  for offset in string.gmatch(offsets, '%d+') do
+    if redis.call('SETBIT', key, offset, 1) == 0 then new = true end
+  end
+  return new
+end
+
+local added, duplicates = 0, 0
+local n_adds = tonumber(ARGV[8])
+local i = 9
+if n_adds > 0 then
+  local seq = num(redis.call('HGET', K_STATS, 'seq'))
+  for _ = 1, n_adds do
+    local fp, h, base, body = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+    if is_new(fp, ARGV[i + 4]) then
+      seq = seq + 1
+      local s = string.format('%.17g', tonumber(base) + seq)
+      redis.call('HSET', K_TASKS, fp, '0|' .. s .. '|' .. h .. '|' .. body)
+      redis.call('ZADD', P .. QUEUE .. h, s, fp)
+      backlog(h, 1)
+      touched[h] = true
+      added = added + 1
+    else
+      duplicates = duplicates + 1
+    end
+    i = i + 5
+  end
+  redis.call('HSET', K_STATS, 'seq', string.format('%d', seq))
+  count('queued', added)
+  count('added', added)
+  count('dupes', duplicates)
+end
+
+local function settle(fp, kind, reason, delay, v)
+  local a, s, h, pos = parse(v)
+  local hk = P .. HOST .. h
+  redis.call('HINCRBY', hk, 'i', -1)
+  touched[h] = true
+  if kind == 'D' then
+    redis.call('HDEL', K_TASKS, fp)
+    redis.call('HDEL', hk, 'b')  -- a success ends the host's 429/503 backoff streak
+    count('done', 1)
+  elseif kind == 'S' or kind == 'F' then
+    redis.call('HDEL', K_TASKS, fp)
+    final(fp, kind, a, h, reason, v, pos)
+    if kind == 'S' then count('skipped', 1) else count('failed', 1) end
+  elseif kind == 'L' then
+    redis.call('ZADD', P .. QUEUE .. h, s, fp)
+    backlog(h, 1)
+    count('queued', 1)
+  else
+    local task_delay = delay
+    if kind == 'H' then
+      local wait = delay
+      if wait < 0 then
+        wait = math.min(backoff_max, math.max(backoff_base, 2 * num(redis.call('HGET', hk, 'b'))))
+      end
+      local nxt = math.max(num(redis.call('HGET', hk, 'n')), now + wait)
+      redis.call('HSET', hk, 'b', wait, 'n', nxt)
+      task_delay = 0
+    end
+    local _, requeued = requeue_failed(fp, v, reason, task_delay, now, max_attempts, touched)
+    if requeued then count('retried', 1) end
+  end
+end
+
+local out = {added, duplicates}
+local n_settles = tonumber(ARGV[i])
+i = i + 1
+for _ = 1, n_settles do
+  local fp, expected = ARGV[i], tonumber(ARGV[i + 4])
+  local ok = 0
+  local v = redis.call('HGET', K_TASKS, fp)
+  -- the attempts count tells leases of one task apart: a late call for an older lease of a
+  -- task that expired and was leased again must not settle the new lease
+  if v and (expected < 0 or tonumber(string.match(v, '^(%d+)|')) == expected)
+      and redis.call('ZREM', K_LEASES, fp) == 1 then
+    ok = 1
+    count('leased', -1)
+    settle(fp, ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), v)
+  end
+  out[#out + 1] = ok
+  i = i + 5
+end
+for h in pairs(touched) do refresh(h, limit) end
+flush_counts()
+return out
+""",
+)
+
+# ARGV: P, lease_ms, fp... -> {now_ms, renewed fp...}
+RENEW = Script(
+    "renew",
+    _PRELUDE
+    + r"""
+local now = now_ms()
+local deadline = now + tonumber(ARGV[2])
+local out = {now}
+for i = 3, #ARGV do
+  if redis.call('ZSCORE', K_LEASES, ARGV[i]) then
+    redis.call('ZADD', K_LEASES, deadline, ARGV[i])
+    out[#out + 1] = ARGV[i]
+  end
+end
+return out
+""",
+)
+
+# ARGV: P, limit, max_attempts -> number of leases expired now
+RECOVER = Script(
+    "recover",
+    _PRELUDE
+    + r"""
+local limit, max_attempts = tonumber(ARGV[2]), tonumber(ARGV[3])
+local now = now_ms()
+local touched = {}
+local n = reclaim(now, '+inf', max_attempts, redis.call('ZCARD', K_LEASES), touched)
+for h in pairs(touched) do refresh(h, limit) end
+flush_counts()
+return n
+""",
+)
+
+SCRIPTS = (LEASE, COMMIT, RENEW, RECOVER)

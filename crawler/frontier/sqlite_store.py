@@ -1,0 +1,477 @@
+"""The SQLite frontier's storage steps: plain synchronous SQL, one transaction per step.
+
+`SqliteStore` is what `SqliteFrontier` runs on its dedicated thread. Every step that changes
+state runs inside ``BEGIN IMMEDIATE`` (the write lock is taken first, so two processes never
+deadlock upgrading a read lock) and reads the clock only once it holds the lock. WAL mode lets
+`stats()` read while another process writes. `synchronous=NORMAL` with WAL keeps every
+committed step across a killed process; only a power cut can lose the last few commits.
+
+Task states: 0 queued, 1 leased (due = lease deadline), 2 waiting for a retry delay
+(due = when), 3 done, 4 skipped, 5 failed, 6 dead. A host row is `ready` (its next start
+time) exactly when it has queued tasks and is below the in-flight limit, and the partial
+index on `ready` makes "hosts that may start now" one index range scan.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from .admission import Admitted, unpack_body
+from .base import CommitResult, Settle, SettleKind
+from .settings import FrontierSettings
+from .task import FinalRecord, FinalState, FrontierStats, HostBacklog, Task
+
+__all__ = ["SqliteStore"]
+
+QUEUED, LEASED, DELAYED, DONE, SKIPPED, FAILED, DEAD = range(7)
+RECLAIM_PER_LEASE = 1000
+BUSY_TIMEOUT_MS = 60_000
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)
+    WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS seed_hosts (host TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS hosts (
+    host TEXT PRIMARY KEY,
+    inflight INTEGER NOT NULL DEFAULT 0,
+    next_start REAL NOT NULL DEFAULT 0,
+    crawl_delay REAL NOT NULL DEFAULT 0,
+    backoff REAL NOT NULL DEFAULT 0,
+    queued INTEGER NOT NULL DEFAULT 0,
+    ready REAL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS hosts_ready ON hosts (ready) WHERE ready IS NOT NULL;
+CREATE TABLE IF NOT EXISTS tasks (
+    fp BLOB PRIMARY KEY,
+    host TEXT NOT NULL,
+    state INTEGER NOT NULL,
+    priority INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    due REAL,
+    worker TEXT,
+    body BLOB,
+    reason TEXT
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS tasks_queue ON tasks (host, priority DESC, seq) WHERE state = 0;
+CREATE INDEX IF NOT EXISTS tasks_leased ON tasks (due) WHERE state = 1;
+CREATE INDEX IF NOT EXISTS tasks_delayed ON tasks (due) WHERE state = 2;
+CREATE INDEX IF NOT EXISTS tasks_final ON tasks (state) WHERE state >= 4;
+CREATE TABLE IF NOT EXISTS robots (origin TEXT PRIMARY KEY, entry BLOB NOT NULL,
+    expires REAL NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS robots_claims (origin TEXT PRIMARY KEY, holder TEXT NOT NULL,
+    expires REAL NOT NULL) WITHOUT ROWID;
+"""
+
+_COUNTER_NAMES = {
+    "queued": "queued", "leased": "leased", "done": "done", "skipped": "skipped",
+    "failed": "failed", "dead": "dead", "added": "added", "dupes": "duplicates",
+    "scope": "out_of_scope", "retried": "retried", "expired": "expired",
+}  # fmt: skip
+_FINAL_STATES = {SKIPPED: FinalState.SKIPPED, FAILED: FinalState.FAILED, DEAD: FinalState.DEAD}
+_KIND_STATE = {SettleKind.DONE: DONE, SettleKind.SKIPPED: SKIPPED, SettleKind.FAILED: FAILED}
+
+
+class SqliteStore:
+    """One connection to one frontier file; use it from a single thread."""
+
+    def __init__(self, path: str, settings: FrontierSettings) -> None:
+        self.path = path
+        self.settings = settings
+        self.db = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+        self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        self.db.execute("PRAGMA journal_mode = WAL")
+        self.db.execute("PRAGMA synchronous = NORMAL")
+        self._counts: dict[str, int] = defaultdict(int)
+        with self._write():
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    self.db.execute(statement)
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[float]:
+        """BEGIN IMMEDIATE ... COMMIT; yields the time read once the write lock is held."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield time.time()
+        except BaseException:
+            self._counts.clear()
+            self.db.execute("ROLLBACK")
+            raise
+        try:
+            self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
+
+    # ---- job -----------------------------------------------------------------------------
+
+    def meta(self, key: str) -> bytes | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def set_meta_if_missing(self, key: str, value: bytes | str) -> bytes | str:
+        with self._write():
+            self.db.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (key, value))
+            return self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0]
+
+    def set_meta(self, key: str, value: bytes | str) -> None:
+        with self._write():
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def add_seed_hosts(self, hosts: set[str]) -> None:
+        with self._write():
+            rows = [(host,) for host in hosts]
+            self.db.executemany("INSERT OR IGNORE INTO seed_hosts VALUES (?)", rows)
+            self._bump("scope_rev", 1)
+            self._flush_counts()
+
+    def load_scope(self, known_revision: int) -> tuple[int, set[str] | None]:
+        revision = self._counter("scope_rev")
+        if revision == known_revision:
+            return revision, None
+        return revision, {h for (h,) in self.db.execute("SELECT host FROM seed_hosts")}
+
+    # ---- commit: enqueue links/seeds and settle leased tasks ------------------------------
+
+    def commit(
+        self, adds: list[Admitted], settles: list[Settle], out_of_scope: int
+    ) -> CommitResult:
+        result = CommitResult()
+        with self._write() as now:
+            touched: set[str] = set()
+            self._bump("scope", out_of_scope)
+            if adds:
+                self._enqueue(adds, touched, result)
+            for item in settles:
+                result.settled.append(self._settle(item, now, touched))
+            self._refresh(touched)
+            self._flush_counts()
+        return result
+
+    def _enqueue(self, adds: list[Admitted], touched: set[str], result: CommitResult) -> None:
+        seq = self._counter("seq")
+        new_per_host: dict[str, int] = defaultdict(int)
+        insert = (
+            "INSERT OR IGNORE INTO tasks (fp, host, state, priority, seq, attempts, body) "
+            "VALUES (?, ?, 0, ?, ?, 0, ?)"
+        )
+        for row in adds:
+            seq += 1
+            if self.db.execute(insert, (row.fp, row.host, row.priority, seq, row.body)).rowcount:
+                new_per_host[row.host] += 1
+                result.added += 1
+            else:
+                result.duplicates += 1
+        self.db.executemany(
+            "INSERT INTO hosts (host, queued) VALUES (?, ?) "
+            "ON CONFLICT (host) DO UPDATE SET queued = queued + excluded.queued",
+            new_per_host.items(),
+        )
+        touched.update(new_per_host)
+        self._bump("seq", len(adds))
+        self._bump("queued", result.added)
+        self._bump("added", result.added)
+        self._bump("dupes", result.duplicates)
+
+    def _settle(self, item: Settle, now: float, touched: set[str]) -> bool:
+        row = self.db.execute(
+            "SELECT host, attempts FROM tasks WHERE fp = ? AND state = 1", (item.fp,)
+        ).fetchone()
+        if row is None or (item.attempts >= 0 and row[1] != item.attempts):
+            return False  # not leased, or a late call for an older lease of this task
+        host, attempts = row
+        touched.add(host)
+        self._bump("leased", -1)
+        self.db.execute("UPDATE hosts SET inflight = inflight - 1 WHERE host = ?", (host,))
+        kind = item.kind
+        if kind is SettleKind.DONE:
+            self.db.execute(
+                "UPDATE tasks SET state = 3, due = NULL, worker = NULL, body = NULL WHERE fp = ?",
+                (item.fp,),
+            )
+            self.db.execute("UPDATE hosts SET backoff = 0 WHERE host = ?", (host,))
+            self._bump("done", 1)
+        elif kind in _KIND_STATE:
+            self._finish(item.fp, _KIND_STATE[kind], item.reason, attempts)
+        elif kind is SettleKind.RELEASE:
+            self._requeue(item.fp, host, attempts, 0.0, now)
+        else:
+            delay = item.delay
+            if kind is SettleKind.BACKOFF:
+                self._back_off_host(host, delay, now)
+                delay = 0.0
+            if self._failed_try(item.fp, host, attempts, item.reason, delay, now):
+                self._bump("retried", 1)
+        return True
+
+    def _finish(self, fp: bytes, state: int, reason: str, attempts: int) -> None:
+        self.db.execute(
+            "UPDATE tasks SET state = ?, reason = ?, attempts = ?, due = NULL WHERE fp = ?",
+            (state, reason, attempts, fp),
+        )
+        self._bump({SKIPPED: "skipped", FAILED: "failed", DEAD: "dead"}[state], 1)
+
+    def _failed_try(
+        self, fp: bytes, host: str, attempts: int, reason: str, delay: float, now: float
+    ) -> bool:
+        """attempts + 1; dead at max_attempts, else back in the queue (after `delay`)."""
+        attempts += 1
+        if attempts >= self.settings.max_attempts:
+            self._finish(fp, DEAD, reason, attempts)
+            return False
+        self._requeue(fp, host, attempts, delay, now)
+        return True
+
+    def _requeue(self, fp: bytes, host: str, attempts: int, delay: float, now: float) -> None:
+        if delay > 0:
+            self.db.execute(
+                "UPDATE tasks SET state = 2, due = ?, attempts = ?, worker = NULL WHERE fp = ?",
+                (now + delay, attempts, fp),
+            )
+        else:
+            self.db.execute(
+                "UPDATE tasks SET state = 0, due = NULL, attempts = ?, worker = NULL WHERE fp = ?",
+                (attempts, fp),
+            )
+            self.db.execute("UPDATE hosts SET queued = queued + 1 WHERE host = ?", (host,))
+        self._bump("queued", 1)
+
+    def _back_off_host(self, host: str, delay: float, now: float) -> None:
+        """429/503: the whole host waits `delay`, or its next exponential backoff step."""
+        (backoff,) = self.db.execute(
+            "SELECT backoff FROM hosts WHERE host = ?", (host,)
+        ).fetchone()
+        s = self.settings
+        wait = delay if delay >= 0 else min(s.backoff_max, max(s.backoff_base, 2 * backoff))
+        self.db.execute(
+            "UPDATE hosts SET backoff = ?, next_start = max(next_start, ?) WHERE host = ?",
+            (wait, now + wait, host),
+        )
+
+    # ---- lease / renew -------------------------------------------------------------------
+
+    def lease(self, n: int, worker: str) -> list[Task]:
+        s = self.settings
+        tasks: list[Task] = []
+        with self._write() as now:
+            if self.meta("paused") == b"1":
+                return tasks
+            touched: set[str] = set()
+            self._reclaim(now, now, RECLAIM_PER_LEASE, touched)
+            self._wake(now, touched)
+            self._refresh(touched)
+            deadline = now + s.lease_seconds
+            while len(tasks) < n:
+                hosts = self.db.execute(
+                    "SELECT host, inflight, crawl_delay FROM hosts WHERE ready <= ? "
+                    "ORDER BY ready LIMIT ?",
+                    (now, n - len(tasks)),
+                ).fetchall()
+                if not hosts:
+                    break
+                for host, inflight, crawl_delay in hosts:
+                    if len(tasks) >= n:
+                        break
+                    delay = max(s.per_host_delay, crawl_delay)
+                    want = min(s.per_host_limit - inflight, n - len(tasks))
+                    if delay > 0:
+                        want = min(want, 1)
+                    if want > 0:
+                        self._lease_host(host, want, worker, now, now + delay, deadline, tasks)
+                    self._refresh((host,))
+            self._flush_counts()
+        return tasks
+
+    def _lease_host(
+        self,
+        host: str,
+        want: int,
+        worker: str,
+        now: float,
+        next_start: float,
+        deadline: float,
+        tasks: list[Task],
+    ) -> None:
+        rows = self.db.execute(
+            "SELECT fp, attempts, body FROM tasks WHERE host = ? AND state = 0 "
+            "ORDER BY priority DESC, seq LIMIT ?",
+            (host, want),
+        ).fetchall()
+        if not rows:
+            return
+        self.db.executemany(
+            "UPDATE tasks SET state = 1, due = ?, worker = ? WHERE fp = ?",
+            [(deadline, worker, fp) for fp, _, _ in rows],
+        )
+        self.db.execute(
+            "UPDATE hosts SET inflight = inflight + ?, queued = queued - ?, next_start = ? "
+            "WHERE host = ?",
+            (len(rows), len(rows), next_start, host),
+        )
+        for fp, attempts, body in rows:
+            tasks.append(unpack_body(fp, body, host=host, attempts=attempts, deadline=deadline))
+        self._bump("leased", len(rows))
+        self._bump("queued", -len(rows))
+
+    def _reclaim(self, now: float, cutoff: float, limit: int, touched: set[str]) -> int:
+        """Expired leases back to their queues with attempts + 1 (dead at max_attempts)."""
+        rows = self.db.execute(
+            "SELECT fp, host, attempts FROM tasks WHERE state = 1 AND due <= ? "
+            "ORDER BY due LIMIT ?",
+            (cutoff, limit),
+        ).fetchall()
+        for fp, host, attempts in rows:
+            self.db.execute("UPDATE hosts SET inflight = inflight - 1 WHERE host = ?", (host,))
+            self._failed_try(fp, host, attempts, "lease expired", 0.0, now)
+            touched.add(host)
+        self._bump("leased", -len(rows))
+        self._bump("expired", len(rows))
+        return len(rows)
+
+    def _wake(self, now: float, touched: set[str]) -> None:
+        """Retries whose delay is over go back to their hosts' queues."""
+        rows = self.db.execute(
+            "SELECT fp, host FROM tasks WHERE state = 2 AND due <= ? LIMIT ?",
+            (now, RECLAIM_PER_LEASE),
+        ).fetchall()
+        for fp, host in rows:
+            self.db.execute("UPDATE tasks SET state = 0, due = NULL WHERE fp = ?", (fp,))
+            self.db.execute("UPDATE hosts SET queued = queued + 1 WHERE host = ?", (host,))
+            touched.add(host)
+
+    def _refresh(self, hosts: set[str] | tuple[str, ...]) -> None:
+        self.db.executemany(
+            "UPDATE hosts SET ready = CASE WHEN queued > 0 AND inflight < ? THEN next_start "
+            "ELSE NULL END WHERE host = ?",
+            [(self.settings.per_host_limit, h) for h in hosts],
+        )
+
+    def renew(self, fps: list[bytes]) -> tuple[set[str], float]:
+        renewed: set[str] = set()
+        with self._write() as now:
+            deadline = now + self.settings.lease_seconds
+            for fp in fps:
+                if self.db.execute(
+                    "UPDATE tasks SET due = ? WHERE fp = ? AND state = 1", (deadline, fp)
+                ).rowcount:
+                    renewed.add(fp.hex())
+        return renewed, deadline
+
+    def recover_leases(self) -> int:
+        with self._write() as now:
+            touched: set[str] = set()
+            count = self._reclaim(now, float("inf"), -1, touched)
+            self._refresh(touched)
+            self._flush_counts()
+        return count
+
+    # ---- hosts, robots, listing ----------------------------------------------------------
+
+    def set_host_delay(self, host: str, seconds: float) -> None:
+        with self._write():
+            self.db.execute(
+                "INSERT INTO hosts (host, crawl_delay) VALUES (?, ?) "
+                "ON CONFLICT (host) DO UPDATE SET crawl_delay = excluded.crawl_delay",
+                (host, seconds),
+            )
+
+    def robots_get(self, origin: str) -> bytes | None:
+        row = self.db.execute(
+            "SELECT entry FROM robots WHERE origin = ? AND expires > ?", (origin, time.time())
+        ).fetchone()
+        return None if row is None else row[0]
+
+    def robots_put(self, origin: str, entry: bytes, ttl: float) -> None:
+        with self._write() as now:
+            self.db.execute(
+                "INSERT OR REPLACE INTO robots VALUES (?, ?, ?)", (origin, entry, now + ttl)
+            )
+
+    def robots_claim(self, origin: str, holder: str, ttl: float) -> bool:
+        with self._write() as now:
+            row = self.db.execute(
+                "SELECT expires FROM robots_claims WHERE origin = ?", (origin,)
+            ).fetchone()
+            if row is not None and row[0] > now:
+                return False
+            self.db.execute(
+                "INSERT OR REPLACE INTO robots_claims VALUES (?, ?, ?)", (origin, holder, now + ttl)
+            )
+            return True
+
+    def stats(self) -> FrontierStats:
+        stats = FrontierStats()
+        for name, value in self.db.execute("SELECT name, value FROM counters"):
+            if name in _COUNTER_NAMES:
+                setattr(stats, _COUNTER_NAMES[name], value)
+        (stats.hosts_with_backlog,) = self.db.execute(
+            "SELECT count(*) FROM hosts WHERE queued > 0"
+        ).fetchone()
+        stats.paused = self.meta("paused") == b"1"
+        return stats
+
+    def is_finished(self) -> bool:
+        return self._counter("queued") == 0 and self._counter("leased") == 0
+
+    def failures(self, limit: int) -> list[FinalRecord]:
+        rows = self.db.execute(
+            "SELECT fp, state, reason, attempts, host, body FROM tasks WHERE state >= 4 LIMIT ?",
+            (limit,),
+        )
+        records = []
+        for fp, state, reason, attempts, host, body in rows:
+            task = unpack_body(fp, body, host=host, attempts=attempts)
+            records.append(
+                FinalRecord(
+                    id=task.id,
+                    url=task.url,
+                    state=_FINAL_STATES[state],
+                    reason=reason or "",
+                    attempts=attempts,
+                    host=host,
+                    depth=task.depth,
+                    parent=task.parent,
+                )
+            )
+        return records
+
+    def busiest_hosts(self, n: int) -> list[HostBacklog]:
+        rows = self.db.execute(
+            "SELECT host, queued FROM hosts WHERE queued > 0 ORDER BY queued DESC, host LIMIT ?",
+            (n,),
+        )
+        return [HostBacklog(host, queued) for host, queued in rows]
+
+    def clear(self) -> None:
+        with self._write():
+            for table in ("counters", "seed_hosts", "hosts", "tasks", "robots", "robots_claims"):
+                self.db.execute(f"DELETE FROM {table}")
+            self.db.execute("DELETE FROM meta WHERE key NOT IN ('job', 'settings')")
+
+    # ---- counters ------------------------------------------------------------------------
+
+    def _counter(self, name: str) -> int:
+        row = self.db.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def _bump(self, name: str, delta: int) -> None:
+        if delta:
+            self._counts[name] += delta
+
+    def _flush_counts(self) -> None:
+        self.db.executemany(
+            "INSERT INTO counters VALUES (?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+            [(name, delta) for name, delta in self._counts.items() if delta],
+        )
+        self._counts.clear()

@@ -1,0 +1,402 @@
+"""HTTP/1.1 on the wire, without any I/O: request heads out, response heads and bodies in.
+
+`encode_request_head` turns a method, a request target and header pairs into the bytes to send,
+refusing CR, LF and NUL anywhere (no header or request-line injection). `ResponseParser` takes
+received bytes (`feed`, `feed_eof`) and calls a receiver back with the head, body pieces and the
+end of the message; it enforces the size limits on the status line, on each header and on the
+number of headers. Parsing is `httptools` (llhttp); this module only adds policy on top of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import httptools
+
+__all__ = [
+    "MAX_FIELD_SIZE",
+    "MAX_HEADERS",
+    "MAX_LINE_SIZE",
+    "BadHeader",
+    "BadStatusLine",
+    "BodyError",
+    "HeadError",
+    "LineTooLong",
+    "ResponseHead",
+    "ResponseParser",
+    "ResponseReceiver",
+    "TooManyHeaders",
+    "WireError",
+    "encode_request_head",
+]
+
+MAX_LINE_SIZE = 8190
+MAX_FIELD_SIZE = 8190
+MAX_HEADERS = 256
+
+# RFC 9110 token characters: what a method or a header name may be made of.
+_TOKEN_CHARS = frozenset(
+    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
+# Names already checked, so the common headers cost one set look-up per request.
+_good_names: set[str] = set()
+_good_methods: set[str] = {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"}
+
+
+class WireError(Exception):
+    """The peer sent bytes that are not a usable HTTP/1.1 response."""
+
+
+class HeadError(WireError):
+    """The response head (status line or headers) is malformed or too large."""
+
+
+class BadStatusLine(HeadError):
+    """The first line is not an HTTP/1.x status line."""
+
+
+class LineTooLong(HeadError):
+    """A status line or header is longer than the limit."""
+
+
+class BadHeader(HeadError):
+    """A header line is malformed."""
+
+
+class TooManyHeaders(HeadError):
+    """More header lines than the limit."""
+
+
+class BodyError(WireError):
+    """The body framing is broken: bad chunk, truncated body, data after the end."""
+
+
+# --- request side -----------------------------------------------------------------------------
+
+
+def _check_token(kind: str, value: str) -> None:
+    if not value or not _TOKEN_CHARS.issuperset(value):
+        raise ValueError(f"invalid {kind} {value!r}: only RFC 9110 token characters are allowed")
+
+
+def _find_injection(method: str, target: str, headers: list[tuple[str, str]]) -> str:
+    """Say which part of a request head carries a forbidden character (slow path, for errors)."""
+    for ch in ("\r", "\n", "\x00"):
+        if ch in target:
+            return f"request target {target!r} contains {ch!r}"
+        for name, value in headers:
+            if ch in value:
+                return f"value of header {name!r} contains {ch!r}"
+            if ch in name:
+                return f"header name {name!r} contains {ch!r}"
+    if " " in target:
+        return f"request target {target!r} contains a space"
+    return f"malformed request head for {method} {target!r}"
+
+
+def encode_request_head(method: str, target: str, headers: list[tuple[str, str]]) -> bytes:
+    """The bytes of `METHOD target HTTP/1.1` plus header lines plus the blank line.
+
+    Raises ValueError before anything is built for the wire when the method or a header name is
+    not a token, or when CR, LF or NUL appear anywhere (or a space in the target).
+    """
+    if method not in _good_methods:
+        _check_token("method", method)
+        _good_methods.add(method)
+    for name, _ in headers:
+        if name not in _good_names:
+            _check_token("header name", name)
+            if len(_good_names) < 4096:
+                _good_names.add(name)
+    lines = [f"{method} {target} HTTP/1.1\r\n"]
+    lines.extend([f"{name}: {value}\r\n" for name, value in headers])
+    lines.append("\r\n")
+    head = "".join(lines)
+    # One C-level scan per character instead of one check per header: a CR, LF or NUL smuggled in
+    # a target or value shows up as an extra line ending (or a NUL) in the finished head.
+    expected = len(headers) + 2
+    if (
+        head.count("\n") != expected
+        or head.count("\r") != expected
+        or "\x00" in head
+        or " " in target
+    ):
+        raise ValueError(_find_injection(method, target, headers))
+    return head.encode("utf-8", "surrogateescape")
+
+
+# --- response side ----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ResponseHead:
+    """A parsed status line and header block."""
+
+    status: int
+    reason: str
+    version: tuple[int, int]
+    raw_headers: list[tuple[bytes, bytes]]
+    # Framing and policy facts picked out while parsing, so nobody re-scans the headers.
+    content_length: int | None
+    chunked: bool
+    content_encoding: str
+    has_set_cookie: bool
+    keep_alive: bool
+    upgrade: bool
+
+
+class ResponseReceiver(Protocol):
+    """What `ResponseParser` reports to: one head, body pieces, then the end."""
+
+    def on_head(self, head: ResponseHead) -> None: ...
+
+    def on_informational(self, head: ResponseHead) -> None: ...
+
+    def on_body(self, data: bytes) -> None: ...
+
+    def on_message_complete(self, keep_alive: bool) -> None: ...
+
+
+class _StopParsing(Exception):
+    """Raised inside a callback to stop llhttp (after the head of a HEAD response, say)."""
+
+
+# Parser states: waiting for a head, inside a body, message finished.
+_HEAD, _BODY, _DONE = 0, 1, 2
+
+# Header names we act on, found by length first so most headers cost one len() call.
+_WATCHED_LENGTHS = frozenset({10, 14, 16, 17})
+
+
+class ResponseParser:
+    """Parse one response at a time; call `expect()` before each one.
+
+    The receiver is called from inside `feed`; it should only record and forward. After
+    `on_message_complete` any further byte is an error (we never pipeline), reported by `feed`.
+    """
+
+    __slots__ = (
+        "_chunked",
+        "_content_encoding",
+        "_content_length",
+        "_has_set_cookie",
+        "_head_consumed",
+        "_head_fed",
+        "_head_request",
+        "_max_field_size",
+        "_max_headers",
+        "_max_line_size",
+        "_parser",
+        "_raw_headers",
+        "_reason",
+        "_receiver",
+        "_reset_needed",
+        "_state",
+        "_status",
+        "_until_close",
+        "on_body",
+    )
+
+    def __init__(
+        self,
+        receiver: ResponseReceiver,
+        *,
+        max_line_size: int = MAX_LINE_SIZE,
+        max_field_size: int = MAX_FIELD_SIZE,
+        max_headers: int = MAX_HEADERS,
+    ) -> None:
+        self._receiver = receiver
+        # httptools looks `on_body` up once, at construction: point it straight at the receiver
+        # so a body piece costs no extra Python call.
+        self.on_body = receiver.on_body
+        self._max_line_size = max_line_size
+        self._max_field_size = max_field_size
+        self._max_headers = max_headers
+        self._parser = httptools.HttpResponseParser(self)
+        self._reset_needed = False
+        self._head_request = False
+        self._state = _DONE
+        self._new_message()
+
+    def _new_message(self) -> None:
+        self._raw_headers: list[tuple[bytes, bytes]] = []
+        self._reason = b""
+        self._status = 0
+        self._content_length: int | None = None
+        self._chunked = False
+        self._content_encoding = ""
+        self._has_set_cookie = False
+        self._until_close = False
+        self._head_fed = 0
+        self._head_consumed = 0
+
+    @property
+    def until_close(self) -> bool:
+        """True when the current body ends only when the peer closes the connection."""
+        return self._until_close
+
+    @property
+    def in_body(self) -> bool:
+        return self._state == _BODY
+
+    def expect(
+        self,
+        *,
+        head_request: bool = False,
+        max_line_size: int | None = None,
+        max_field_size: int | None = None,
+        max_headers: int | None = None,
+    ) -> None:
+        """Get ready for the next response (to a HEAD request when `head_request`).
+
+        Limits given here replace the ones from the constructor.
+        """
+        if max_line_size is not None:
+            self._max_line_size = max_line_size
+        if max_field_size is not None:
+            self._max_field_size = max_field_size
+        if max_headers is not None:
+            self._max_headers = max_headers
+        if self._reset_needed:
+            self._parser = httptools.HttpResponseParser(self)
+            self._reset_needed = False
+        self._head_request = head_request
+        self._state = _HEAD
+        self._new_message()
+
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        """Parse received bytes; raises a `WireError` subclass for a broken response."""
+        if self._state == _HEAD:
+            self._head_fed += len(data)
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            self._reset_needed = True
+            if isinstance(cause, _StopParsing):
+                return
+            if isinstance(cause, Exception):
+                # Our own error (or the receiver's) raised inside a callback: surface it as is.
+                raise cause from None
+            raise
+        except httptools.HttpParserUpgrade:
+            # We never ask for an upgrade on a pooled request (WebSockets take a detached
+            # transport), so a 101 here is a broken or hostile server.
+            self._reset_needed = True
+            raise HeadError("unexpected protocol upgrade (101) in an HTTP/1.1 exchange") from None
+        except httptools.HttpParserInvalidStatusError as exc:
+            self._reset_needed = True
+            raise BadStatusLine(f"invalid HTTP status line: {exc}") from None
+        except httptools.HttpParserError as exc:
+            self._reset_needed = True
+            if self._state == _BODY:
+                raise BodyError(f"malformed response body: {exc}") from None
+            if self._state == _DONE:
+                raise BodyError(f"unexpected data after the response: {exc}") from None
+            if not self._parser.get_status_code():
+                raise BadStatusLine(f"invalid HTTP status line: {exc}") from None
+            raise HeadError(f"malformed response head: {exc}") from None
+        if self._state == _HEAD and self._head_fed - self._head_consumed > (
+            self._max_line_size + 2 * self._max_field_size + 4
+        ):
+            # A header line that never ends: refuse it before llhttp buffers any more of it.
+            self._reset_needed = True
+            raise LineTooLong(
+                f"response head line longer than {self._max_field_size} bytes "
+                f"(or status line longer than {self._max_line_size})"
+            )
+
+    def feed_eof(self) -> None:
+        """The peer closed. Ends a read-until-close body; anything else unfinished is an error."""
+        if self._state == _BODY and self._until_close:
+            self._state = _DONE
+            self._reset_needed = True
+            self._receiver.on_message_complete(False)
+            return
+        if self._state == _BODY:
+            raise BodyError("connection closed before the response body was complete")
+        if self._state == _HEAD and self._head_fed:
+            raise HeadError("connection closed in the middle of the response head")
+
+    # --- httptools callbacks ---
+
+    def on_message_begin(self) -> None:
+        if self._state == _DONE:
+            raise BodyError("unexpected data after the response")
+
+    def on_status(self, reason: bytes) -> None:
+        self._reason += reason
+        self._head_consumed += len(reason) + 15  # "HTTP/1.1 200 " and CRLF around the reason
+        if len(self._reason) + 13 > self._max_line_size:
+            raise LineTooLong(f"status line longer than {self._max_line_size} bytes")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        limit = self._max_field_size
+        if len(name) > limit:
+            raise LineTooLong(f"header name longer than {limit} bytes: {name[:40]!r}...")
+        if len(value) > limit:
+            raise LineTooLong(f"value of header {name[:100]!r} longer than {limit} bytes")
+        if self._state != _HEAD:
+            return  # a chunked body's trailer: framing is over, nothing here we act on
+        raw = self._raw_headers
+        raw.append((name, value))
+        if len(raw) > self._max_headers:
+            raise TooManyHeaders(f"more than {self._max_headers} response headers")
+        self._head_consumed += len(name) + len(value) + 4
+        if len(name) in _WATCHED_LENGTHS:
+            self._watch_header(name.lower(), value)
+
+    def _watch_header(self, lname: bytes, value: bytes) -> None:
+        if lname == b"content-length":
+            try:
+                self._content_length = int(value)
+            except ValueError:
+                raise BadHeader(f"invalid Content-Length {value[:40]!r}") from None
+        elif lname == b"transfer-encoding":
+            self._chunked = value.rstrip().lower().endswith(b"chunked")
+        elif lname == b"content-encoding":
+            self._content_encoding = value.strip().lower().decode("latin-1")
+        elif lname == b"set-cookie":
+            self._has_set_cookie = True
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        status = parser.get_status_code()
+        self._status = status
+        version = (1, 1) if parser.get_http_version() == "1.1" else (1, 0)
+        head = ResponseHead(
+            status,
+            self._reason.decode("utf-8", "surrogateescape"),
+            version,
+            self._raw_headers,
+            self._content_length,
+            self._chunked,
+            self._content_encoding,
+            self._has_set_cookie,
+            parser.should_keep_alive(),
+            parser.should_upgrade(),
+        )
+        if status < 200:
+            # 1xx: llhttp ends this message by itself and goes on with the final response.
+            self._receiver.on_informational(head)
+            self._new_message()
+            return
+        self._state = _BODY
+        bodyless = status in (204, 304) or self._head_request
+        self._until_close = (
+            not bodyless and not self._chunked and self._content_length is None
+        )
+        self._receiver.on_head(head)
+        if self._head_request:
+            # llhttp does not know the request was HEAD and would read a Content-Length body:
+            # end the message here and start a fresh parser for the next response.
+            self._state = _DONE
+            self._receiver.on_message_complete(head.keep_alive)
+            raise _StopParsing
+
+    def on_message_complete(self) -> None:
+        if self._status < 200:
+            return
+        self._state = _DONE
+        self._receiver.on_message_complete(self._parser.should_keep_alive())

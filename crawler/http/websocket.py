@@ -1,0 +1,402 @@
+"""Client WebSockets: the handshake over a fresh transport, and `ws_connect` through a session.
+
+`websocket_handshake` upgrades a connected transport (TCP or TLS, nothing sent yet) and returns
+a `ClientWebSocketResponse`. `ws_connect` is what `ClientSession.ws_connect` runs: the session's
+URL, header, cookie, auth, proxy, TLS and timeout settings, a connection from its connector, then
+the handshake. Framing is wsproto's (ws_protocol.py); the user's API is in ws_response.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+from http.cookies import CookieError, SimpleCookie
+from typing import TYPE_CHECKING, Any
+
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+from crawler.http import dialer, proxy_env
+from crawler.http.auth import BasicAuth
+from crawler.http.connector import make_key
+from crawler.http.dns_cache import HostResolver
+from crawler.http.errors import (
+    ConnectionKeyInfo,
+    ConnectionTimeoutError,
+    RequestInfo,
+    ServerDisconnectedError,
+    ServerTimeoutError,
+    WSServerHandshakeError,
+)
+from crawler.http.request import build_url, merge_headers, pick_auth
+from crawler.http.resolver import DefaultResolver
+from crawler.http.tls import SSLSetting, resolve_ssl
+from crawler.http.ws_handshake import (
+    WS_SCHEMES,
+    HandshakeFailure,
+    HeadersLike,
+    build_upgrade_request,
+    negotiated_terms,
+    normalize_ws_url,
+)
+from crawler.http.ws_messages import (
+    ClientWSTimeout,
+    WebSocketError,
+    WSCloseCode,
+    WSMessage,
+    WSMsgType,
+)
+from crawler.http.ws_protocol import WebSocketProtocol, discard_transport
+from crawler.http.ws_response import ClientWebSocketResponse
+
+if TYPE_CHECKING:
+    from crawler.http.session import ClientSession
+    from crawler.http.timeouts import ClientTimeout
+
+__all__ = [
+    "DEFAULT_MAX_MSG_SIZE",
+    "DEFAULT_WS_CLIENT_TIMEOUT",
+    "ClientWSTimeout",
+    "ClientWebSocketResponse",
+    "WSCloseCode",
+    "WSMessage",
+    "WSMsgType",
+    "WebSocketError",
+    "websocket_handshake",
+    "ws_connect",
+]
+
+DEFAULT_MAX_MSG_SIZE = 4 * 1024 * 1024
+DEFAULT_WS_CLIENT_TIMEOUT = ClientWSTimeout(ws_receive=None, ws_close=10.0)
+
+
+def ws_timeout(
+    timeout: ClientWSTimeout | float | None, receive_timeout: float | None
+) -> ClientWSTimeout:
+    """Merge the two spellings: `timeout=ClientWSTimeout(...)`, or a number (close timeout)."""
+    if isinstance(timeout, ClientWSTimeout):
+        if receive_timeout is not None:
+            return ClientWSTimeout(ws_receive=receive_timeout, ws_close=timeout.ws_close)
+        return timeout
+    return ClientWSTimeout(ws_receive=receive_timeout, ws_close=timeout)
+
+
+async def websocket_handshake(
+    transport: asyncio.Transport,
+    *,
+    url: str | URL,
+    protocols: Iterable[str] = (),
+    headers: HeadersLike | None = None,
+    origin: str | None = None,
+    compress: int = 15,
+    timeout: ClientWSTimeout | float | None = 10.0,
+    receive_timeout: float | None = None,
+    autoclose: bool = True,
+    autoping: bool = True,
+    heartbeat: float | None = None,
+    max_msg_size: int = DEFAULT_MAX_MSG_SIZE,
+    handshake_timeout: float | None = None,
+) -> ClientWebSocketResponse:
+    """Upgrade a freshly connected transport (TCP or TLS, nothing sent yet) to a WebSocket.
+
+    The transport becomes the WebSocket's: it is closed on every failure. Raises
+    WSServerHandshakeError (with the status) when the server does not upgrade properly,
+    ServerDisconnectedError when it closes first, ServerTimeoutError after `handshake_timeout`.
+    `timeout` bounds the close handshake (or is a ClientWSTimeout); `receive_timeout` bounds
+    each `receive()`.
+    """
+    try:
+        url = normalize_ws_url(url)
+        request = build_upgrade_request(
+            url, protocols=protocols, headers=headers, origin=origin, compress=compress
+        )
+        _check_limits(heartbeat, max_msg_size)
+        protocol = WebSocketProtocol(
+            asyncio.get_running_loop(),
+            autoping=autoping,
+            autoclose=autoclose,
+            max_msg_size=max_msg_size,
+        )
+    except ValueError:
+        # Nothing was sent; the transport is still ours to close, as on every other failure.
+        await discard_transport(transport)
+        raise
+    budget = asyncio.timeout(handshake_timeout)
+    try:
+        protocol.start(transport, request)
+        async with budget:
+            outcome = await protocol.wait_handshake()
+    except BaseException as exc:
+        # Timed out, cancelled (an outer timeout, say) or failed to write: the socket goes,
+        # and is gone before we return, so no caller is left with a half-open connection.
+        transport.abort()
+        if protocol.transport is not None:
+            await protocol.wait_closed()
+        if isinstance(exc, TimeoutError) and budget.expired():
+            raise ServerTimeoutError(
+                f"WebSocket handshake with {url} timed out after {handshake_timeout} seconds"
+            ) from None
+        raise
+
+    if isinstance(outcome, HandshakeFailure):
+        await protocol.wait_closed()
+        if outcome.status is None:
+            raise ServerDisconnectedError(f"{outcome.reason} ({url})")
+        raise WSServerHandshakeError(
+            _request_info(url, request.extra_headers),
+            status=outcome.status,
+            message=outcome.reason,
+            headers=CIMultiDictProxy(CIMultiDict(outcome.headers)),
+        )
+
+    ws = ClientWebSocketResponse(
+        protocol,
+        url=url,
+        negotiated=negotiated_terms(outcome),
+        timeout=ws_timeout(timeout, receive_timeout),
+        autoclose=autoclose,
+    )
+    if heartbeat is not None:
+        protocol.start_heartbeat(heartbeat)
+    return ws
+
+
+def _check_limits(heartbeat: float | None, max_msg_size: int) -> None:
+    if heartbeat is not None and heartbeat <= 0:
+        raise ValueError(f"heartbeat must be > 0 seconds, got {heartbeat}")
+    if max_msg_size < 0:
+        raise ValueError(f"max_msg_size must be >= 0 (0 = no limit), got {max_msg_size}")
+
+
+def _request_info(url: URL, extra_headers: list[tuple[bytes, bytes]]) -> RequestInfo:
+    headers = CIMultiDict(
+        (name.decode("ascii"), value.decode("latin-1")) for name, value in extra_headers
+    )
+    return RequestInfo(url=url, method="GET", headers=CIMultiDictProxy(headers), real_url=url)
+
+
+# --- through a session -----------------------------------------------------------------------
+
+
+async def ws_connect(
+    session: ClientSession,
+    url: str | URL,
+    *,
+    protocols: Iterable[str] = (),
+    timeout: ClientWSTimeout | float | None = DEFAULT_WS_CLIENT_TIMEOUT,
+    receive_timeout: float | None = None,
+    autoclose: bool = True,
+    autoping: bool = True,
+    heartbeat: float | None = None,
+    auth: BasicAuth | None = None,
+    origin: str | None = None,
+    params: Any = None,
+    headers: Any = None,
+    proxy: str | URL | None = None,
+    proxy_auth: BasicAuth | None = None,
+    proxy_headers: Mapping[str, str] | None = None,
+    ssl: SSLSetting = True,
+    verify_ssl: bool | None = None,
+    fingerprint: bytes | None = None,
+    ssl_context: Any = None,
+    server_hostname: str | None = None,
+    compress: int = 15,
+    max_msg_size: int = DEFAULT_MAX_MSG_SIZE,
+) -> ClientWebSocketResponse:
+    """Open a WebSocket to `url` (ws://, wss://, http:// or https://) with `session`'s settings.
+
+    The session's base URL, default headers, auth (or netrc with trust_env), cookies, proxy
+    (explicit, session default or from the environment), TLS settings and timeout (`connect`
+    for getting a connection, `sock_read` for the handshake answer, `total` for both) apply.
+    Cookies set by the server's 101 answer go into the session's jar. `timeout` and the rest
+    are the WebSocket's own (see `websocket_handshake`).
+    """
+    connector = session.connector
+    if session.closed or connector is None:
+        raise RuntimeError("Session is closed")
+    http_url = build_url(_as_http(url), base_url=session.base_url, params=params)
+    caller = merge_headers(session.headers, headers)
+    http_url, auth = pick_auth(http_url, auth, session.auth, caller)
+    if auth is None and session.trust_env:
+        auth = proxy_env.netrc_auth(http_url.host or "")
+    request_headers = _handshake_headers(session, http_url, caller, auth)
+    ws_url = normalize_ws_url(http_url)
+    # Refuse bad input (CR/LF in a header, a bad subprotocol...) before opening a connection.
+    build_upgrade_request(
+        ws_url, protocols=protocols, headers=request_headers, origin=origin, compress=compress
+    )
+    _check_limits(heartbeat, max_msg_size)
+    if ssl is not True or verify_ssl is not None or ssl_context is not None or fingerprint:
+        ssl = resolve_ssl(
+            ssl, verify_ssl=verify_ssl, ssl_context=ssl_context, fingerprint=fingerprint
+        )
+    proxy_url, proxy_auth = session._proxy_for(http_url, proxy, proxy_auth)
+    client_timeout = session.timeout
+
+    try:
+        async with asyncio.timeout(client_timeout.total) as budget:
+            transport = await _open_transport(
+                session,
+                http_url,
+                ssl=ssl,
+                proxy=proxy_url,
+                proxy_auth=proxy_auth,
+                proxy_headers=proxy_headers,
+                server_hostname=server_hostname,
+                timeout=client_timeout,
+            )
+            ws = await websocket_handshake(
+                transport,
+                url=ws_url,
+                protocols=protocols,
+                headers=request_headers,
+                origin=origin,
+                compress=compress,
+                timeout=timeout,
+                receive_timeout=receive_timeout,
+                autoclose=autoclose,
+                autoping=autoping,
+                heartbeat=heartbeat,
+                max_msg_size=max_msg_size,
+                handshake_timeout=client_timeout.sock_read,
+            )
+    except TimeoutError:
+        if not budget.expired():
+            raise
+        raise ServerTimeoutError(
+            f"WebSocket connect to {http_url} took longer than the total timeout of "
+            f"{client_timeout.total} s"
+        ) from None
+    _store_cookies(session, http_url, ws.response_headers.getall("Set-Cookie", []))
+    return ws
+
+
+def _as_http(url: str | URL) -> str | URL:
+    """ws(s):// as http(s)://, so the session's URL rules (and its connector keys) apply."""
+    if isinstance(url, URL):
+        scheme = WS_SCHEMES.get(url.scheme.lower())
+        return url.with_scheme(scheme) if scheme else url
+    for ws_scheme, http_scheme in WS_SCHEMES.items():
+        prefix = ws_scheme + "://"
+        if url[: len(prefix)].lower() == prefix:
+            return http_scheme + "://" + url[len(prefix) :]
+    return url
+
+
+def _handshake_headers(
+    session: ClientSession,
+    url: URL,
+    caller: CIMultiDict[str] | None,
+    auth: BasicAuth | None,
+) -> list[tuple[str, str]]:
+    from crawler.http.session import USER_AGENT
+
+    headers = list(caller.items()) if caller is not None else []
+    given = {name.lower() for name, _ in headers}
+    if "user-agent" not in given and "user-agent" not in session.skip_auto_headers:
+        headers.append(("User-Agent", USER_AGENT))
+    if auth is not None:
+        headers.append(("Authorization", auth.encode()))
+    jar_cookies = session.cookie_jar.filter_cookies(url)
+    if jar_cookies:
+        cookie = "; ".join(f"{name}={morsel.coded_value}" for name, morsel in jar_cookies.items())
+        if "cookie" in given:
+            # One Cookie header: the caller's pairs first, then the jar's.
+            headers = [(n, f"{v}; {cookie}" if n.lower() == "cookie" else v) for n, v in headers]
+        else:
+            headers.append(("Cookie", cookie))
+    return headers
+
+
+async def _open_transport(
+    session: ClientSession,
+    url: URL,
+    *,
+    ssl: SSLSetting,
+    proxy: URL | None,
+    proxy_auth: BasicAuth | None,
+    proxy_headers: Mapping[str, str] | None,
+    server_hostname: str | None,
+    timeout: ClientTimeout,
+) -> asyncio.Transport:
+    """A fresh transport to `url` from the session's connector (TLS and proxy as configured)."""
+    connector = session.connector
+    assert connector is not None
+    if proxy is not None and url.scheme == "http":
+        # A forward proxy relays requests, not an upgraded connection: plain ws:// needs a
+        # CONNECT tunnel too, which the connector only builds for https.
+        return await _open_plain_tunnel(url, proxy, proxy_auth, proxy_headers, timeout)
+    maker = getattr(connector, "make_key", None)
+    tunnel = proxy is not None
+    if maker is not None:
+        key = maker(
+            url,
+            ssl=ssl,
+            proxy=proxy,
+            proxy_auth=proxy_auth if tunnel else None,
+            proxy_headers=proxy_headers if tunnel else None,
+            server_hostname=server_hostname,
+        )
+    else:
+        key = make_key(url, ssl=ssl, proxy=proxy, server_hostname=server_hostname)
+    if timeout.connect:
+        try:
+            async with asyncio.timeout(timeout.connect):
+                conn = await connector.connect(key, None, timeout)
+        except TimeoutError as exc:
+            if isinstance(exc, ConnectionTimeoutError):
+                raise
+            raise ConnectionTimeoutError(
+                f"Connection timeout to host {url.host}:{url.port} (connect={timeout.connect} s)"
+            ) from None
+    else:
+        conn = await connector.connect(key, None, timeout)
+    return conn.detach()
+
+
+async def _open_plain_tunnel(
+    url: URL,
+    proxy: URL,
+    proxy_auth: BasicAuth | None,
+    proxy_headers: Mapping[str, str] | None,
+    timeout: ClientTimeout,
+) -> asyncio.Transport:
+    host = url.raw_host or ""
+    port = url.port or 80
+    base_resolver = DefaultResolver()
+    resolver = HostResolver(base_resolver, use_cache=False)
+    try:
+        async with asyncio.timeout(timeout.connect):
+            transport, _ = await dialer.open_tunnel(
+                asyncio.Protocol,
+                proxy=proxy,
+                proxy_headers=dict(proxy_headers or {}),
+                target_host=host,
+                target_port=port,
+                ssl=None,
+                server_hostname=None,
+                resolver=resolver,
+                sock_connect=timeout.sock_connect,
+                key=ConnectionKeyInfo(host=host, port=port, is_ssl=False, proxy=proxy),
+                proxy_auth=proxy_auth,
+            )
+    except TimeoutError as exc:
+        if isinstance(exc, ConnectionTimeoutError):
+            raise
+        raise ConnectionTimeoutError(
+            f"Connection timeout to host {host}:{port} via proxy (connect={timeout.connect} s)"
+        ) from None
+    finally:
+        await resolver.close()
+        await base_resolver.close()
+    return transport
+
+
+def _store_cookies(session: ClientSession, url: URL, set_cookies: list[str]) -> None:
+    for value in set_cookies:
+        cookie: SimpleCookie = SimpleCookie()
+        try:
+            cookie.load(value)
+        except CookieError:
+            continue  # one malformed Set-Cookie must not cost the connection
+        session.cookie_jar.update_cookies(cookie, url)

@@ -1,0 +1,463 @@
+"""One client WebSocket on one asyncio transport: wsproto does the framing, this does the I/O.
+
+The protocol takes over a freshly connected transport, sends the upgrade, and from then on turns
+wsproto events into whole `WSMessage`s in a queue that one reader drains. It answers what must be
+answered at once, whoever is reading: pings (autoping) and the server's close frame (autoclose).
+It owns flow control both ways (reading pauses while too much unread data is queued; writers wait
+in `drain()` while the transport's buffer is full), the heartbeat, and failing the connection
+when the server breaks the protocol or a limit (close frame with the code, then the socket).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+
+from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Event,
+    Ping,
+    Pong,
+    RejectConnection,
+    RejectData,
+    Request,
+    TextMessage,
+)
+from wsproto.utilities import LocalProtocolError, RemoteProtocolError
+
+from crawler.http.errors import ClientConnectionResetError, ServerTimeoutError
+from crawler.http.ws_assembler import MessageAssembler
+from crawler.http.ws_handshake import HandshakeFailure
+from crawler.http.ws_messages import (
+    WS_CLOSED_MESSAGE,
+    WebSocketError,
+    WSCloseCode,
+    WSMessage,
+    WSMsgType,
+    as_close_code,
+)
+
+__all__ = ["WebSocketProtocol", "discard_transport"]
+
+# Unread data above which we stop reading from the socket, and below which we start again.
+_READ_HIGH_WATER = 1 << 18
+_READ_LOW_WATER = 1 << 16
+# With permessage-deflate on, input is fed to wsproto in slices this big so that one slice
+# inflates to at most ~1000x its size before the message size limit is checked again.
+_INFLATE_SLICE = 4096
+# How long a closing transport may take to flush before it is aborted.
+_CLOSE_GRACE = 5.0
+
+_CAN_SEND_CLOSE = (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING)
+
+
+class WebSocketProtocol(asyncio.Protocol):
+    """The transport's protocol once `start()` swapped it in. One reader, any number of writers."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        autoping: bool = True,
+        autoclose: bool = True,
+        max_msg_size: int = 4 * 1024 * 1024,
+    ) -> None:
+        self._loop = loop
+        self._ws = WSConnection(ConnectionType.CLIENT)
+        self._autoping = autoping
+        self._autoclose = autoclose
+        self._assembler = MessageAssembler(max_msg_size)
+        self.transport: asyncio.Transport | None = None
+
+        self._handshake: asyncio.Future[AcceptConnection | HandshakeFailure] = loop.create_future()
+        self._inflating = False
+        self._failed = False
+
+        self._messages: deque[WSMessage] = deque()
+        self._queued_bytes = 0
+        self._read_waiter: asyncio.Future[None] | None = None
+        self._reading_paused = False
+
+        self._writing_paused = False
+        self._drain_waiters: deque[asyncio.Future[None]] = deque()
+
+        # Results only (never exceptions) so that an unawaited future never logs a warning.
+        self._close_received: asyncio.Future[None] = loop.create_future()
+        self._lost: asyncio.Future[None] = loop.create_future()
+        self._abort_handle: asyncio.TimerHandle | None = None
+
+        self.close_code: int | None = None
+        self.close_reason: str | None = None
+        self.exception: BaseException | None = None
+
+        self._heartbeat: float | None = None
+        self._heartbeat_handle: asyncio.TimerHandle | None = None
+        self._last_received = 0.0
+        self._ping_sent_at = 0.0
+
+    # --- opening -------------------------------------------------------------------------
+
+    def start(self, transport: asyncio.Transport, request: Request) -> None:
+        """Take over `transport` (connected, nothing sent yet) and send the upgrade request."""
+        if transport.is_closing():
+            raise ClientConnectionResetError("the connection closed before the WebSocket upgrade")
+        self.transport = transport
+        transport.set_protocol(self)
+        transport.write(self._ws.send(request))
+        is_reading = getattr(transport, "is_reading", None)
+        if is_reading is not None and not is_reading():
+            transport.resume_reading()
+
+    async def wait_handshake(self) -> AcceptConnection | HandshakeFailure:
+        """The server's acceptance, or why there was none."""
+        return await asyncio.shield(self._handshake)
+
+    # --- asyncio.Protocol ----------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        if self._failed or self._lost.done():
+            return
+        self._last_received = self._loop.time()
+        # Sliced while the handshake is pending too: frames may follow the 101 in the same read.
+        sliced = self._inflating or not self._handshake.done()
+        if sliced and len(data) > _INFLATE_SLICE:
+            view = memoryview(data)
+            for start in range(0, len(data), _INFLATE_SLICE):
+                if not self._feed(view[start : start + _INFLATE_SLICE]):
+                    return
+        else:
+            self._feed(data)
+
+    def eof_received(self) -> bool | None:
+        return None  # let the transport close itself; connection_lost does the bookkeeping
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self._handshake.done():
+            reason = "the server closed the connection before completing the WebSocket upgrade"
+            self._handshake.set_result(HandshakeFailure(None, reason))
+        if not self._close_received.done():
+            # No close frame ever came: RFC 6455 7.1.5 calls that 1006.
+            if self.close_code is None:
+                self.close_code = WSCloseCode.ABNORMAL_CLOSURE
+                if exc is not None and self.exception is None:
+                    self.exception = exc
+            self._close_received.set_result(None)
+        self._lost.set_result(None)
+        self._cancel_timers()
+        self._wake_reader()
+        while self._drain_waiters:
+            waiter = self._drain_waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        while self._drain_waiters:
+            waiter = self._drain_waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # --- incoming events -----------------------------------------------------------------
+
+    def _feed(self, data: bytes | memoryview) -> bool:
+        """Give wsproto some bytes and handle what comes out; False once the connection failed."""
+        if self._ws.state is ConnectionState.CLOSED:
+            return False  # both close frames are out: whatever else arrives means nothing
+        try:
+            self._ws.receive_data(data)  # type: ignore[arg-type]  # wsproto buffers memoryviews
+            for event in self._ws.events():
+                self._handle(event)
+                if self._failed:
+                    return False
+        except WebSocketError as exc:
+            self._fail(exc.code, exc)
+        except RemoteProtocolError as exc:
+            # Only the handshake raises this: the server's answer is not a valid upgrade.
+            self._fail_handshake(HandshakeFailure(101, str(exc)))
+        except (LocalProtocolError, AssertionError, ValueError) as exc:
+            # wsproto asserts on some malformed frames instead of raising ParseFailed.
+            message = f"malformed WebSocket data: {exc or type(exc).__name__}"
+            self._fail(
+                WSCloseCode.PROTOCOL_ERROR, WebSocketError(WSCloseCode.PROTOCOL_ERROR, message)
+            )
+        return not self._failed
+
+    def _handle(self, event: Event) -> None:
+        if isinstance(event, TextMessage | BytesMessage):
+            message = self._assembler.feed(event)
+            if message is not None:
+                self._enqueue(message)
+        elif isinstance(event, Ping):
+            if self._autoping:
+                self._send_quietly(event.response())
+            else:
+                self._enqueue(WSMessage(WSMsgType.PING, bytes(event.payload), None))
+        elif isinstance(event, Pong):
+            if not self._autoping:
+                self._enqueue(WSMessage(WSMsgType.PONG, bytes(event.payload), None))
+        elif isinstance(event, CloseConnection):
+            self._on_close_frame(event)
+        elif isinstance(event, AcceptConnection):
+            self._inflating = bool(event.extensions)
+            if not self._handshake.done():
+                self._handshake.set_result(event)
+        elif isinstance(event, RejectConnection):
+            headers = tuple(
+                (name.decode("latin-1"), value.decode("latin-1")) for name, value in event.headers
+            )
+            reason = f"the server answered the WebSocket upgrade with HTTP {event.status_code}"
+            self._fail_handshake(HandshakeFailure(event.status_code, reason, headers))
+        elif isinstance(event, RejectData):
+            pass  # the body of a refusal: the status already said it all, the socket is going
+
+    def _on_close_frame(self, event: CloseConnection) -> None:
+        state = self._ws.state
+        if state not in (ConnectionState.REMOTE_CLOSING, ConnectionState.CLOSED):
+            # wsproto reports a frame it could not parse as a CloseConnection that leaves the
+            # state alone: that is a protocol violation (or bad UTF-8), not the server closing.
+            code = event.code or WSCloseCode.PROTOCOL_ERROR
+            raise WebSocketError(code, f"WebSocket protocol violation: {event.reason}")
+        self.close_code = as_close_code(event.code)
+        self.close_reason = event.reason or ""
+        if state is ConnectionState.REMOTE_CLOSING and self._autoclose:
+            self._send_quietly(event.response())
+        self._enqueue(WSMessage(WSMsgType.CLOSE, self.close_code, self.close_reason))
+        if not self._close_received.done():
+            self._close_received.set_result(None)
+        if self._ws.state is ConnectionState.CLOSED:
+            # Both close frames are out: the connection has nothing left to carry.
+            self.shutdown()
+
+    # --- the message queue (one reader) --------------------------------------------------
+
+    def _enqueue(self, message: WSMessage) -> None:
+        self._messages.append(message)
+        if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+            self._queued_bytes += len(message.data)
+            if self._queued_bytes > _READ_HIGH_WATER and not self._reading_paused:
+                self._set_reading(False)
+        self._wake_reader()
+
+    def _wake_reader(self) -> None:
+        waiter = self._read_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def push_front(self, message: WSMessage) -> None:
+        """Hand `message` to the reader before anything queued (used to break a pending read)."""
+        self._messages.appendleft(message)
+        self._wake_reader()
+
+    async def read(self) -> WSMessage:
+        """The next message; CLOSED once the connection is gone and nothing is left to read."""
+        while not self._messages:
+            if self._lost.done():
+                return WS_CLOSED_MESSAGE
+            waiter = self._loop.create_future()
+            self._read_waiter = waiter
+            try:
+                await waiter
+            finally:
+                self._read_waiter = None
+        message = self._messages.popleft()
+        if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+            self._queued_bytes -= len(message.data)
+            if self._reading_paused and self._queued_bytes <= _READ_LOW_WATER:
+                self._set_reading(True)
+        return message
+
+    def _set_reading(self, reading: bool) -> None:
+        transport = self.transport
+        if transport is None or self._lost.done() or transport.is_closing():
+            return
+        self._reading_paused = not reading
+        if reading:
+            transport.resume_reading()
+        else:
+            transport.pause_reading()
+
+    # --- writing (many writers) ----------------------------------------------------------
+
+    @property
+    def state(self) -> ConnectionState:
+        return self._ws.state
+
+    @property
+    def is_lost(self) -> bool:
+        return self._lost.done()
+
+    def send(self, event: Event) -> None:
+        """Frame `event` and hand it to the transport; ClientConnectionResetError if closing."""
+        transport = self.transport
+        if transport is None or self._lost.done() or transport.is_closing():
+            raise ClientConnectionResetError("Cannot write to closing transport")
+        try:
+            data = self._ws.send(event)
+        except LocalProtocolError as exc:
+            raise ClientConnectionResetError(
+                f"Cannot send {type(event).__name__}: the WebSocket is {self._ws.state.name}"
+            ) from exc
+        transport.write(data)
+
+    def _send_quietly(self, event: Event) -> None:
+        # Replies (pong, close echo) the server may no longer be able to take: nothing to report.
+        with contextlib.suppress(ClientConnectionResetError):
+            self.send(event)
+
+    def send_close(self, code: int, reason: str) -> bool:
+        """Send our close frame if the state allows one; True when it was sent."""
+        if self._ws.state not in _CAN_SEND_CLOSE:
+            return False
+        try:
+            self.send(CloseConnection(code=code, reason=reason or None))
+        except ClientConnectionResetError:
+            return False
+        return True
+
+    async def drain(self) -> None:
+        """Wait while the transport's write buffer is above its high-water mark."""
+        if self._lost.done():
+            raise ClientConnectionResetError("the WebSocket connection is closed")
+        if not self._writing_paused:
+            return
+        waiter = self._loop.create_future()
+        self._drain_waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            with contextlib.suppress(ValueError):
+                self._drain_waiters.remove(waiter)
+        if self._lost.done():
+            raise ClientConnectionResetError("the WebSocket connection closed while writing")
+
+    # --- closing -------------------------------------------------------------------------
+
+    async def wait_close_frame(self, timeout: float | None) -> bool:
+        """Wait for the server's close frame (or the connection's end); False on timeout."""
+        try:
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(self._close_received)
+        except TimeoutError:
+            return False
+        return True
+
+    def shutdown(self) -> None:
+        """Close the transport after it flushed, but abort it if flushing takes too long."""
+        transport = self.transport
+        if transport is None or self._lost.done():
+            return
+        if not transport.is_closing():
+            transport.close()
+        if self._abort_handle is None:
+            self._abort_handle = self._loop.call_later(_CLOSE_GRACE, self.abort)
+
+    def abort(self) -> None:
+        """Drop the connection now, unsent data included."""
+        if self.transport is not None and not self._lost.done():
+            self.transport.abort()
+
+    async def wait_closed(self) -> None:
+        """Make sure the socket is closed, and wait until it is."""
+        if self.transport is None or self._lost.done():
+            return
+        self.shutdown()
+        await asyncio.shield(self._lost)
+
+    def _fail(self, code: int, exc: BaseException) -> None:
+        """Fail the connection (RFC 6455 7.1.7): our close frame if possible, then the socket."""
+        if self._failed:
+            return
+        self._failed = True
+        self.close_code = as_close_code(code)
+        self.exception = exc
+        if not self._handshake.done():
+            self._handshake.set_result(HandshakeFailure(101, str(exc)))
+        elif code != WSCloseCode.ABNORMAL_CLOSURE and self.send_close(code, str(exc)):
+            self._enqueue(WSMessage(WSMsgType.ERROR, exc, None))
+            self.shutdown()
+            return
+        self._enqueue(WSMessage(WSMsgType.ERROR, exc, None))
+        self.abort()
+
+    def _fail_handshake(self, failure: HandshakeFailure) -> None:
+        self._failed = True
+        if not self._handshake.done():
+            self._handshake.set_result(failure)
+        self.abort()
+
+    # --- heartbeat -----------------------------------------------------------------------
+
+    def start_heartbeat(self, interval: float) -> None:
+        """Ping after `interval` seconds without incoming data; fail with 1006 if nothing comes
+        back within `interval / 2` (any incoming data counts: a busy server may queue its pong
+        behind a long frame)."""
+        if interval <= 0:
+            raise ValueError(f"heartbeat must be > 0 seconds, got {interval}")
+        self._heartbeat = interval
+        self._last_received = self._loop.time()
+        self._heartbeat_handle = self._loop.call_at(self._last_received + interval, self._ping_due)
+
+    def _ping_due(self) -> None:
+        assert self._heartbeat is not None
+        now = self._loop.time()
+        due = self._last_received + self._heartbeat
+        if self._reading_paused:
+            # We are the ones not reading: the server's answer would sit unread, not missing.
+            due = now + self._heartbeat
+        if now < due:
+            self._heartbeat_handle = self._loop.call_at(due, self._ping_due)
+            return
+        try:
+            self.send(Ping(b""))
+        except ClientConnectionResetError:
+            self._heartbeat_handle = None
+            return
+        self._ping_sent_at = now
+        self._heartbeat_handle = self._loop.call_at(now + self._heartbeat / 2, self._pong_due)
+
+    def _pong_due(self) -> None:
+        assert self._heartbeat is not None
+        if self._last_received >= self._ping_sent_at or self._reading_paused:
+            self._heartbeat_handle = self._loop.call_at(
+                max(self._last_received, self._ping_sent_at) + self._heartbeat, self._ping_due
+            )
+            return
+        self._heartbeat_handle = None
+        self._fail(
+            WSCloseCode.ABNORMAL_CLOSURE,
+            ServerTimeoutError(f"No PONG received after {self._heartbeat / 2} seconds"),
+        )
+
+    def _cancel_timers(self) -> None:
+        for handle in (self._heartbeat_handle, self._abort_handle):
+            if handle is not None:
+                handle.cancel()
+        self._heartbeat_handle = None
+        self._abort_handle = None
+
+
+class _LossWatcher(asyncio.Protocol):
+    def __init__(self, lost: asyncio.Future[None]) -> None:
+        self._lost = lost
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self._lost.done():
+            self._lost.set_result(None)
+
+
+async def discard_transport(transport: asyncio.Transport) -> None:
+    """Abort a transport we will not use, and wait until its socket is really closed."""
+    if transport.is_closing():
+        return
+    lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    transport.set_protocol(_LossWatcher(lost))
+    transport.abort()
+    await asyncio.shield(lost)

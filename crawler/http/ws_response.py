@@ -1,0 +1,258 @@
+"""`ClientWebSocketResponse`: the user's side of an open client WebSocket.
+
+Sending (any number of tasks), receiving (one task), closing with the close handshake, with
+aiohttp's names: `receive()`, `async for`, `send_str()`, `close()`, `closed`, `close_code`...
+The framing and the socket are `WebSocketProtocol`'s (ws_protocol.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+from multidict import CIMultiDict, CIMultiDictProxy
+from wsproto.events import BytesMessage, Ping, Pong, TextMessage
+from yarl import URL
+
+from crawler.http.errors import ServerTimeoutError
+from crawler.http.ws_handshake import Negotiated
+from crawler.http.ws_messages import (
+    WS_CLOSED_MESSAGE,
+    WS_CLOSING_MESSAGE,
+    ClientWSTimeout,
+    WSCloseCode,
+    WSMessage,
+    WSMsgType,
+)
+from crawler.http.ws_protocol import WebSocketProtocol
+
+__all__ = ["ClientWebSocketResponse"]
+
+_MAX_CONTROL_PAYLOAD = 125  # RFC 6455 5.5
+
+
+class ClientWebSocketResponse:
+    """An open client WebSocket.
+
+    Reading: `receive()` (or `async for msg in ws`, which stops at CLOSE/CLOSING/CLOSED) from one
+    task at a time. Writing: `send_str()`, `send_bytes()`, `send_json()`, `ping()`, `pong()` from
+    any number of tasks; each waits while the socket's write buffer is full. `close()` runs the
+    close handshake, bounded by `timeout.ws_close`.
+    """
+
+    def __init__(
+        self,
+        protocol: WebSocketProtocol,
+        *,
+        url: URL,
+        negotiated: Negotiated,
+        timeout: ClientWSTimeout,
+        autoclose: bool,
+    ) -> None:
+        self._protocol = protocol
+        self._url = url
+        self._negotiated = negotiated
+        self._timeout = timeout
+        self._autoclose = autoclose
+        self._closed = False
+        self._receiving = False
+        self._exception: BaseException | None = None
+        self._write_lock = asyncio.Lock()
+
+    # --- what was agreed, and the state --------------------------------------------------
+
+    @property
+    def url(self) -> URL:
+        return self._url
+
+    @property
+    def protocol(self) -> str | None:
+        """The subprotocol the server chose, or None."""
+        return self._negotiated.protocol
+
+    @property
+    def compress(self) -> int:
+        """Window bits of the negotiated permessage-deflate, 0 when compression is off."""
+        return self._negotiated.compress
+
+    @property
+    def client_notakeover(self) -> bool:
+        return self._negotiated.client_notakeover
+
+    @property
+    def extensions(self) -> tuple[str, ...]:
+        """Names of the extensions the server accepted (e.g. ``("permessage-deflate",)``)."""
+        return self._negotiated.extensions
+
+    @property
+    def response_headers(self) -> CIMultiDictProxy[str]:
+        """Headers of the server's 101 answer, except the WebSocket handshake's own."""
+        return CIMultiDictProxy(CIMultiDict(self._negotiated.headers))
+
+    @property
+    def closed(self) -> bool:
+        """True once we closed, the close handshake completed, or the connection is gone."""
+        return self._closed or self._protocol.is_lost
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code (the server's, 1006 for a lost connection); None while open."""
+        return self._protocol.close_code
+
+    def exception(self) -> BaseException | None:
+        """The error that ended the connection, if one did."""
+        return self._exception or self._protocol.exception
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        """Transport information (`peername`, `sslcontext`, `ssl_object`...) while open."""
+        transport = self._protocol.transport
+        if transport is None or self.closed:
+            return default
+        return transport.get_extra_info(name, default)
+
+    # --- sending -------------------------------------------------------------------------
+
+    async def send_str(self, data: str) -> None:
+        if not isinstance(data, str):
+            raise TypeError(f"data argument must be str, got {type(data).__name__}")
+        await self._send(TextMessage(data=data))
+
+    async def send_bytes(self, data: bytes | bytearray | memoryview) -> None:
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise TypeError(f"data argument must be bytes-like, got {type(data).__name__}")
+        await self._send(BytesMessage(data=bytes(data)))
+
+    async def send_json(self, data: Any, *, dumps: Callable[[Any], str] = json.dumps) -> None:
+        await self.send_str(dumps(data))
+
+    async def ping(self, message: bytes | str = b"") -> None:
+        await self._send(Ping(payload=_control_payload(message)))
+
+    async def pong(self, message: bytes | str = b"") -> None:
+        await self._send(Pong(payload=_control_payload(message)))
+
+    async def _send(self, event: TextMessage | BytesMessage | Ping | Pong) -> None:
+        # The lock makes writers take turns at waiting for the buffer to drain, so concurrent
+        # writers add one message at a time to the socket's buffer, not one each.
+        async with self._write_lock:
+            self._protocol.send(event)
+            await self._protocol.drain()
+
+    # --- receiving -----------------------------------------------------------------------
+
+    async def receive(self, timeout: float | None = None) -> WSMessage:
+        """The next message. TEXT/BINARY (and PING/PONG without autoping) as they come, then
+        CLOSE (the server's code in `data`, its reason in `extra`) or ERROR (the exception in
+        `data`), then CLOSED for ever. Raises ServerTimeoutError after `timeout` (or
+        `receive_timeout`) seconds without a message; the connection stays open."""
+        if self._receiving:
+            raise RuntimeError("Concurrent call to receive() is not allowed")
+        if self._closed:
+            return WS_CLOSED_MESSAGE
+        wait = timeout or self._timeout.ws_receive
+        self._receiving = True
+        try:
+            if wait:
+                try:
+                    async with asyncio.timeout(wait):
+                        message = await self._protocol.read()
+                except TimeoutError:
+                    raise ServerTimeoutError(
+                        f"No WebSocket message received within {wait} seconds"
+                    ) from None
+            else:
+                message = await self._protocol.read()
+        finally:
+            self._receiving = False
+
+        if message.type is WSMsgType.CLOSE:
+            if self._autoclose:
+                # The protocol already answered the close frame; finish with the socket.
+                self._closed = True
+                await self._protocol.wait_closed()
+        elif message.type in (WSMsgType.ERROR, WSMsgType.CLOSED):
+            self._closed = True
+            await self._protocol.wait_closed()
+        return message
+
+    async def receive_str(self, *, timeout: float | None = None) -> str:
+        message = await self.receive(timeout)
+        if message.type is not WSMsgType.TEXT:
+            raise TypeError(f"Received message {message.type}:{message.data!r} is not str")
+        return str(message.data)
+
+    async def receive_bytes(self, *, timeout: float | None = None) -> bytes:
+        message = await self.receive(timeout)
+        if message.type is not WSMsgType.BINARY:
+            raise TypeError(f"Received message {message.type}:{message.data!r} is not bytes")
+        return bytes(message.data)
+
+    async def receive_json(
+        self, *, loads: Callable[[Any], Any] = json.loads, timeout: float | None = None
+    ) -> Any:
+        message = await self.receive(timeout)
+        if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+            raise TypeError(f"Received message {message.type}:{message.data!r} is not JSON data")
+        return loads(message.data)
+
+    def __aiter__(self) -> ClientWebSocketResponse:
+        return self
+
+    async def __anext__(self) -> WSMessage:
+        message = await self.receive()
+        if message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+            raise StopAsyncIteration
+        return message
+
+    # --- closing -------------------------------------------------------------------------
+
+    async def close(self, *, code: int = WSCloseCode.OK, message: bytes | str = b"") -> bool:
+        """Close the WebSocket: send our close frame, wait (up to `timeout.ws_close`) for the
+        server's, then close the socket. False if it was already closed. A task blocked in
+        `receive()` gets a CLOSING message."""
+        if self._receiving:
+            self._protocol.push_front(WS_CLOSING_MESSAGE)
+        protocol = self._protocol
+        if self._closed:
+            await protocol.wait_closed()
+            return False
+        self._closed = True
+        reason = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
+        try:
+            protocol.send_close(code, reason)
+            if not await protocol.wait_close_frame(self._timeout.ws_close):
+                protocol.close_code = WSCloseCode.ABNORMAL_CLOSURE
+                self._exception = ServerTimeoutError(
+                    f"No WebSocket close frame received within {self._timeout.ws_close} seconds"
+                )
+                protocol.abort()
+            await protocol.wait_closed()
+        except BaseException:
+            protocol.abort()
+            raise
+        return True
+
+    async def __aenter__(self) -> ClientWebSocketResponse:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<ClientWebSocketResponse({self._url}) {state}>"
+
+
+def _control_payload(message: bytes | str) -> bytes:
+    payload = message.encode("utf-8") if isinstance(message, str) else bytes(message)
+    if len(payload) > _MAX_CONTROL_PAYLOAD:
+        raise ValueError(f"ping/pong payload is {len(payload)} bytes, at most 125 are allowed")
+    return payload

@@ -1,0 +1,69 @@
+"""The user's view of the records: JSON lines (every field) or CSV (the main columns).
+
+`crawl export OUT --format jsonl|csv [--failed]` calls these; problems found while reading
+(a torn last record after a crash) come back in the `ReadReport` for the CLI to mention.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterator
+from typing import TextIO
+
+from storage.records import FetchRecord, Outcome, ReadReport, read_records
+
+__all__ = ["CSV_COLUMNS", "export_csv", "export_jsonl", "is_failure"]
+
+CSV_COLUMNS = (
+    "url",
+    "final_url",
+    "status",
+    "outcome",
+    "size",
+    "sha256",
+    "path",
+    "error",
+    "fetched_at",
+    "content_type",
+    "resumed_from",
+    "received",
+    "total_seconds",
+)
+_SUCCESS = (Outcome.STORED, Outcome.NOT_MODIFIED)
+
+
+def is_failure(record: FetchRecord) -> bool:
+    return record.outcome not in _SUCCESS
+
+
+def export_jsonl(
+    out_dir: str | os.PathLike[str], stream: TextIO, *, failed_only: bool = False
+) -> ReadReport:
+    """One JSON object per record, in log order. Returns what the read found."""
+    report = ReadReport()
+    for record in _selected(out_dir, report, failed_only):
+        stream.write(json.dumps(record.to_map(), ensure_ascii=False))
+        stream.write("\n")
+    return report
+
+
+def export_csv(
+    out_dir: str | os.PathLike[str], stream: TextIO, *, failed_only: bool = False
+) -> ReadReport:
+    report = ReadReport()
+    writer = csv.writer(stream)
+    writer.writerow(CSV_COLUMNS)
+    for record in _selected(out_dir, report, failed_only):
+        row = {**record.to_map(), "total_seconds": record.timings.total}
+        writer.writerow(["" if row[c] is None else row[c] for c in CSV_COLUMNS])
+    return report
+
+
+def _selected(
+    out_dir: str | os.PathLike[str], report: ReadReport, failed_only: bool
+) -> Iterator[FetchRecord]:
+    for record in read_records(out_dir, report):
+        if not failed_only or is_failure(record):
+            yield record

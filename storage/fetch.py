@@ -1,0 +1,496 @@
+"""`download()`: one URL from the network into the output folder, resumable, with a record.
+
+The life of a download, top to bottom:
+  plan (resume a `.part` with Range + If-Range, or revalidate a stored file with
+  If-None-Match / If-Modified-Since) → lock and open the `.part` → request → decide what the
+  answer means (`storage.resume.decide`) → stream the body into the sink (and from there into
+  the WARC) → verify and rename → record. Whatever happens, exactly one record is appended.
+
+Works with any `ClientSession`-like object of the aiohttp client API (our `crawler.http`):
+`session.get(url, headers=..., allow_redirects=...)` as an async context manager, and
+`resp.content.iter_chunked(n)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from storage.errors import DigestMismatchError, DownloadError, SizeMismatchError
+from storage.exchange import fill_record, request_head, response_head
+from storage.latest import LatestEntry, conditional_headers
+from storage.paths import displaced_path
+from storage.records import FetchRecord, Outcome
+from storage.resume import (
+    Action,
+    Decision,
+    ResumePlan,
+    ResumeState,
+    decide,
+    int_header,
+    load_state,
+    plan_resume,
+    remove_state,
+    save_state,
+)
+from storage.sink import BodySink, FsyncPolicy, part_path_for
+from storage.store import Store
+from storage.warc import WarcRef
+
+__all__ = ["DEFAULT_CHUNK_SIZE", "ProgressCallback", "download"]
+
+DEFAULT_CHUNK_SIZE = 256 << 10
+CHECKPOINT_BYTES = 64 << 20
+# Bodies of answers we do not store (errors, redirects) are archived up to this size.
+UNSTORED_BODY_LIMIT = 8 << 20
+
+ProgressCallback = Callable[[int, int | None], None]
+"""Called as bytes arrive: (bytes of the file so far, expected total or None)."""
+
+
+async def download(
+    session: Any,
+    url: str,
+    store: Store,
+    *,
+    dest: Path | None = None,
+    headers: Mapping[str, str] | None = None,
+    expected_sha256: str | None = None,
+    resume: bool = True,
+    conditional: bool = True,
+    max_size: int | None = None,
+    allow_redirects: bool = True,
+    timeout: Any = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    meta: Mapping[str, Any] | None = None,
+    progress: ProgressCallback | None = None,
+) -> FetchRecord:
+    """Fetch `url` with `session` into `store` (at `dest`, default: its mirror path).
+
+    Returns the record of a fetch that got an answer: `outcome` says whether a verified file is
+    in place (STORED), the stored one is still current (NOT_MODIFIED), or why nothing was stored
+    (HTTP_ERROR, NOT_STORED, TOO_LARGE). Raises `DownloadError` (record attached, cause chained)
+    when the transfer failed: connection errors, timeouts, a short body, a sha256 mismatch, a
+    `.part` locked by another download. A resumable `.part` is kept for the next attempt.
+    """
+    job = _Download(
+        session,
+        url,
+        store,
+        dest=dest,
+        headers=headers,
+        expected_sha256=expected_sha256,
+        resume=resume,
+        conditional=conditional,
+        max_size=max_size,
+        allow_redirects=allow_redirects,
+        timeout=timeout,
+        chunk_size=chunk_size,
+        meta=meta,
+        progress=progress,
+    )
+    return await job.run()
+
+
+class _Download:
+    def __init__(self, session: Any, url: str, store: Store, **options: Any) -> None:
+        self.session = session
+        self.url = url
+        self.store = store
+        self.dest: Path | None = options["dest"]
+        self.headers: Mapping[str, str] = options["headers"] or {}
+        self.expected_sha256: str | None = options["expected_sha256"]
+        self.resume: bool = options["resume"]
+        self.conditional: bool = options["conditional"]
+        self.max_size: int | None = options["max_size"]
+        self.allow_redirects: bool = options["allow_redirects"]
+        self.timeout: Any = options["timeout"]
+        self.chunk_size: int = options["chunk_size"]
+        self.progress: ProgressCallback | None = options["progress"]
+        meta = dict(options["meta"] or {})
+        self.record = FetchRecord(
+            url=url, fetched_at=time.time(), writer=store.writer_id, meta=meta
+        )
+        self.state: ResumeState | None = None  # what the `.part`'s bytes are, when resumable
+        self.entry: LatestEntry | None = None  # the stored version we revalidate
+        self.receiving = False
+        self.started = time.monotonic()
+        self.last_response: Any = None
+
+    def _place(self) -> None:
+        """Where the file goes; its folders exist afterwards (clashes resolved)."""
+        if self.dest is None:
+            self.final_path = self.store.tree.path_for(self.url)
+            self.store.tree.ensure_parent(self.final_path)
+        else:
+            self.final_path = Path(self.dest).absolute()
+            self.final_path.parent.mkdir(parents=True, exist_ok=True)
+        self.part_path = part_path_for(self.final_path)
+        self.sink = BodySink(self.final_path, fsync=self.store.fsync)
+
+    # --- the life of a download --------------------------------------------------------------
+
+    async def run(self) -> FetchRecord:
+        self.sink: BodySink | None = None
+        try:
+            self._place()
+            plan = self._plan()
+            await self.sink.open(plan.offset)
+            self.record.resumed_from = plan.offset
+            if await self._exchange(plan):
+                # The server would not continue the `.part`: once more, from zero.
+                self.state = self.entry = None
+                await self.sink.restart()
+                self.record.resumed_from = 0
+                await self._exchange(ResumePlan(0, {}))
+        except asyncio.CancelledError:
+            await self._stop_on_cancel()
+            raise
+        except Exception as exc:
+            await self._stop_on_error(exc)
+            self._finish(Outcome.FAILED)
+            raise DownloadError(self.record) from exc
+        return self.record
+
+    def _plan(self) -> ResumePlan:
+        if self.resume:
+            state = load_state(self.part_path)
+            plan = plan_resume(state, _file_size(self.part_path), self.url)
+            if plan.resuming:
+                self.state = state
+                return plan
+        if self.conditional:
+            entry = self.store.latest.get(self.url)
+            if entry is not None and self._still_stored(entry):
+                self.entry = entry
+        return ResumePlan(0, {})
+
+    def _still_stored(self, entry: LatestEntry) -> bool:
+        places = (self.final_path, displaced_path(self.final_path))
+        wanted = {self.store.relative(p) for p in places}
+        return entry.path in wanted and _file_size(self.store.absolute(entry.path)) == entry.size
+
+    async def _exchange(self, plan: ResumePlan) -> bool:
+        """One request and its answer. True: ask again without Range."""
+        kwargs: dict[str, Any] = {"headers": self._request_headers(plan)}
+        kwargs["allow_redirects"] = self.allow_redirects
+        if self.timeout is not None:
+            kwargs["timeout"] = self.timeout
+        asked = time.monotonic()
+        async with self.session.get(self.url, **kwargs) as resp:
+            self.record.timings.ttfb = time.monotonic() - asked
+            self.last_response = resp
+            fill_record(self.record, resp)
+            if resp.status == 304 and self.entry is not None:
+                await self._not_modified(resp, self.entry)
+                return False
+            decision = decide(resp.status, resp.headers, plan.offset, self.state)
+            if decision.reason:
+                self.record.notes.append(decision.reason)
+            if decision.action is Action.FETCH_AGAIN:
+                return True
+            if decision.action is Action.ALREADY_WHOLE:
+                await self._already_whole(resp, decision, plan)
+            elif decision.action is Action.NOT_A_BODY:
+                await self._not_a_body(resp, plan)
+            else:
+                await self._receive(resp, decision, plan)
+        return False
+
+    def _request_headers(self, plan: ResumePlan) -> dict[str, str]:
+        headers = dict(self.headers)
+        if not any(k.lower() == "accept-encoding" for k in headers):
+            # Range offsets count stored bytes; a decoded body could never be resumed.
+            headers["Accept-Encoding"] = "identity"
+        headers.update(plan.headers)
+        if not plan.resuming and self.entry is not None:
+            headers.update(conditional_headers(self.entry))
+        return headers
+
+    # --- answers -----------------------------------------------------------------------------
+
+    async def _receive(self, resp: Any, decision: Decision, plan: ResumePlan) -> None:
+        if decision.action is Action.RESTART:
+            await self.sink.restart()
+            self.record.resumed_from = 0
+        decoded = self._decoded_encoding(resp)
+        expected = _expected_size(resp, decision, self.sink.start_offset, decoded is not None)
+        if self.max_size is not None and expected is not None and expected > self.max_size:
+            await self._drop_part()
+            self.record.error = f"Content-Length {expected} is over max_size {self.max_size}"
+            self._finish(Outcome.TOO_LARGE)
+            return
+        # A continued body keeps the validators it was started with if the 206 omits them.
+        before = self.state if decision.action is Action.APPEND else None
+        self.state = ResumeState(
+            url=self.url,
+            etag=resp.headers.get("ETag") or (before.etag if before else None),
+            last_modified=resp.headers.get("Last-Modified")
+            or (before.last_modified if before else None),
+            expected_length=expected,
+            bytes_done=self.sink.size,
+            content_encoding=decoded,
+        )
+        self._save_state()
+        self.receiving = True
+        cut = await self._stream(resp, expected)
+        await self.sink.flush()
+        self.record.received = self.sink.size - self.sink.start_offset
+        if cut:
+            await self._keep_cut_body(resp)
+            return
+        if expected is not None and self.sink.size != expected:
+            raise SizeMismatchError(str(self.part_path), expected, self.sink.size)
+        ref = await self._archive(
+            resp, (self.part_path, self.sink.start_offset, self.record.received)
+        )
+        result = await self.sink.commit(
+            expected_size=expected, expected_sha256=self.expected_sha256
+        )
+        self.receiving = False
+        remove_state(self.part_path)
+        self._stored(result.path, result.size, result.sha256, ref)
+
+    async def _stream(self, resp: Any, expected: int | None) -> bool:
+        """Body chunks into the sink. True when cut at max_size."""
+        sink, limit, progress = self.sink, self.max_size, self.progress
+        next_checkpoint = sink.size + CHECKPOINT_BYTES
+        async for chunk in resp.content.iter_chunked(self.chunk_size):
+            if limit is not None and sink.size + len(chunk) > limit:
+                await sink.write(chunk[: limit - sink.size])
+                return True
+            await sink.write(chunk)
+            if progress is not None:
+                progress(sink.size, expected)
+            if sink.size >= next_checkpoint:
+                next_checkpoint = sink.size + CHECKPOINT_BYTES
+                self._save_state()
+        return False
+
+    async def _already_whole(self, resp: Any, decision: Decision, plan: ResumePlan) -> None:
+        ref = await self._archive_unstored(resp)
+        result = await self.sink.commit(
+            expected_size=decision.total_length, expected_sha256=self.expected_sha256
+        )
+        remove_state(self.part_path)
+        self._stored(result.path, result.size, result.sha256, ref)
+
+    async def _not_modified(self, resp: Any, entry: LatestEntry) -> None:
+        await self._drop_part()
+        ref: WarcRef | None = None
+        warc = self.store.warc
+        if warc is not None:
+            ref = await asyncio.to_thread(
+                warc.write_revisit,
+                self.record.final_url or self.url,
+                request_head(resp, self.url),
+                response_head(resp),
+                payload_sha256=entry.sha256,
+                refers_to_uri=entry.warc_target_uri or self.url,
+                refers_to_date=entry.warc_date,
+                refers_to_record=entry.warc_record_id,
+            )
+            self._note_warc(ref)
+        entry.etag = resp.headers.get("ETag") or entry.etag
+        entry.last_modified = resp.headers.get("Last-Modified") or entry.last_modified
+        entry.fetched_at = self.record.fetched_at
+        self.store.latest.put(entry)
+        self.record.path, self.record.size = entry.path, entry.size
+        self.record.sha256 = entry.sha256
+        self._finish(Outcome.NOT_MODIFIED)
+
+    async def _not_a_body(self, resp: Any, plan: ResumePlan) -> None:
+        await self._archive_unstored(resp)
+        if plan.resuming:
+            await self.sink.close()  # a 503 on a resume keeps the `.part` for the next try
+        else:
+            await self._drop_part()
+        self._finish(Outcome.HTTP_ERROR if resp.status >= 400 else Outcome.NOT_STORED)
+
+    async def _keep_cut_body(self, resp: Any) -> None:
+        """Over max_size: what was read stays as `.part` (never resumed), recorded as cut."""
+        await self._archive(
+            resp, (self.part_path, self.sink.start_offset, self.record.received), truncated="length"
+        )
+        self.receiving = False
+        await self.sink.close()
+        remove_state(self.part_path)
+        self.record.path = self.store.relative(self.part_path)
+        self.record.size = self.sink.size
+        self.record.error = f"body cut at max_size {self.max_size}"
+        self._finish(Outcome.TOO_LARGE)
+
+    # --- WARC ----------------------------------------------------------------------------------
+
+    async def _archive(
+        self, resp: Any, body: tuple[Path, int, int], truncated: str | None = None
+    ) -> WarcRef | None:
+        warc = self.store.warc
+        if warc is None:
+            return None
+        ref = await asyncio.to_thread(
+            warc.write_exchange,
+            self.record.final_url or self.url,
+            request_head(resp, self.url),
+            response_head(resp),
+            body,
+            truncated=truncated,
+            decoded_encoding=self._decoded_encoding(resp),
+        )
+        self._note_warc(ref)
+        return ref
+
+    async def _archive_unstored(self, resp: Any) -> WarcRef | None:
+        """Archive a body we do not keep (error page, redirect) through a spool file."""
+        if self.store.warc is None:
+            return None
+        self.store.tmp_dir.mkdir(parents=True, exist_ok=True)
+        spool = BodySink(self.store.tmp_dir / f"{uuid.uuid4().hex}.body", fsync=FsyncPolicy.NEVER)
+        await spool.open(0)
+        try:
+            limit = min(self.max_size or UNSTORED_BODY_LIMIT, UNSTORED_BODY_LIMIT)
+            truncated = None
+            async for chunk in resp.content.iter_chunked(self.chunk_size):
+                if spool.size + len(chunk) > limit:
+                    await spool.write(chunk[: limit - spool.size])
+                    truncated = "length"
+                    break
+                await spool.write(chunk)
+            await spool.flush()
+            return await self._archive(resp, (spool.part_path, 0, spool.size), truncated)
+        finally:
+            await spool.discard()
+
+    def _decoded_encoding(self, resp: Any) -> str | None:
+        """The Content-Encoding the client undid for us (so bytes on disk are decoded), if any."""
+        encoding = resp.headers.get("Content-Encoding")
+        if not encoding or encoding.strip().lower() == "identity":
+            return None
+        return encoding if getattr(self.session, "auto_decompress", True) else None
+
+    def _note_warc(self, ref: WarcRef) -> None:
+        self.record.warc_file = ref.file
+        self.record.warc_record_id = ref.record_id
+
+    # --- endings -------------------------------------------------------------------------------
+
+    def _stored(self, path: Path, size: int, sha256: str, ref: WarcRef | None) -> None:
+        self.record.path = self.store.relative(path)
+        self.record.size = size
+        self.record.sha256 = sha256
+        state = self.state
+        self.store.latest.put(
+            LatestEntry(
+                url=self.url,
+                path=self.record.path,
+                size=size,
+                sha256=sha256,
+                etag=state.etag if state else None,
+                last_modified=state.last_modified if state else None,
+                fetched_at=self.record.fetched_at,
+                warc_record_id=ref.record_id if ref else None,
+                warc_date=ref.date if ref else None,
+                warc_target_uri=self.record.final_url if ref else None,
+            )
+        )
+        self._finish(Outcome.STORED)
+
+    def _finish(self, outcome: Outcome) -> None:
+        self.record.outcome = outcome
+        self.record.timings.total = time.monotonic() - self.started
+        self.store.records.append(self.record)
+
+    async def _stop_on_error(self, exc: Exception) -> None:
+        """Keep what can be resumed, archive what arrived, drop what cannot be trusted."""
+        self.record.error = _one_line(exc)
+        if self.sink is None or not self.sink.is_open:
+            return
+        hopeless = isinstance(exc, DigestMismatchError) or (
+            isinstance(exc, SizeMismatchError) and exc.got > exc.expected
+        )
+        try:
+            if self.receiving and not hopeless:
+                await self.sink.flush()
+                self.record.received = self.sink.size - self.sink.start_offset
+                await self._archive_truncated()
+        except Exception as second:  # the disk may be what failed; keep the first error
+            self.record.notes.append(f"while saving the partial body: {_one_line(second)}")
+        try:
+            if hopeless or not self._resumable():
+                await self._drop_part()
+                return
+            await self.sink.close()
+        except Exception as second:
+            self.sink.close_now()
+            self.record.notes.append(f"while closing the partial body: {_one_line(second)}")
+        if not hopeless:
+            self._save_state()
+
+    async def _archive_truncated(self) -> None:
+        resp = self.last_response
+        if resp is not None:
+            body = (self.part_path, self.sink.start_offset, self.record.received)
+            await self._archive(resp, body, truncated="disconnect")
+
+    async def _stop_on_cancel(self) -> None:
+        """Cancelled (shutdown, lease lost): write what arrived, keep it resumable, record."""
+        if self.sink is not None and self.sink.is_open:
+            try:
+                await self.sink.close()
+            except BaseException:  # cancelled again, or the disk failed: close without waiting
+                self.sink.close_now()
+            if self._resumable():
+                self._save_state()
+        self.record.error = "cancelled"
+        self._finish(Outcome.FAILED)
+
+    def _resumable(self) -> bool:
+        state = self.state
+        return (
+            state is not None
+            and state.validator() is not None
+            and not state.content_encoding
+            and _file_size(self.part_path) > 0
+        )
+
+    def _save_state(self) -> None:
+        if self.state is None:
+            return
+        self.state.bytes_done = self.sink.size
+        if self.state.validator() is None or self.state.content_encoding:
+            remove_state(self.part_path)
+        else:
+            save_state(self.part_path, self.state)
+
+    async def _drop_part(self) -> None:
+        await self.sink.discard()
+        remove_state(self.part_path)
+
+
+def _expected_size(resp: Any, decision: Decision, start: int, decoded: bool) -> int | None:
+    """The whole file's length from the answer, or None when the body's length is unknown."""
+    if decoded:
+        return None  # Content-Length counts encoded bytes; the client hands us decoded ones
+    if decision.action is Action.APPEND:
+        if decision.total_length is not None:
+            return decision.total_length
+        length = int_header(resp.headers.get("Content-Length"))
+        return None if length is None else start + length
+    return decision.total_length
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

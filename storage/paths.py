@@ -1,0 +1,309 @@
+"""Where a URL's body lives in the mirror tree: `out/files/<host>[+port]/<path>`.
+
+`mirror_relpath(url)` is a pure function of the URL string, so every worker on every machine
+agrees on it. Each segment is percent-decoded, then every byte that is unsafe in a file name
+on Linux, macOS or Windows is re-escaped as `%XX` (so a literal `%` becomes `%25`, and `%` in a
+mapped name is always followed by two hex digits). The result never contains `..`, `.`, an empty
+segment, a separator, NUL or a control character, and it is always relative.
+
+Names this module hands out for its own use contain `%%`, which a mapped name cannot:
+`<name>%%file` holds the body of a URL whose mapped path is a directory that another URL needed
+(see `MirrorTree.ensure_parent`), and `%%deep~<hash>` folds the middle of absurdly deep paths.
+Names ending in `.part`, `.part.json` or `.part.json.tmp` are reserved for downloads in progress.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import stat
+import unicodedata
+from pathlib import Path, PurePosixPath
+from urllib.parse import SplitResult, unquote_to_bytes, urlsplit
+
+from storage.errors import InvalidMirrorURL, StorageError, UnsafePathError
+
+__all__ = [
+    "DISPLACED_SUFFIX",
+    "MAX_NAME_BYTES",
+    "MirrorTree",
+    "displaced_path",
+    "mirror_relpath",
+    "sanitize_segment",
+]
+
+# File systems allow 255 bytes per name; we stay well below so that `.part.json.<tmp>` and
+# `%%file` can still be appended to any mapped name.
+MAX_NAME_BYTES = 200
+# Keep the whole relative path far from PATH_MAX (4096) whatever the output folder's depth.
+MAX_DIRS = 32
+MAX_DIR_BYTES = 1000
+KEPT_DIRS_WHEN_FOLDING = 16
+KEPT_DIR_BYTES_WHEN_FOLDING = 500
+QUERY_READABLE_BYTES = 80
+DISPLACED_SUFFIX = "%%file"
+DEEP_FOLD_PREFIX = "%%deep~"
+DIRECTORY_INDEX = "index.html"
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+# Characters no file name may hold on some OS we care about, plus `%` (our escape character).
+_UNSAFE_ASCII = frozenset('/\\%:*?"<>|')
+# `+` separates host from port; `@` and `~` are used in query and hash decorations.
+_UNSAFE_IN_HOST = _UNSAFE_ASCII | {"+", "@", "~"}
+_WINDOWS_DEVICES = frozenset(
+    ["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"]
+    + [f"{dev}{n}" for dev in ("COM", "LPT") for n in "0123456789¹²³"]
+)
+_RESERVED_SUFFIX = re.compile(r"\.part(\.json(\.tmp)?)?$", re.IGNORECASE)
+_EXTENSION = re.compile(r"(?<=[^.])\.[A-Za-z0-9]{1,10}$")
+
+
+def mirror_relpath(url: str) -> PurePosixPath:
+    """The path, relative to `out/files`, where the body of `url` is stored.
+
+    Deterministic, always relative, never escapes its root. Raises `InvalidMirrorURL` for a
+    URL that is not http(s) or has no usable host or port.
+    """
+    parts = _split(url)
+    host = _host_segment(parts)
+    dirs, name = _path_segments(parts.path)
+    if parts.query:
+        name = _with_query(name, parts.query)
+    name = _shorten(name)
+    dirs = _fold_deep(dirs)
+    rel = PurePosixPath(host, *dirs, name)
+    _check_relative(rel)
+    return rel
+
+
+def sanitize_segment(raw: bytes) -> str:
+    """One path segment's decoded bytes as a safe, readable file name (at most MAX_NAME_BYTES)."""
+    return _shorten(_safe_name(raw))
+
+
+def displaced_path(path: Path) -> Path:
+    """Where the file of a URL goes when its mapped path is (or became) a directory."""
+    return path.with_name(path.name + DISPLACED_SUFFIX)
+
+
+class MirrorTree:
+    """The `files/` folder of an output directory, with clash-safe placement of files."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).absolute()
+
+    def path_for(self, url: str) -> Path:
+        """Absolute mapped path of `url` (pure; may be a directory when URLs clash)."""
+        return self.join(mirror_relpath(url))
+
+    def join(self, rel: PurePosixPath) -> Path:
+        _check_relative(rel)
+        path = self.root.joinpath(*rel.parts)
+        if os.path.commonpath([self.root, path]) != str(self.root) or path == self.root:
+            raise UnsafePathError(f"{rel} is not inside {self.root}")
+        return path
+
+    def existing_file(self, path: Path) -> Path | None:
+        """The stored file for mapped `path`: itself, its displaced twin, or None."""
+        for candidate in (path, displaced_path(path)):
+            try:
+                if stat.S_ISREG(os.lstat(candidate).st_mode):
+                    return candidate
+            except OSError:
+                continue
+        return None
+
+    def ensure_parent(self, path: Path) -> None:
+        """Create the directories above `path` inside the root.
+
+        A regular file (or anything but a real directory) standing where a directory is needed
+        is moved to `<name>%%file`, so the final tree is the same whatever order URLs arrive in:
+        `/a` and `/a/b` end up as `a%%file` and `a/b`.
+        """
+        rel = path.relative_to(self.root)
+        current = self.root
+        os.makedirs(current, exist_ok=True)
+        for part in rel.parts[:-1]:
+            current = current / part
+            _make_directory(current)
+
+
+def _make_directory(path: Path) -> None:
+    for _ in range(16):
+        try:
+            os.mkdir(path)
+            return
+        except FileExistsError:
+            pass
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            continue  # someone removed it between our mkdir and lstat: try again
+        if stat.S_ISDIR(mode):
+            return
+        try:
+            os.replace(path, displaced_path(path))
+        except FileNotFoundError:
+            continue
+    raise StorageError(f"{path}: could not make a directory there (a file keeps reappearing)")
+
+
+# --- pure mapping ------------------------------------------------------------------------------
+
+
+def _split(url: str) -> SplitResult:
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidMirrorURL(f"{url!r}: {exc}") from None
+    if parts.scheme.lower() not in _DEFAULT_PORTS:
+        raise InvalidMirrorURL(f"{url!r}: only http and https URLs are mirrored")
+    if not parts.hostname:
+        raise InvalidMirrorURL(f"{url!r}: no host")
+    del port
+    return parts
+
+
+def _host_segment(parts: SplitResult) -> str:
+    host = parts.hostname or ""
+    if host.endswith(".") and len(host) > 1:
+        host = host[:-1]  # `example.com.` is the same host as `example.com`
+    name = _escape_chars(host, _UNSAFE_IN_HOST)
+    name = _guard_name(name)
+    port = parts.port
+    if port is not None and port != _DEFAULT_PORTS[parts.scheme.lower()]:
+        name = f"{name}+{port}"
+    return _shorten(name)
+
+
+def _path_segments(path: str) -> tuple[list[str], str]:
+    """(directory names, file name) after dot-segment removal, decoding and escaping."""
+    # Browsers treat `\` as `/` in http(s) URLs; so do we, so `..\..\` is a dot segment too.
+    raw_segments = path.replace("\\", "/").split("/")
+    stack: list[bytes] = []
+    is_directory = True
+    for raw in raw_segments:
+        decoded = unquote_to_bytes(raw.encode("utf-8", "surrogatepass"))
+        if decoded == b"..":
+            if stack:
+                stack.pop()
+            is_directory = True
+        elif decoded in (b".", b""):
+            # An empty segment names nothing; dropping it keeps `/a//b` and `/a/b` together.
+            is_directory = True
+        else:
+            stack.append(decoded)
+            is_directory = False
+    names = [_safe_name(seg) for seg in stack]
+    if is_directory or not names:
+        names.append(DIRECTORY_INDEX)
+    return [_shorten(n) for n in names[:-1]], names[-1]
+
+
+def _with_query(name: str, query: str) -> str:
+    """`list.php` + `page=2` → `list@page=2~<hash8>.php`: readable, unique, extension kept."""
+    raw = query.encode("utf-8", "surrogatepass")
+    digest = hashlib.sha256(raw).hexdigest()[:8]
+    readable = _cut_escaped(
+        _escape_chars(_decode(unquote_to_bytes(raw)), _UNSAFE_ASCII), QUERY_READABLE_BYTES
+    )
+    match = _EXTENSION.search(name)
+    stem, ext = (name[: match.start()], match.group()) if match else (name, "")
+    return f"{stem}@{readable}~{digest}{ext}"
+
+
+def _safe_name(raw: bytes) -> str:
+    return _guard_name(_escape_chars(_decode(raw), _UNSAFE_ASCII))
+
+
+def _decode(raw: bytes) -> str:
+    # Invalid UTF-8 bytes survive as lone surrogates, then get escaped back to `%XX`.
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def _escape_chars(text: str, unsafe: frozenset[str]) -> str:
+    out: list[str] = []
+    for ch in text:
+        if ch in unsafe or _is_invisible(ch):
+            out.append(_percent(ch))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _is_invisible(ch: str) -> bool:
+    # Controls, format characters (bidi overrides), surrogates, private use, line separators.
+    category = unicodedata.category(ch)
+    return category[0] == "C" or category in ("Zl", "Zp")
+
+
+def _percent(ch: str) -> str:
+    return "".join(f"%{b:02X}" for b in ch.encode("utf-8", "surrogateescape"))
+
+
+def _guard_name(name: str) -> str:
+    """Make an escaped name safe as a whole: trailing dots/spaces, devices, our own suffixes."""
+    if name[-1:] in (".", " "):
+        # Windows drops trailing dots and spaces; `.` and `..` become `%2E` and `.%2E`.
+        name = name[:-1] + _percent(name[-1])
+    base = name.split(".", 1)[0].rstrip(" ").upper()
+    if base in _WINDOWS_DEVICES:
+        name = _percent(name[0]) + name[1:]
+    if _RESERVED_SUFFIX.search(name):
+        dot = name.lower().rindex(".part")
+        name = name[:dot] + "%2E" + name[dot + 1 :]
+    return name
+
+
+def _shorten(name: str) -> str:
+    """Names over MAX_NAME_BYTES keep a readable head, a hash of the whole, and the extension."""
+    if len(name.encode("utf-8", "surrogateescape")) <= MAX_NAME_BYTES:
+        return name
+    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    match = _EXTENSION.search(name)
+    ext = match.group() if match else ""
+    head = _cut_escaped(name, MAX_NAME_BYTES - len(ext) - len(digest) - 1)
+    return f"{head}~{digest}{ext}"
+
+
+def _cut_escaped(text: str, limit: int) -> str:
+    """A prefix of `text` of at most `limit` UTF-8 bytes that does not split a `%XX` escape."""
+    out: list[str] = []
+    size = 0
+    i = 0
+    while i < len(text):
+        token = text[i : i + 3] if text[i] == "%" else text[i]
+        width = len(token.encode("utf-8", "surrogateescape"))
+        if size + width > limit:
+            break
+        out.append(token)
+        size += width
+        i += len(token)
+    return "".join(out)
+
+
+def _fold_deep(dirs: list[str]) -> list[str]:
+    total = sum(len(d.encode("utf-8", "surrogateescape")) + 1 for d in dirs)
+    if len(dirs) <= MAX_DIRS and total <= MAX_DIR_BYTES:
+        return dirs
+    kept: list[str] = []
+    size = 0
+    for d in dirs[:KEPT_DIRS_WHEN_FOLDING]:
+        width = len(d.encode("utf-8", "surrogateescape")) + 1
+        if size + width > KEPT_DIR_BYTES_WHEN_FOLDING:
+            break
+        kept.append(d)
+        size += width
+    rest = "/".join(dirs[len(kept) :]).encode("utf-8", "surrogateescape")
+    return [*kept, DEEP_FOLD_PREFIX + hashlib.sha256(rest).hexdigest()[:16]]
+
+
+def _check_relative(rel: PurePosixPath) -> None:
+    """Defence in depth: whatever the code above did, refuse anything that could escape."""
+    if rel.is_absolute() or not rel.parts:
+        raise UnsafePathError(f"{rel!s} is not a relative path")
+    for part in rel.parts:
+        if part in ("", ".", "..") or "/" in part or "\\" in part or "\x00" in part:
+            raise UnsafePathError(f"{rel!s} has an unsafe segment {part!r}")

@@ -1,0 +1,205 @@
+"""BodySink: chunks to `.part`, verification, fsync policy, atomic rename, failure leftovers."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from storage.errors import DigestMismatchError, PathBusyError, SizeMismatchError, StorageError
+from storage.paths import displaced_path
+from storage.sink import BodySink, FsyncPolicy, part_path_for
+
+DATA = os.urandom(3 * (1 << 20) + 12345)
+
+
+def chunks(data: bytes, size: int = 70_001):
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+async def write_all(sink: BodySink, data: bytes) -> None:
+    for chunk in chunks(data):
+        await sink.write(chunk)
+
+
+@pytest.mark.parametrize("threaded", [True, False])
+async def test_commit_renames_a_verified_body_into_place(tmp_path: Path, threaded: bool):
+    final = tmp_path / "f.bin"
+    sink = BodySink(final, threaded=threaded)
+    await sink.open()
+    await write_all(sink, DATA)
+    assert not final.exists() and part_path_for(final).exists()
+    result = await sink.commit(
+        expected_size=len(DATA), expected_sha256=hashlib.sha256(DATA).hexdigest().upper()
+    )
+    assert result.path == final and result.size == len(DATA)
+    assert result.sha256 == hashlib.sha256(DATA).hexdigest()
+    assert final.read_bytes() == DATA
+    assert not part_path_for(final).exists()
+
+
+async def test_short_body_raises_and_leaves_only_the_part(tmp_path: Path):
+    final = tmp_path / "f.bin"
+    sink = BodySink(final)
+    await sink.open()
+    await write_all(sink, DATA[:1000])
+    with pytest.raises(SizeMismatchError) as failed:
+        await sink.commit(expected_size=len(DATA))
+    assert (failed.value.expected, failed.value.got) == (len(DATA), 1000)
+    await sink.close()
+    assert not final.exists()
+    assert part_path_for(final).read_bytes() == DATA[:1000]
+
+
+async def test_digest_mismatch_raises_and_publishes_nothing(tmp_path: Path):
+    final = tmp_path / "f.bin"
+    sink = BodySink(final)
+    await sink.open()
+    await write_all(sink, DATA)
+    with pytest.raises(DigestMismatchError):
+        await sink.commit(expected_sha256="00" * 32)
+    await sink.discard()
+    assert not final.exists() and not part_path_for(final).exists()
+
+
+async def test_open_at_offset_keeps_and_hashes_the_prefix(tmp_path: Path):
+    final = tmp_path / "f.bin"
+    part_path_for(final).write_bytes(DATA[:2_000_000] + b"garbage after the checkpoint")
+    sink = BodySink(final)
+    await sink.open(2_000_000)
+    assert sink.size == sink.start_offset == 2_000_000
+    await write_all(sink, DATA[2_000_000:])
+    result = await sink.commit(expected_size=len(DATA))
+    assert result.sha256 == hashlib.sha256(DATA).hexdigest()
+    assert final.read_bytes() == DATA
+
+
+async def test_open_beyond_the_part_is_refused(tmp_path: Path):
+    final = tmp_path / "f.bin"
+    part_path_for(final).write_bytes(b"abc")
+    sink = BodySink(final)
+    with pytest.raises(StorageError):
+        await sink.open(10)
+    assert not sink.is_open
+
+
+async def test_restart_drops_everything_written(tmp_path: Path):
+    final = tmp_path / "f.bin"
+    sink = BodySink(final)
+    await sink.open()
+    await write_all(sink, b"old" * 500_000)
+    await sink.restart()
+    await write_all(sink, DATA)
+    result = await sink.commit(expected_size=len(DATA))
+    assert final.read_bytes() == DATA and result.sha256 == hashlib.sha256(DATA).hexdigest()
+
+
+async def test_a_second_sink_on_the_same_path_is_busy(tmp_path: Path):
+    final = tmp_path / "f.bin"
+    first = BodySink(final)
+    await first.open()
+    with pytest.raises(PathBusyError):
+        await BodySink(final).open()
+    await first.close()
+    second = BodySink(final)
+    await second.open()
+    await second.close()
+
+
+async def test_commit_beside_a_directory_that_took_the_name(tmp_path: Path):
+    final = tmp_path / "a"
+    sink = BodySink(final)
+    await sink.open()
+    await sink.write(b"file body")
+    final.mkdir()  # another URL needed `a/` as a folder meanwhile
+    result = await sink.commit()
+    assert result.path == displaced_path(final)
+    assert result.path.read_bytes() == b"file body"
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected_calls"),
+    [(FsyncPolicy.NEVER, 0), (FsyncPolicy.ON_CLOSE, 2), (FsyncPolicy.ALWAYS, 4 + 2)],
+)
+async def test_fsync_policy(tmp_path: Path, monkeypatch, policy: FsyncPolicy, expected_calls):
+    calls: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(fd), real_fsync(fd))[1])
+    sink = BodySink(tmp_path / "f.bin", fsync=policy, threaded=False)
+    await sink.open()
+    for _ in range(4):  # four full batches of 1 MiB
+        await sink.write(b"x" * (1 << 20))
+    await sink.commit()
+    # ALWAYS: once per batch, then file + directory at commit; ON_CLOSE: file + directory.
+    assert len(calls) == expected_calls
+
+
+def _run_child(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+
+
+def test_a_killed_writer_leaves_only_a_part(tmp_path: Path):
+    final = tmp_path / "f.bin"
+    child = _run_child(
+        """
+        import asyncio, os, signal, sys
+        from pathlib import Path
+        from storage.sink import BodySink
+        async def main():
+            sink = BodySink(Path(sys.argv[1]))
+            await sink.open()
+            for _ in range(5):
+                await sink.write(b"y" * (1 << 20))
+            await sink.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+        asyncio.run(main())
+        """,
+        str(final),
+    )
+    assert child.returncode == -9
+    assert not final.exists()
+    assert part_path_for(final).stat().st_size == 5 << 20
+
+
+def test_a_disk_error_mid_body_leaves_only_a_part(tmp_path: Path):
+    final = tmp_path / "f.bin"
+    child = _run_child(
+        """
+        import asyncio, resource, signal, sys
+        from pathlib import Path
+        from storage.sink import BodySink
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (3 << 20, 3 << 20))
+        async def main():
+            sink = BodySink(Path(sys.argv[1]))
+            await sink.open()
+            try:
+                for _ in range(8):
+                    await sink.write(b"z" * (1 << 20))
+                await sink.commit()
+            except OSError as exc:
+                print("error", exc.errno)
+                try:
+                    await sink.close()  # writes what is left: fails again, still closes
+                except OSError:
+                    pass
+                assert not sink.is_open
+        asyncio.run(main())
+        """,
+        str(final),
+    )
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.startswith("error 27")  # EFBIG
+    assert not final.exists()
+    assert part_path_for(final).stat().st_size <= 3 << 20

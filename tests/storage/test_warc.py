@@ -1,0 +1,188 @@
+"""WARC output: records warcio can read, digests `warcio check` accepts, rotation, gzip."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import pytest
+from warcio.archiveiterator import ArchiveIterator
+
+from storage import DownloadError, Outcome, Store, download
+from storage.warc import SERVER_NOT_MODIFIED, HttpHead, WarcWriter
+from tests.storage.origin import Body, Origin, Resource
+
+MiB = 1 << 20
+BODY = os.urandom(3 * MiB + 11)
+REQUEST = HttpHead("GET /f?x=1 HTTP/1.1", [("Host", "h"), ("User-Agent", "t")])
+RESPONSE = HttpHead("200 OK", [("Content-Type", "application/octet-stream"),
+                               ("Content-Length", str(len(BODY)))])
+
+
+def warcio_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from warcio.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def assert_valid(files: list[Path]) -> None:
+    checked = warcio_cli("check", "-v", *map(str, files))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "digest pass" in checked.stdout
+    indexed = warcio_cli("index", *map(str, files))
+    assert indexed.returncode == 0, indexed.stderr
+    assert '"warc-type": "response"' in indexed.stdout or '"warc-type": "revisit"' in indexed.stdout
+
+
+def records_of(path: Path) -> list[tuple[str, dict[str, str], bytes]]:
+    out = []
+    with open(path, "rb") as stream:
+        for record in ArchiveIterator(stream):
+            headers = dict(record.rec_headers.headers)
+            out.append((record.rec_type, headers, record.content_stream().read()))
+    return out
+
+
+@pytest.fixture
+def body_file(tmp_path: Path) -> Path:
+    path = tmp_path / "body.bin"
+    path.write_bytes(BODY)
+    return path
+
+
+def test_exchange_is_a_response_and_request_pair_warcio_accepts(tmp_path: Path, body_file):
+    with WarcWriter(tmp_path, writer_id="w1") as writer:
+        ref = writer.write_exchange("http://h/f?x=1", REQUEST, RESPONSE,
+                                    (body_file, 0, len(BODY)))
+    files = sorted((tmp_path / "warc").iterdir())
+    assert [f.name for f in files] == [ref.file]
+    assert re.fullmatch(r"crawl-\d{17}-00001-w1\.warc\.gz", ref.file)
+    records = records_of(files[0])
+    assert [r[0] for r in records] == ["warcinfo", "response", "request"]
+    _, response, payload = records[1]
+    assert payload == BODY
+    assert response["WARC-Target-URI"] == "http://h/f?x=1"
+    assert response["WARC-Record-ID"] == ref.record_id
+    assert records[2][1]["WARC-Concurrent-To"] == ref.record_id
+    assert_valid(files)
+
+
+def test_payload_is_read_from_a_window_of_the_file(tmp_path: Path, body_file):
+    head = HttpHead("206 Partial Content", [("Content-Length", "5000")])
+    with WarcWriter(tmp_path, writer_id="w1") as writer:
+        writer.write_exchange("http://h/f", REQUEST, head, (body_file, 1000, 5000))
+    (file,) = (tmp_path / "warc").iterdir()
+    assert records_of(file)[1][2] == BODY[1000:6000]
+    assert_valid([file])
+
+
+def test_each_record_is_its_own_gzip_member(tmp_path: Path, body_file):
+    with WarcWriter(tmp_path, writer_id="w1") as writer:
+        ref = writer.write_exchange("http://h/f", REQUEST, RESPONSE, (body_file, 0, 100))
+    data = ((tmp_path / "warc") / ref.file).read_bytes()
+    member = zlib.decompressobj(wbits=31)
+    assert member.decompress(data[ref.offset:]).startswith(b"WARC/1.1\r\nWARC-Type: response")
+    assert member.eof  # the member ended where the next record begins
+
+
+def test_dechunked_payload_gets_headers_that_match_it(tmp_path: Path, body_file):
+    head = HttpHead("200 OK", [("Transfer-Encoding", "chunked")])
+    with WarcWriter(tmp_path, writer_id="w1") as writer:
+        writer.write_exchange("http://h/f", REQUEST, head, (body_file, 0, 4096))
+    (file,) = (tmp_path / "warc").iterdir()
+    responses = 0
+    with open(file, "rb") as stream:
+        for record in ArchiveIterator(stream):
+            if record.rec_type != "response":
+                continue
+            responses += 1
+            http = record.http_headers
+            assert http.get_header("Content-Length") == "4096"
+            assert http.get_header("Transfer-Encoding") is None
+            assert http.get_header("X-Crawl-Original-Transfer-Encoding") == "chunked"
+            assert record.content_stream().read() == BODY[:4096]
+    assert responses == 1
+
+
+def test_revisit_for_not_modified(tmp_path: Path, body_file):
+    with WarcWriter(tmp_path, writer_id="w1") as writer:
+        first = writer.write_exchange("http://h/f", REQUEST, RESPONSE, (body_file, 0, len(BODY)))
+        writer.write_revisit(
+            "http://h/f",
+            REQUEST,
+            HttpHead("304 Not Modified", [("ETag", '"e"')]),
+            payload_sha256="ab" * 32,
+            refers_to_uri="http://h/f",
+            refers_to_date=first.date,
+            refers_to_record=first.record_id,
+        )
+    (file,) = (tmp_path / "warc").iterdir()
+    revisit = [r for r in records_of(file) if r[0] == "revisit"][0][1]
+    assert revisit["WARC-Profile"] == SERVER_NOT_MODIFIED
+    assert revisit["WARC-Refers-To"] == first.record_id
+    assert revisit["WARC-Refers-To-Date"] == first.date
+    assert revisit["WARC-Payload-Digest"].startswith("sha256:")
+    assert_valid([file])
+
+
+def test_files_rotate_at_the_size_limit_and_lose_open_suffix(tmp_path: Path, body_file):
+    with WarcWriter(tmp_path, writer_id="w1", prefix="job", max_size=100_000) as writer:
+        for n in range(5):
+            writer.write_exchange(f"http://h/{n}", REQUEST, RESPONSE, (body_file, n, 80_000))
+        assert any(p.name.endswith(".open") for p in (tmp_path / "warc").iterdir())
+    files = sorted((tmp_path / "warc").iterdir())
+    assert len(files) >= 3
+    assert all(re.fullmatch(r"job-\d{17}-\d{5}-w1\.warc\.gz", f.name) for f in files)
+    for file in files:
+        assert records_of(file)[0][0] == "warcinfo"
+    uris = [h["WARC-Target-URI"] for f in files for t, h, _ in records_of(f) if t == "response"]
+    assert uris == [f"http://h/{n}" for n in range(5)]
+    assert_valid(files)
+
+
+def test_a_damaged_payload_fails_warcio_check(tmp_path: Path, body_file):
+    with WarcWriter(tmp_path, writer_id="w1", gzip=False) as writer:
+        writer.write_exchange("http://h/f", REQUEST, RESPONSE, (body_file, 0, 10_000))
+    (file,) = (tmp_path / "warc").iterdir()
+    data = bytearray(file.read_bytes())
+    data[data.find(BODY[:100]) + 50] ^= 0xFF
+    file.write_bytes(bytes(data))
+    assert warcio_cli("check", str(file)).returncode == 1
+
+
+async def test_downloads_write_warc_records_for_every_outcome(
+    session, origin: Origin, warc_store: Store
+):
+    big = Body(5 * MiB + 1, seed=30)
+    origin.resources["/big"] = Resource(big)
+    origin.resources["/cut"] = Resource(Body(3 * MiB, seed=31), drop_after=[2 * MiB])
+    stored = await download(session, origin.url("/big"), warc_store)
+    again = await download(session, origin.url("/big"), warc_store)
+    missing = await download(session, origin.url("/missing"), warc_store)
+    with pytest.raises(DownloadError):
+        await download(session, origin.url("/cut"), warc_store)
+    assert (stored.outcome, again.outcome, missing.outcome) == (
+        Outcome.STORED, Outcome.NOT_MODIFIED, Outcome.HTTP_ERROR)
+    assert stored.warc_record_id and again.warc_record_id and missing.warc_record_id
+    warc_store.close()
+    files = sorted((warc_store.out_dir / "warc").iterdir())
+    assert_valid(files)
+    records = [r for f in files for r in records_of(f)]
+    by_uri = {}
+    for kind, headers, payload in records:
+        by_uri.setdefault(headers.get("WARC-Target-URI"), []).append((kind, headers, payload))
+    (_, _, payload), = [r for r in by_uri[origin.url("/big")] if r[0] == "response"]
+    assert payload == big.bytes()
+    revisit = [r for r in by_uri[origin.url("/big")] if r[0] == "revisit"][0][1]
+    assert revisit["WARC-Refers-To"] == stored.warc_record_id
+    assert [r[2] for r in by_uri[origin.url("/missing")] if r[0] == "response"] == [b"not found\n"]
+    (_, cut, _), = [r for r in by_uri[origin.url("/cut")] if r[0] == "response"]
+    assert cut["WARC-Truncated"] == "disconnect"
+    assert not list((warc_store.out_dir / "tmp").iterdir())

@@ -1,0 +1,116 @@
+"""What a fetch's result means for its task: done, try again later, or give up.
+
+Retryable: connection errors, resets, timeouts, truncated bodies, 408, 429 and 5xx (with the
+server's Retry-After when it sent one). Final: other 4xx, redirect loops, invalid URLs, bodies
+over the size limit. Both kinds are recorded by storage; only the frontier call differs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import time
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+
+from crawler.http import (
+    ClientConnectionError,
+    ClientPayloadError,
+    InvalidURL,
+    NonHttpUrlClientError,
+    TooManyRedirects,
+)
+from storage import (
+    DigestMismatchError,
+    FetchRecord,
+    InvalidMirrorURL,
+    Outcome,
+    PathBusyError,
+    SizeMismatchError,
+    UnsafePathError,
+)
+
+__all__ = ["Verdict", "classify_error", "classify_record", "retry_after_seconds"]
+
+RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 507, 509, 520, 521, 522, 524})
+# 429 and 503 slow the whole host down (the frontier's host backoff), not only this URL.
+HOST_BACKOFF_STATUSES = frozenset({429, 503})
+# A busy `.part` means another fetch of the same URL is running right now: look again soon.
+BUSY_RETRY_S = 5.0
+
+
+class Action(enum.Enum):
+    DONE = "done"
+    RETRY = "retry"
+    FAIL = "fail"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    action: Action
+    reason: str = ""
+    delay: float | None = None  # seconds before a retry; None: the frontier's backoff
+    status: int | None = None  # passed to the frontier so 429/503 back off the host
+
+    @property
+    def extract_links(self) -> bool:
+        return self.action is Action.DONE
+
+
+def classify_record(record: FetchRecord) -> Verdict:
+    """The verdict for a fetch that got an answer from the server."""
+    status = record.status
+    if record.outcome is Outcome.TOO_LARGE:
+        return Verdict(
+            Action.FAIL, f"body over max size (kept {record.received} bytes)", status=status
+        )
+    if status is None:
+        return Verdict(Action.RETRY, record.error or "no response")
+    if status in RETRYABLE_STATUSES:
+        delay = retry_after_seconds(record.header("retry-after"))
+        return Verdict(Action.RETRY, f"HTTP {status}", delay=delay, status=status)
+    if status >= 400:
+        return Verdict(Action.FAIL, f"HTTP {status} {record.reason or ''}".strip(), status=status)
+    return Verdict(Action.DONE, status=status)
+
+
+def classify_error(error: BaseException) -> Verdict:
+    """The verdict for a fetch that ended in an exception (the cause of a DownloadError)."""
+    name = type(error).__name__
+    detail = str(error) or name
+    if isinstance(error, TooManyRedirects):
+        return Verdict(Action.FAIL, f"too many redirects: {detail}")
+    if isinstance(error, InvalidURL | NonHttpUrlClientError | InvalidMirrorURL | UnsafePathError):
+        return Verdict(Action.FAIL, f"{name}: {detail}")
+    if isinstance(error, PathBusyError):
+        return Verdict(Action.RETRY, f"{name}: {detail}", delay=BUSY_RETRY_S)
+    if isinstance(
+        error,
+        ClientConnectionError
+        | ClientPayloadError
+        | asyncio.TimeoutError
+        | TimeoutError
+        | OSError
+        | SizeMismatchError
+        | DigestMismatchError,
+    ):
+        return Verdict(Action.RETRY, f"{name}: {detail}")
+    # Anything else is a bug or a response we cannot handle: retrying would repeat it.
+    return Verdict(Action.FAIL, f"{name}: {detail}")
+
+
+def retry_after_seconds(value: str | None, *, now: float | None = None) -> float | None:
+    """Retry-After as seconds from now: delta-seconds or an HTTP-date (RFC 9110, 10.2.3)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)

@@ -1,0 +1,208 @@
+"""One worker process: its event loop, `ClientSession`, `Store`, robots policy and signals.
+
+`run_worker_process(settings)` is what `crawl worker` runs (and what `crawl run` starts N of).
+It returns the process exit code: 0 when the job is finished, 130 when interrupted (leases
+handed back, records flushed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+from pathlib import Path
+
+from crawler.config import Settings
+from crawler.frontier import Frontier, FrontierSettings, open_frontier
+from crawler.http import ClientSession, ClientTimeout, DummyCookieJar, TCPConnector
+from crawler.robots import Robots
+from crawler.scope import ScopeRules
+from storage import Store
+from workers.metrics import metrics_port_for, serve_metrics
+from workers.progress import CrawlCounters
+from workers.worker import Worker, WorkerExit, WorkerOptions
+
+log = logging.getLogger("crawl.worker")
+
+__all__ = [
+    "SETTINGS_ENV",
+    "frontier_settings",
+    "frontier_target",
+    "make_session",
+    "run_worker_process",
+]
+
+# `crawl run` hands its settings to the worker processes it starts through this variable.
+SETTINGS_ENV = "CRAWL_WORKER_SETTINGS"
+SQLITE_NAME = "frontier.sqlite"
+PROGRESS_DIR = ".progress"
+ROBOTS_BYTES = 512 * 1024
+
+
+def frontier_target(settings: Settings) -> str:
+    """The Redis URL, or the SQLite file inside OUT."""
+    return settings.redis or str(Path(settings.out) / SQLITE_NAME)
+
+
+def frontier_settings(settings: Settings) -> FrontierSettings:
+    """The job's frontier settings from the crawl settings (stored with the job)."""
+    return FrontierSettings(
+        lease_seconds=settings.lease_seconds,
+        max_attempts=settings.max_attempts,
+        per_host_limit=settings.per_host,
+        per_host_delay=settings.delay,
+        scope=ScopeRules(
+            allowed_domains=settings.allow_domains,
+            include=settings.include,
+            exclude=settings.exclude,
+            max_depth=settings.max_depth,
+        ),
+    )
+
+
+def make_session(settings: Settings, *, concurrency: int | None = None) -> ClientSession:
+    """The session every fetch of a worker shares: one bounded pool, our headers, no cookies.
+
+    `timeout` bounds connecting and each wait for bytes, not the whole transfer: a large file
+    that keeps arriving is not cut, a server that stalls is.
+    """
+    limit = concurrency or settings.concurrency
+    connector = TCPConnector(limit=limit, limit_per_host=settings.per_host)
+    headers = {"User-Agent": settings.user_agent, **dict(settings.headers)}
+    timeout = ClientTimeout(
+        total=None,
+        connect=settings.timeout,
+        sock_connect=settings.timeout,
+        sock_read=settings.timeout,
+    )
+    return ClientSession(
+        connector=connector,
+        headers=headers,
+        timeout=timeout,
+        cookie_jar=DummyCookieJar(),
+        auto_decompress=True,
+    )
+
+
+def robots_fetcher(session: ClientSession):  # type: ignore[no-untyped-def]
+    """`Robots`' fetcher: GET /robots.txt with our session, following redirects."""
+
+    async def fetch(url: str) -> tuple[int, bytes]:
+        async with session.get(url) as resp:
+            body = await resp.content.read(ROBOTS_BYTES)
+            return resp.status, body
+
+    return fetch
+
+
+def run_worker_process(settings: Settings, *, index: int = 0) -> int:
+    """Run one worker until the job is finished or a signal stops it; returns the exit code."""
+    try:
+        import uvloop  # type: ignore[import-not-found]
+    except ImportError:
+        return asyncio.run(_main(settings, index))
+    return uvloop.run(_main(settings, index))
+
+
+async def _main(settings: Settings, index: int) -> int:
+    name = f"{socket.gethostname()}-{os.getpid()}"
+    counters = CrawlCounters()
+    metrics = None
+    port = metrics_port_for(settings.metrics_port, index)
+    if port is not None:
+        metrics = serve_metrics(counters, port, worker=str(index), job=settings.job)
+    frontier: Frontier = await open_frontier(frontier_target(settings), settings.job)
+    store = Store(
+        settings.out,
+        writer_id=name,
+        fsync=settings.fsync.value,
+        warc=settings.warc,
+        warc_max_size=settings.warc_max_size,
+    )
+    session = make_session(settings)
+    robots = Robots(
+        frontier, robots_fetcher(session), user_agent=settings.user_agent, enabled=settings.robots
+    )
+    worker = Worker(
+        frontier,
+        session,
+        store,
+        WorkerOptions(
+            name=name,
+            concurrency=settings.concurrency,
+            lease_batch=settings.lease_batch,
+            max_depth=settings.max_depth,
+            max_size=settings.max_size,
+            honor_nofollow=settings.honor_nofollow,
+            renew_s=settings.renew_seconds or settings.lease_seconds / 3,
+            grace_s=settings.grace_seconds,
+        ),
+        robots=robots,
+        counters=counters,
+    )
+    loop = asyncio.get_running_loop()
+    signals_seen = 0
+
+    def on_signal() -> None:
+        nonlocal signals_seen
+        signals_seen += 1
+        if signals_seen > 1:
+            # Second signal: leave now. Leases expire and other workers take the URLs.
+            os._exit(WorkerExit.INTERRUPTED)
+        worker.stop()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    snapshots = asyncio.create_task(_publish_snapshots(counters, settings.out, name))
+    try:
+        code = await worker.run()
+    finally:
+        snapshots.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await snapshots
+        _write_snapshot(counters, settings.out, name)
+        await session.close()
+        await frontier.close()
+        store.close()
+        if metrics is not None:
+            metrics.close()
+    return int(code)
+
+
+async def _publish_snapshots(counters: CrawlCounters, out: Path, name: str) -> None:
+    """Each second, this process's counters to OUT/.progress/<name>.json for `crawl run`'s view."""
+    while True:
+        await asyncio.sleep(1.0)
+        _write_snapshot(counters, out, name)
+
+
+def _write_snapshot(counters: CrawlCounters, out: Path, name: str) -> None:
+    folder = Path(out) / PROGRESS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f"{name}.json.tmp"
+    tmp.write_text(json.dumps(counters.snapshot().to_dict()))
+    os.replace(tmp, folder / f"{name}.json")
+
+
+def main() -> None:
+    """`python -m workers.process`: one worker with the settings `crawl run` put in the env."""
+    from crawler.config import settings_from_mapping
+
+    raw = os.environ.get(SETTINGS_ENV)
+    if not raw:
+        raise SystemExit(f"{SETTINGS_ENV} is not set; use `crawl worker` to start a worker by hand")
+    settings = settings_from_mapping(json.loads(raw), source=SETTINGS_ENV)
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
+    raise SystemExit(
+        run_worker_process(settings, index=int(os.environ.get("CRAWL_WORKER_INDEX", "0")))
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""`crawl run`: seed the job, run N worker processes under a supervisor, show progress.
+
+The worker processes are started as `python -m workers.process` with the settings in an
+environment variable, so a machine running `crawl run --workers 4` behaves like four machines
+running `crawl worker`: the frontier is all they share.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from crawler.config import Settings
+from crawler.frontier import open_frontier
+from workers.process import (
+    PROGRESS_DIR,
+    SETTINGS_ENV,
+    frontier_settings,
+    frontier_target,
+)
+from workers.progress import CounterSnapshot, ProgressReporter
+from workers.supervisor import EXIT_INTERRUPTED, Supervisor
+
+__all__ = ["run_crawl", "seed_job"]
+
+
+async def seed_job(settings: Settings, seeds: list[str]) -> tuple[int, int, list[tuple[str, str]]]:
+    """Add the seeds (again: duplicates are ignored, so re-running resumes). Returns
+    (added, duplicates, rejected) where rejected are (url, reason) pairs."""
+    frontier = await open_frontier(
+        frontier_target(settings), settings.job, frontier_settings(settings)
+    )
+    try:
+        result = await frontier.add(seeds)
+        if settings.redis is None:
+            # The SQLite frontier lives inside OUT and only this command's workers use it:
+            # leases left by a killed earlier run can come back at once instead of timing out.
+            await frontier.recover_leases()
+        return result.added, result.duplicates, list(result.rejected)
+    finally:
+        await frontier.close()
+
+
+def run_crawl(settings: Settings, seeds: list[str]) -> int:
+    """Seed, run the workers until the job is finished, print a summary; the exit code."""
+    added, duplicates, rejected = asyncio.run(seed_job(settings, seeds))
+    for url, reason in rejected:
+        click.echo(f"seed not added: {url}: {reason}", err=True)
+    click.echo(
+        f"job {settings.job!r}: {added} new seed(s), {duplicates} already known; "
+        f"frontier {frontier_target(settings)}",
+        err=True,
+    )
+    if settings.workers == 0:
+        return 0
+    progress_dir = Path(settings.out) / PROGRESS_DIR
+    shutil.rmtree(progress_dir, ignore_errors=True)
+    started = time.monotonic()
+    reporter = ProgressReporter(
+        lambda: _combined_snapshot(progress_dir, started),
+        progress=settings.progress,
+        log_format=settings.log_format,
+        interval=settings.progress_interval,
+        stream=sys.stderr if not sys.stdout.isatty() else sys.stdout,
+    )
+    supervisor = Supervisor(
+        [sys.executable, "-m", "workers.process"],
+        settings.workers,
+        env={SETTINGS_ENV: json.dumps(settings.to_dict())},
+        on_tick=reporter.tick,
+    )
+    code = supervisor.run()
+    interrupted = code == EXIT_INTERRUPTED
+    reporter.finish(interrupted=interrupted)
+    if interrupted:
+        click.echo("interrupted: state saved; run the same command again to resume", err=True)
+    return code
+
+
+def _combined_snapshot(folder: Path, started: float) -> CounterSnapshot:
+    snapshots = []
+    for path in folder.glob("*.json"):
+        try:
+            snapshots.append(CounterSnapshot.from_dict(json.loads(path.read_text())))
+        except (OSError, ValueError):
+            continue  # a worker is replacing it right now
+    if not snapshots:
+        return CounterSnapshot(at=time.monotonic(), started_at=started)
+    return CounterSnapshot.combine(snapshots)
