@@ -167,10 +167,21 @@ def status(out: str | None, redis: str | None, job: str | None, as_json: bool) -
     """Show a crawl's state: queued, leased, done, failed, dead, busiest hosts."""
     if out is None and redis is None:
         raise click.UsageError("give OUT (a SQLite crawl) or --redis URL --job NAME")
-    settings = _settings({"out": out, "redis": redis, "job": job})
+    from crawler.frontier import FrontierError
     from workers.status import crawl_status
 
-    report = asyncio.run(crawl_status(settings))
+    if redis is None and job is None:
+        # A SQLite frontier holds one job: show that one rather than ask for its name.
+        from crawler.frontier.sqlite_store import stored_job
+        from workers.process import frontier_target
+
+        job = stored_job(frontier_target(_settings({"out": out})))
+    settings = _settings({"out": out, "redis": redis, "job": job})
+
+    try:
+        report = asyncio.run(crawl_status(settings))
+    except (FrontierError, FileNotFoundError) as error:
+        raise click.ClickException(str(error)) from None
     if as_json:
         click.echo(json.dumps(report))
         return
@@ -236,9 +247,13 @@ def _read_seeds(lines: Iterable[str]) -> Iterable[str]:
 
 
 def _run_crawl(settings: Settings, seeds: list[str]) -> int:
+    from crawler.frontier import FrontierError
     from workers.run import run_crawl
 
-    return run_crawl(settings, seeds)
+    try:
+        return run_crawl(settings, seeds)
+    except FrontierError as error:
+        raise click.ClickException(str(error)) from None
 
 
 if __name__ == "__main__":

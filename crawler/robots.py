@@ -48,7 +48,7 @@ class RobotsStore(Protocol):
         """The cached entry of `origin`, if not expired."""
 
     async def robots_put(self, origin: str, entry: bytes, ttl: float) -> None:
-        """Cache `entry` for `ttl` seconds."""
+        """Cache `entry` for `ttl` seconds and drop the origin's claim."""
 
     async def robots_claim(self, origin: str, holder: str, ttl: float) -> bool:
         """True for the one caller that should fetch now."""

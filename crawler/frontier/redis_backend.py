@@ -364,8 +364,13 @@ class RedisFrontier(FrontierBase):
 
     @_store_call
     async def robots_put(self, origin: str, entry: bytes, ttl: float) -> None:
-        key = self._part_of_origin(origin).robots(origin)
-        await self._client.set(key, entry, px=max(1, int(ttl * 1000)))
+        part = self._part_of_origin(origin)
+        # One MULTI: the entry appears and the claim (its job done) goes, so the next fetch
+        # after the entry expires need not wait for a stale claim to time out.
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.set(part.robots(origin), entry, px=max(1, int(ttl * 1000)))
+            pipe.delete(part.robots_claim(origin))
+            await pipe.execute()
 
     @_store_call
     async def robots_claim(self, origin: str, holder: str, ttl: float) -> bool:

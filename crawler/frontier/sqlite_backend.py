@@ -172,7 +172,9 @@ def _open_store(
     try:
         held = store.set_meta_if_missing("job", job)
         if held != job:
-            raise FrontierConfigError(f"frontier file {path} holds job {held!r}, not {job!r}")
+            raise FrontierConfigError(
+                f"frontier file {path} holds job {held!r}, not {job!r} (use --job {held})"
+            )
         stored = store.set_meta_if_missing("settings", settings.pack())
         if not isinstance(stored, bytes):
             raise FrontierConfigError(f"frontier file {path} has no valid settings")

@@ -25,7 +25,7 @@ from .base import CommitResult, Settle, SettleKind
 from .settings import FrontierSettings
 from .task import FinalRecord, FinalState, FrontierStats, HostBacklog, Task
 
-__all__ = ["SqliteStore"]
+__all__ = ["SqliteStore", "stored_job"]
 
 QUEUED, LEASED, DELAYED, DONE, SKIPPED, FAILED, DEAD = range(7)
 RECLAIM_PER_LEASE = 1000
@@ -75,6 +75,21 @@ _COUNTER_NAMES = {
 }  # fmt: skip
 _FINAL_STATES = {SKIPPED: FinalState.SKIPPED, FAILED: FinalState.FAILED, DEAD: FinalState.DEAD}
 _KIND_STATE = {SettleKind.DONE: DONE, SettleKind.SKIPPED: SKIPPED, SettleKind.FAILED: FAILED}
+
+
+def stored_job(path: str) -> str | None:
+    """The job a frontier file holds (None when it holds none), read without writing."""
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+    except sqlite3.OperationalError:
+        return None
+    try:
+        row = db.execute("SELECT value FROM meta WHERE key = 'job'").fetchone()
+    except sqlite3.DatabaseError:
+        return None
+    finally:
+        db.close()
+    return None if row is None else str(row[0])
 
 
 class SqliteStore:
@@ -396,6 +411,8 @@ class SqliteStore:
             self.db.execute(
                 "INSERT OR REPLACE INTO robots VALUES (?, ?, ?)", (origin, entry, now + ttl)
             )
+            # The claim did its job; left in place it would block the next fetch after expiry.
+            self.db.execute("DELETE FROM robots_claims WHERE origin = ?", (origin,))
 
     def robots_claim(self, origin: str, holder: str, ttl: float) -> bool:
         with self._write() as now:

@@ -17,6 +17,13 @@ from crawler.http.session import ClientSession
 from crawler.http.streams import EofStream, StreamReader
 from crawler.http.timeouts import ClientTimeout
 from crawler.http.tls import Fingerprint
+from crawler.http.websocket import (
+    ClientWebSocketResponse,
+    ClientWSTimeout,
+    WSCloseCode,
+    WSMessage,
+    WSMsgType,
+)
 
 __all__ = [
     *_errors_all,
@@ -27,6 +34,8 @@ __all__ = [
     "ClientResponse",
     "ClientSession",
     "ClientTimeout",
+    "ClientWSTimeout",
+    "ClientWebSocketResponse",
     "ConnectionKey",
     "CookieJar",
     "DefaultResolver",
@@ -41,4 +50,7 @@ __all__ = [
     "TCPConnector",
     "ThreadedResolver",
     "UnixConnector",
+    "WSCloseCode",
+    "WSMessage",
+    "WSMsgType",
 ]

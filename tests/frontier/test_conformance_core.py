@@ -82,7 +82,9 @@ async def test_ack_enqueues_new_links_one_level_deeper(backend: Backend) -> None
     frontier = await backend.open(FAST)
     await frontier.add(["http://a.test/"])
     (page,) = await frontier.lease(10, "w")
-    links = ["http://a.test/x", "http://a.test/x#again", "http://a.test/", Link("http://a.test/y", 7)]
+    links = [
+        "http://a.test/x", "http://a.test/x#again", "http://a.test/", Link("http://a.test/y", 7)
+    ]
     assert await frontier.ack(page, Outcome.DONE, links)
     tasks = await frontier.lease(10, "w")
     assert sorted((t.url, t.depth, t.parent) for t in tasks) == [

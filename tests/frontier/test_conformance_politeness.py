@@ -7,6 +7,7 @@ checked on what the frontier decided, not on how fast this machine runs the test
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 from crawler.frontier import Ack, FrontierSettings, Task
 
@@ -60,7 +61,7 @@ async def test_delay_between_starts_on_one_host(backend: Backend) -> None:
     assert await frontier.lease(10, "w") == []
     tasks = [first, *await lease_until(frontier, 3)]
     starts = [start_of(t, settings) for t in tasks]
-    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert all(gap >= 0.15 - 0.002 for gap in gaps), gaps  # the store clock has ms resolution
 
 
@@ -88,7 +89,7 @@ async def test_crawl_delay_of_one_host_spaces_only_that_host(backend: Backend) -
     await frontier.ack_many([Ack(t) for t in first])
     rest = await lease_until(frontier, 2)
     starts = sorted(start_of(t, settings) for t in [*first, *rest] if t.host == "polite.test")
-    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert len(gaps) == 2
     assert all(gap >= 0.2 - 0.002 for gap in gaps), gaps
 
@@ -124,7 +125,7 @@ async def test_503_without_retry_after_backs_off_exponentially(backend: Backend)
         await frontier.retry(task, None, "HTTP 503", status=503)
         (task,) = await _lease_one(frontier)
         starts.append(start_of(task, settings))
-    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
     expected = [0.1, 0.2, 0.4, 0.4]  # doubles from backoff_base, capped at backoff_max
     assert all(gap >= want - 0.002 for gap, want in zip(gaps, expected, strict=True)), gaps
     assert task.attempts == 4

@@ -16,7 +16,6 @@ import io
 import json
 import os
 import random
-import resource
 import sys
 import zlib
 from collections.abc import AsyncIterator, Callable
@@ -36,6 +35,7 @@ from crawler.http import (
     StreamReader,
     TCPConnector,
 )
+from tests.support.memory import peak_rss
 
 GIB = 1024 * 1024 * 1024
 MIB = 1024 * 1024
@@ -217,19 +217,6 @@ async def _child_upload(kind: str, url: str, argument: str) -> dict[str, Any]:
                 answer = await response.json()
                 status = response.status
     return {"status": status, "answer": answer, "sent": sent.hexdigest(), "peak": peak_rss()}
-
-
-def peak_rss() -> int:
-    """This process's peak resident set size in bytes.
-
-    VmHWM belongs to the address space made at exec; ru_maxrss would also count the parent's
-    memory at fork time (it survives execve), which says nothing about the upload.
-    """
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 async def run_child(*args: str) -> dict[str, Any]:

@@ -15,20 +15,21 @@ from tests.storage.origin import Body, Origin, Resource
 
 GiB = 1 << 30
 RSS_LIMIT = 100 * 1000 * 1000
+_REPO = Path(__file__).resolve().parents[2]
 
 CLIENT = textwrap.dedent(
     """
-    import asyncio, importlib, json, resource, sys
+    import asyncio, importlib, json, sys
     from storage import Store, download
+    from tests.support.memory import peak_rss
 
     async def main(url, out, module, warc):
         session_class = importlib.import_module(module).ClientSession
         async with session_class() as session:
             with Store(out, writer_id="mem", warc=warc == "warc") as store:
                 record = await download(session, url, store)
-        rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         print(json.dumps({"sha256": record.sha256, "size": record.size,
-                          "outcome": record.outcome, "peak_rss": rss_kb * 1024}))
+                          "outcome": record.outcome, "peak_rss": peak_rss()}))
 
     asyncio.run(main(*sys.argv[1:]))
     """
@@ -41,7 +42,7 @@ async def run_client(url: str, out: Path, warc: bool) -> dict[str, object]:
         "warc" if warc else "plain",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        cwd=str(Path(__file__).resolve().parents[2]),
+        cwd=str(_REPO),
     )
     stdout, stderr = await child.communicate()
     assert child.returncode == 0, stderr.decode()[-3000:]

@@ -17,6 +17,7 @@ from storage.framing import HEADER_SIZE, MAGIC, ProblemKind, encode_frame, iter_
 from storage.records import (
     FetchRecord,
     Outcome,
+    ReadReport,
     RecordLog,
     RedirectHop,
     Timings,
@@ -24,7 +25,6 @@ from storage.records import (
     read_log,
     read_records,
 )
-from storage.records import ReadReport
 
 
 def full_record(n: int = 0) -> FetchRecord:

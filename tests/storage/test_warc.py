@@ -124,7 +124,7 @@ def test_revisit_for_not_modified(tmp_path: Path, body_file):
             refers_to_record=first.record_id,
         )
     (file,) = (tmp_path / "warc").iterdir()
-    revisit = [r for r in records_of(file) if r[0] == "revisit"][0][1]
+    revisit = next(r for r in records_of(file) if r[0] == "revisit")[1]
     assert revisit["WARC-Profile"] == SERVER_NOT_MODIFIED
     assert revisit["WARC-Refers-To"] == first.record_id
     assert revisit["WARC-Refers-To-Date"] == first.date
@@ -180,7 +180,7 @@ async def test_downloads_write_warc_records_for_every_outcome(
         by_uri.setdefault(headers.get("WARC-Target-URI"), []).append((kind, headers, payload))
     (_, _, payload), = [r for r in by_uri[origin.url("/big")] if r[0] == "response"]
     assert payload == big.bytes()
-    revisit = [r for r in by_uri[origin.url("/big")] if r[0] == "revisit"][0][1]
+    revisit = next(r for r in by_uri[origin.url("/big")] if r[0] == "revisit")[1]
     assert revisit["WARC-Refers-To"] == stored.warc_record_id
     assert [r[2] for r in by_uri[origin.url("/missing")] if r[0] == "response"] == [b"not found\n"]
     (_, cut, _), = [r for r in by_uri[origin.url("/cut")] if r[0] == "response"]
