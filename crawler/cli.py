@@ -7,7 +7,6 @@ state saved (run the same command again to resume).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -48,6 +47,11 @@ def _crawl_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--timeout", type=float, metavar="S", help=setting_help("timeout")),
         click.option("--retries", type=int, metavar="N", help=setting_help("retries")),
         click.option("--warc/--no-warc", default=None, help=setting_help("warc")),
+        click.option(
+            "--fsync",
+            type=click.Choice(["always", "on-close", "never"]),
+            help=setting_help("fsync"),
+        ),
         click.option("--progress/--no-progress", default=None, help=setting_help("progress")),
         click.option(
             "--log-format", type=click.Choice(["text", "json"]), help=setting_help("log_format")
@@ -118,6 +122,9 @@ def run(seeds: Any, **options: Any) -> None:
     Without --redis the frontier is a SQLite file inside OUT: running the same command again
     resumes a stopped crawl. With --redis the seeds join the shared job and this machine runs
     --workers worker processes; other machines join with `crawl worker`.
+
+    Every fetch gets a record (`crawl export`). A redirect is recorded as it came and its target
+    is crawled as a link of its own: fetched once, only when in scope, within its host's limits.
     """
     settings = _settings(_robots_flag(options))
     urls = list(_read_seeds(seeds))
@@ -167,13 +174,15 @@ def status(out: str | None, redis: str | None, job: str | None, as_json: bool) -
     """Show a crawl's state: queued, leased, done, failed, dead, busiest hosts."""
     if out is None and redis is None:
         raise click.UsageError("give OUT (a SQLite crawl) or --redis URL --job NAME")
+    import asyncio
+
     from crawler.frontier import FrontierError
     from workers.status import crawl_status
 
     if redis is None and job is None:
         # A SQLite frontier holds one job: show that one rather than ask for its name.
         from crawler.frontier.sqlite_store import stored_job
-        from workers.process import frontier_target
+        from workers.job import frontier_target
 
         job = stored_job(frontier_target(_settings({"out": out})))
     settings = _settings({"out": out, "redis": redis, "job": job})
@@ -229,11 +238,16 @@ def export(out: str, fmt: str, failed: bool, output: Any) -> None:
 @click.option("--progress/--no-progress", default=None, help="live progress (auto: on a terminal)")
 def demo(pages: int, hosts: int, out: str, workers: int, progress: bool | None) -> None:
     """Serve a generated local site and crawl it (works offline)."""
-    from crawler.demo_site import SiteSpec, site_in_thread
+    from crawler.demo_site import DemoSiteProcess, SiteError, SiteSpec
 
-    with site_in_thread(SiteSpec(pages=pages, hosts=hosts)) as served:
-        click.echo(f"demo site: {len(served.site.hosts)} hosts, seeds {', '.join(served.seeds)}")
-        settings = _settings({"out": out, "workers": workers, "progress": progress}, job="demo")
+    settings = _settings({"out": out, "workers": workers, "progress": progress}, job="demo")
+    try:
+        SiteSpec(pages=pages, hosts=hosts)  # a bad size is a usage error, said before serving
+    except SiteError as error:
+        raise click.UsageError(str(error)) from None
+    # The site is served by a process of its own, so it is not what limits the crawl.
+    with DemoSiteProcess(["--pages", str(pages), "--hosts", str(hosts)]) as served:
+        click.echo(f"demo site: {len(served.seeds)} hosts, seeds {', '.join(served.seeds)}")
         code = _run_crawl(settings, served.seeds)
     click.echo(f"records: crawl export {out} | head ; files under {out}/files/")
     sys.exit(code)

@@ -21,6 +21,7 @@ releases as long as these rules do not change.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import re
@@ -179,30 +180,44 @@ def _split_port(hostport: str, url: str) -> tuple[str, int | None]:
 
 
 def _canonical_host(host: str, url: str) -> str:
+    try:
+        return _host_form(host)
+    except _BadHost as exc:
+        raise InvalidURL(f"{exc} in {url!r}") from None
+
+
+class _BadHost(ValueError):
+    """Why a host is not valid, without the URL (added by the caller)."""
+
+
+# A crawl sees the same few thousand hosts over and over: the host form is cached (a bad host
+# raises, and exceptions are not cached).
+@functools.lru_cache(maxsize=16384)
+def _host_form(host: str) -> str:
     if host.startswith("["):
         try:
             address = ipaddress.IPv6Address(host[1:-1])
         except ValueError:
-            raise InvalidURL(f"bad IPv6 literal {host!r} in {url!r}") from None
+            raise _BadHost(f"bad IPv6 literal {host!r}") from None
         return f"[{address.compressed}]"
     if "%" in host:
         try:
             host = unquote(host, errors="strict")
         except UnicodeDecodeError:
-            raise InvalidURL(f"bad escape in host of {url!r}") from None
+            raise _BadHost("bad escape in host") from None
     if host.isascii():
         host = host.lower()
     else:
         try:
             host = idna.encode(host, uts46=True, transitional=False).decode("ascii")
         except (idna.IDNAError, UnicodeError, ValueError) as exc:
-            raise InvalidURL(f"bad international host name in {url!r}: {exc}") from None
+            raise _BadHost(f"bad international host name ({exc})") from None
     if host.endswith(".") and not host.endswith(".."):
         host = host[:-1]
     if not host:
-        raise InvalidURL(f"URL has no host: {url!r}")
-    if any(ch in _FORBIDDEN_HOST for ch in host) or ".." in host or host.startswith("."):
-        raise InvalidURL(f"bad host {host!r} in {url!r}")
+        raise _BadHost("no host")
+    if not _FORBIDDEN_HOST.isdisjoint(host) or ".." in host or host.startswith("."):
+        raise _BadHost(f"bad host {host!r}")
     return host
 
 

@@ -8,7 +8,8 @@ The life of a download, top to bottom:
 
 Works with any `ClientSession`-like object of the aiohttp client API (our `crawler.http`):
 `session.get(url, headers=..., allow_redirects=...)` as an async context manager, and
-`resp.content.iter_chunked(n)`.
+`resp.content.iter_chunked(n)`; a `resp.content` with `readinto` (ours) fills the sink's own
+buffers instead, so the body is copied once on its way to disk.
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ __all__ = ["DEFAULT_CHUNK_SIZE", "ProgressCallback", "download"]
 
 DEFAULT_CHUNK_SIZE = 256 << 10
 CHECKPOINT_BYTES = 64 << 20
+# A body known to be this small gets no resume state file before it starts: a page costs one
+# file creation, not three. Cut by an error or a cancellation it still gets one (see
+# `_stop_on_error`); only a killed process loses it, and with it at most this much to re-fetch.
+STATELESS_BODY_BYTES = 1 << 20
 # Bodies of answers we do not store (errors, redirects) are archived up to this size.
 UNSTORED_BODY_LIMIT = 8 << 20
 
@@ -119,6 +124,7 @@ class _Download:
         self.state: ResumeState | None = None  # what the `.part`'s bytes are, when resumable
         self.entry: LatestEntry | None = None  # the stored version we revalidate
         self.receiving = False
+        self.state_on_disk = False  # whether a state file may sit beside the `.part`
         self.started = time.monotonic()
         self.last_response: Any = None
 
@@ -160,6 +166,7 @@ class _Download:
     def _plan(self) -> ResumePlan:
         if self.resume:
             state = load_state(self.part_path)
+            self.state_on_disk = state is not None
             plan = plan_resume(state, _file_size(self.part_path), self.url)
             if plan.resuming:
                 self.state = state
@@ -236,7 +243,10 @@ class _Download:
             bytes_done=self.sink.size,
             content_encoding=decoded,
         )
-        self._save_state()
+        if expected is None or expected - self.sink.start_offset > STATELESS_BODY_BYTES:
+            self._save_state()
+        else:
+            self._remove_state()  # a stale one of an earlier, longer attempt
         self.receiving = True
         cut = await self._stream(resp, expected)
         await self.sink.flush()
@@ -253,11 +263,13 @@ class _Download:
             expected_size=expected, expected_sha256=self.expected_sha256
         )
         self.receiving = False
-        remove_state(self.part_path)
+        self._remove_state()
         self._stored(result.path, result.size, result.sha256, ref)
 
     async def _stream(self, resp: Any, expected: int | None) -> bool:
         """Body chunks into the sink. True when cut at max_size."""
+        if hasattr(resp.content, "readinto"):
+            return await self._stream_into(resp.content, expected)
         sink, limit, progress = self.sink, self.max_size, self.progress
         next_checkpoint = sink.size + CHECKPOINT_BYTES
         async for chunk in resp.content.iter_chunked(self.chunk_size):
@@ -271,6 +283,28 @@ class _Download:
                 next_checkpoint = sink.size + CHECKPOINT_BYTES
                 self._save_state()
         return False
+
+    async def _stream_into(self, content: Any, expected: int | None) -> bool:
+        """The body read straight into the sink's buffers (our client's `readinto`): the bytes
+        are copied once, from the socket, and written and hashed from there."""
+        sink, limit, progress = self.sink, self.max_size, self.progress
+        next_checkpoint = sink.size + CHECKPOINT_BYTES
+        while True:
+            room = await sink.room()
+            if limit is not None:
+                room = room[: limit - sink.size + 1]  # one byte past the limit tells a cut
+            count = await content.readinto(room)
+            if not count:
+                return False
+            if limit is not None and sink.size + count > limit:
+                await sink.wrote(limit - sink.size)
+                return True
+            await sink.wrote(count)
+            if progress is not None:
+                progress(sink.size, expected)
+            if sink.size >= next_checkpoint:
+                next_checkpoint = sink.size + CHECKPOINT_BYTES
+                self._save_state()
 
     async def _already_whole(self, resp: Any, decision: Decision, plan: ResumePlan) -> None:
         ref = await self._archive_unstored(resp)
@@ -463,13 +497,19 @@ class _Download:
             return
         self.state.bytes_done = self.sink.size
         if self.state.validator() is None or self.state.content_encoding:
-            remove_state(self.part_path)
+            self._remove_state()
         else:
             save_state(self.part_path, self.state)
+            self.state_on_disk = True
+
+    def _remove_state(self) -> None:
+        if self.state_on_disk:
+            remove_state(self.part_path)
+            self.state_on_disk = False
 
     async def _drop_part(self) -> None:
         await self.sink.discard()
-        remove_state(self.part_path)
+        self._remove_state()
 
 
 def _expected_size(resp: Any, decision: Decision, start: int, decoded: bool) -> int | None:

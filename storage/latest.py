@@ -1,24 +1,32 @@
 """The last stored version of each URL: what a conditional re-fetch and a WARC revisit need.
 
-One small JSON file per URL under `out/state/latest/`, named by the URL's sha256 and replaced
-atomically, so worker processes never coordinate and a crash leaves the old or the new entry.
-The record logs stay the full history; this is only the "latest" view, looked up in O(1).
+One SQLite table in `out/state/latest.sqlite` (WAL mode), keyed by URL, shared by the worker
+processes of an output folder. Entries are written in batches (at most `FLUSH_ENTRIES` or
+`FLUSH_SECONDS` old, and on `close`), each batch one transaction: a crash leaves the old or the
+new entry of a URL and loses at most the last unflushed batch, which only means those URLs are
+fetched whole instead of revalidated next time. The record logs stay the full history; this is
+only the "latest" view. A table, not a file per URL: creating a file costs more than fetching a
+small page does.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import uuid
-from dataclasses import asdict, dataclass, fields
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from storage.resume import header_safe
 
 __all__ = ["LatestEntry", "LatestIndex", "conditional_headers"]
 
-LATEST_DIR = Path("state") / "latest"
+LATEST_FILE = Path("state") / "latest.sqlite"
+BUSY_TIMEOUT_S = 60.0
+FLUSH_ENTRIES = 256
+FLUSH_SECONDS = 1.0
 
 
 @dataclass(slots=True)
@@ -46,39 +54,116 @@ def conditional_headers(entry: LatestEntry) -> dict[str, str]:
 
 
 class LatestIndex:
-    def __init__(self, out_dir: str | os.PathLike[str]) -> None:
-        self.directory = Path(out_dir) / LATEST_DIR
+    """The latest entry per URL, shared by every process writing into one output folder.
 
-    def _path(self, url: str) -> Path:
-        digest = hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()
-        return self.directory / digest[:2] / f"{digest}.json"
+    The file is opened on first use, so a Store that never stores anything creates nothing.
+    Safe to call from several threads (one connection, one lock).
+    """
+
+    def __init__(self, out_dir: str | os.PathLike[str]) -> None:
+        self.path = Path(out_dir) / LATEST_FILE
+        self._db: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+        self._pending: dict[str, str | None] = {}  # key -> entry JSON, None: forget
+        self._pending_since = 0.0
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+            )
+            try:
+                db.execute("PRAGMA journal_mode = WAL")
+                # WAL with NORMAL keeps every committed batch across a killed process.
+                db.execute("PRAGMA synchronous = NORMAL")
+                db.execute(
+                    "CREATE TABLE IF NOT EXISTS latest (url TEXT PRIMARY KEY, entry TEXT NOT NULL)"
+                    " WITHOUT ROWID"
+                )
+            except BaseException:
+                db.close()
+                raise
+            self._db = db
+        return self._db
 
     def get(self, url: str) -> LatestEntry | None:
-        """The entry for `url`, or None (missing, unreadable, or another URL's by collision)."""
-        try:
-            raw = json.loads(self._path(url).read_text("utf-8"))
-        except (OSError, ValueError):
+        """The entry for `url`, or None (missing or unreadable)."""
+        key = _key(url)
+        with self._lock:
+            if key in self._pending:
+                text = self._pending[key]
+            elif self._db is None and not self.path.exists():
+                return None  # nothing stored yet: do not create the file for a lookup
+            else:
+                row = (
+                    self._connection()
+                    .execute("SELECT entry FROM latest WHERE url = ?", (key,))
+                    .fetchone()
+                )
+                text = None if row is None else row[0]
+        if text is None:
             return None
-        known = {f.name for f in fields(LatestEntry)}
         try:
-            entry = LatestEntry(**{k: v for k, v in raw.items() if k in known})
-        except TypeError:
+            raw = json.loads(text)
+            entry = LatestEntry(**{k: v for k, v in raw.items() if k in _FIELD_NAMES})
+        except (TypeError, ValueError, AttributeError):
             return None
         return entry if entry.url == url else None
 
     def put(self, entry: LatestEntry) -> None:
-        path = self._path(entry.url)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")
-        try:
-            temp.write_text(json.dumps(asdict(entry)), "utf-8")
-            os.replace(temp, path)
-        finally:
-            if temp.exists():
-                temp.unlink()
+        text = json.dumps({name: getattr(entry, name) for name in _FIELD_NAMES})
+        self._stage(_key(entry.url), text)
 
     def forget(self, url: str) -> None:
+        self._stage(_key(url), None)
+
+    def flush(self) -> None:
+        """Write the staged entries now (one transaction)."""
+        with self._lock:
+            self._flush_locked()
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                self._flush_locked()
+            finally:
+                if self._db is not None:
+                    self._db.close()
+                    self._db = None
+
+    def _stage(self, key: str, text: str | None) -> None:
+        with self._lock:
+            if not self._pending:
+                self._pending_since = time.monotonic()
+            self._pending[key] = text
+            if (
+                len(self._pending) >= FLUSH_ENTRIES
+                or time.monotonic() - self._pending_since >= FLUSH_SECONDS
+            ):
+                self._flush_locked()
+
+    def _flush_locked(self) -> None:
+        if not self._pending:
+            return
+        puts = [(key, text) for key, text in self._pending.items() if text is not None]
+        gone = [(key,) for key, text in self._pending.items() if text is None]
+        db = self._connection()
+        db.execute("BEGIN IMMEDIATE")
         try:
-            os.unlink(self._path(url))
-        except FileNotFoundError:
-            pass
+            db.executemany("INSERT OR REPLACE INTO latest VALUES (?, ?)", puts)
+            db.executemany("DELETE FROM latest WHERE url = ?", gone)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        self._pending.clear()
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(LatestEntry))
+
+
+def _key(url: str) -> str:
+    # URLs may carry lone surrogates (undecodable bytes kept as surrogateescape): SQLite needs
+    # valid UTF-8, so those are stored as escapes.
+    return url.encode("utf-8", "backslashreplace").decode("utf-8")

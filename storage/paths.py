@@ -45,6 +45,7 @@ QUERY_READABLE_BYTES = 80
 DISPLACED_SUFFIX = "%%file"
 DEEP_FOLD_PREFIX = "%%deep~"
 DIRECTORY_INDEX = "index.html"
+_KNOWN_DIRS_MAX = 100_000
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # Characters no file name may hold on some OS we care about, plus `%` (our escape character).
@@ -57,6 +58,8 @@ _WINDOWS_DEVICES = frozenset(
 )
 _RESERVED_SUFFIX = re.compile(r"\.part(\.json(\.tmp)?)?$", re.IGNORECASE)
 _EXTENSION = re.compile(r"(?<=[^.])\.[A-Za-z0-9]{1,10}$")
+# Text made only of these characters needs no escaping (none is unsafe or invisible).
+_PLAIN = re.compile(r"[A-Za-z0-9._-]*")
 
 
 def mirror_relpath(url: str) -> PurePosixPath:
@@ -92,6 +95,10 @@ class MirrorTree:
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).absolute()
+        self._root_prefix = os.path.join(str(self.root), "")
+        # Directories this tree has made or found: they are never moved or removed (only files
+        # are displaced), so the next file in one needs no mkdir/lstat round.
+        self._known_dirs: set[Path] = set()
 
     def path_for(self, url: str) -> Path:
         """Absolute mapped path of `url` (pure; may be a directory when URLs clash)."""
@@ -100,7 +107,9 @@ class MirrorTree:
     def join(self, rel: PurePosixPath) -> Path:
         _check_relative(rel)
         path = self.root.joinpath(*rel.parts)
-        if os.path.commonpath([self.root, path]) != str(self.root) or path == self.root:
+        # The parts were checked above (no "..", separators or empty names), so a plain prefix
+        # test is enough here, and much cheaper than os.path.commonpath.
+        if not str(path).startswith(self._root_prefix):
             raise UnsafePathError(f"{rel} is not inside {self.root}")
         return path
 
@@ -121,12 +130,18 @@ class MirrorTree:
         is moved to `<name>%%file`, so the final tree is the same whatever order URLs arrive in:
         `/a` and `/a/b` end up as `a%%file` and `a/b`.
         """
+        parent = path.parent
+        if parent in self._known_dirs:
+            return
         rel = path.relative_to(self.root)
         current = self.root
         os.makedirs(current, exist_ok=True)
         for part in rel.parts[:-1]:
             current = current / part
             _make_directory(current)
+        if len(self._known_dirs) >= _KNOWN_DIRS_MAX:
+            self._known_dirs.clear()
+        self._known_dirs.add(parent)
 
 
 def _make_directory(path: Path) -> None:
@@ -224,6 +239,8 @@ def _decode(raw: bytes) -> str:
 
 
 def _escape_chars(text: str, unsafe: frozenset[str]) -> str:
+    if _PLAIN.fullmatch(text) is not None:
+        return text  # the common case, and safe in hosts and names alike: nothing to escape
     out: list[str] = []
     for ch in text:
         if ch in unsafe or _is_invisible(ch):

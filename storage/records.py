@@ -105,18 +105,21 @@ class FetchRecord:
 
     def to_map(self) -> dict[str, Any]:
         """Plain types only (str, int, float, None, list, dict): msgpack and JSON ready."""
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, (RedirectHop, Timings)):
-                value = {g.name: getattr(value, g.name) for g in fields(value)}
-            elif f.name == "redirects":
-                value = [{g.name: getattr(h, g.name) for g in fields(h)} for h in value]
-            elif f.name in ("headers", "request_headers"):
-                value = [[k, v] for k, v in value]
-            elif isinstance(value, enum.Enum):
-                value = value.value
-            out[f.name] = value
+        out = {name: getattr(self, name) for name in _RECORD_FIELDS}
+        out["outcome"] = getattr(self.outcome, "value", self.outcome)
+        out["headers"] = [[k, v] for k, v in self.headers]
+        out["request_headers"] = [[k, v] for k, v in self.request_headers]
+        out["redirects"] = [
+            {"url": hop.url, "status": hop.status, "location": hop.location}
+            for hop in self.redirects
+        ]
+        timings = self.timings
+        out["timings"] = {
+            "dns": timings.dns,
+            "connect": timings.connect,
+            "ttfb": timings.ttfb,
+            "total": timings.total,
+        }
         return out
 
     @classmethod
@@ -137,8 +140,14 @@ class FetchRecord:
         return next((v for k, v in self.headers if k.lower() == lowered), None)
 
 
+# Computed once: `dataclasses.fields()` on every record costs more than the rest of `to_map`.
+_RECORD_FIELDS = tuple(f.name for f in fields(FetchRecord))
+
+
 def clean_text(value: str) -> str:
     """Header text decoded with surrogateescape made encodable: bad bytes shown as `\\xNN`."""
+    if value.isascii():
+        return value  # nearly every header: nothing to check
     try:
         value.encode("utf-8")
         return value

@@ -111,7 +111,8 @@ def state_path_for(part_path: Path) -> Path:
 def load_state(part_path: Path) -> ResumeState | None:
     """The state beside `part_path`, or None when missing or unreadable (then: start over)."""
     try:
-        raw = json.loads(state_path_for(part_path).read_text("utf-8"))
+        with open(os.fspath(part_path) + STATE_SUFFIX, "rb") as file:
+            raw = json.loads(file.read())
     except (OSError, ValueError):
         return None
     if not isinstance(raw, dict) or not isinstance(raw.get("url"), str):

@@ -1,9 +1,14 @@
 """A body sink: chunks in, a verified file out, never the whole body in memory.
 
-Chunks are written to `<final>.part` as they arrive. They are gathered into batches of about
-1 MiB and handed to a thread that writes them with one `os.writev` and feeds them to sha256
-(both release the GIL), so the event loop keeps reading the socket while the disk works. At most
-one batch is in flight and one is filling, which bounds memory at about two batches.
+Bytes are written to `<final>.part` as they arrive, in batches of about 1 MiB. A batch goes to
+two serial lanes on a shared thread pool, one writing it (`os.writev`) and one feeding it to
+sha256 (both release the GIL), so the event loop keeps reading the socket while the disk and
+the digest work; a lane runs its batches in order, and after a failed write it runs no more.
+Up to `MAX_IN_FLIGHT` batches are on their way at once, which bounds memory at a few MiB.
+
+Two ways in: `write(chunk)` takes bytes objects (kept, not copied, until written), and
+`room()` + `wrote(n)` lend the sink's own reusable batch buffers, so a reader can put the
+bytes straight there (`StreamReader.readinto`): one copy from the socket, none after it.
 
 `commit()` checks the size (Content-Length or Content-Range), the sha256 when one is expected,
 fsyncs according to the policy, and renames the `.part` into place atomically while it still
@@ -19,10 +24,13 @@ import errno
 import fcntl
 import hashlib
 import os
+import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from storage.errors import DigestMismatchError, PathBusyError, SizeMismatchError, StorageError
 from storage.paths import displaced_path
@@ -34,9 +42,13 @@ BATCH_BYTES = 1 << 20
 INLINE_BYTES = 256 << 10
 # writev takes at most IOV_MAX (1024 on Linux) buffers; tiny chunks flush a batch early.
 BATCH_BUFFERS = 512
+# Batches written or hashed at once per sink; with lent buffers also how many a sink owns.
+MAX_IN_FLIGHT = 4
+# A lent buffer with less room than this goes to disk rather than take a sliver of a read.
+MIN_ROOM = 64 << 10
 _READ_BACK_BYTES = 1 << 20
 
-# Shared by every sink: each sink keeps at most one batch in flight, so order per file holds.
+# Shared by every sink; a sink's lanes keep its own batches in order.
 _IO_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="storage-io")
 
 
@@ -61,14 +73,70 @@ def part_path_for(final_path: Path) -> Path:
     return final_path.with_name(final_path.name + PART_SUFFIX)
 
 
+class _Lane:
+    """Jobs run one at a time on the shared pool, in the order given; no thread of its own.
+
+    After a job fails, the jobs after it fail with the same error without running: a file
+    must never get later bytes after a write that did not complete.
+    """
+
+    __slots__ = ("_failed", "_jobs", "_lock", "_running")
+
+    def __init__(self) -> None:
+        self._jobs: deque[tuple[Future[None], Callable[..., None], tuple[Any, ...]]] = deque()
+        self._lock = threading.Lock()
+        self._running = False
+        self._failed: BaseException | None = None
+
+    def submit(self, func: Callable[..., None], *args: Any) -> Future[None]:
+        future: Future[None] = Future()
+        with self._lock:
+            self._jobs.append((future, func, args))
+            if self._running:
+                return future
+            self._running = True
+        _IO_POOL.submit(self._run)
+        return future
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                if not self._jobs:
+                    self._running = False
+                    return
+                future, func, args = self._jobs.popleft()
+            if not future.set_running_or_notify_cancel():
+                continue  # cancelled while queued (the sink was abandoned)
+            if self._failed is not None:
+                future.set_exception(self._failed)
+                continue
+            try:
+                func(*args)
+            except BaseException as exc:
+                self._failed = exc
+                future.set_exception(exc)
+            else:
+                future.set_result(None)
+
+
+@dataclass(slots=True)
+class _Batch:
+    """One batch on its way: its write and hash jobs, and the lent buffer it came from."""
+
+    written: Future[None]
+    hashed: Future[None]
+    buffer: bytearray | None
+
+
 class BodySink:
     """Streams one body into `<final_path>.part`; `commit()` makes it `final_path`.
 
-    Use: `await sink.open(offset)`, then `await sink.write(chunk)` per chunk, then
-    `await sink.commit(...)` on success or `await sink.close()` to stop and keep the `.part`.
-    `open(offset)` keeps the first `offset` bytes of an existing `.part` (a resume) and drops
-    anything after them. The `.part` is locked (flock) while open: a second sink on the same
-    path, in this process or another, gets `PathBusyError`.
+    Use: `await sink.open(offset)`, then per chunk `await sink.write(chunk)` (or fill
+    `await sink.room()` and call `await sink.wrote(n)`), then `await sink.commit(...)` on success
+    or `await sink.close()` to stop and keep the `.part`. `open(offset)` keeps the first
+    `offset` bytes of an existing `.part` (a resume) and drops anything after them. The `.part`
+    is locked (flock) while open: a second sink on the same path, in this process or another,
+    gets `PathBusyError`.
     """
 
     def __init__(
@@ -88,10 +156,15 @@ class BodySink:
         self._hasher = hashlib.sha256()
         self._size = 0
         self._start = 0
-        self._pending: list[bytes] = []
+        self._pending: list[bytes] = []  # chunks given to write(), not yet in a batch
         self._pending_bytes = 0
-        self._writing: Future[None] | None = None
-        self._hashing: Future[None] | None = None
+        self._lent: bytearray | None = None  # the buffer room() hands out, and its fill
+        self._lent_fill = 0
+        self._spare: list[bytearray] = []
+        self._buffers = 0
+        self._in_flight: deque[_Batch] = deque()
+        self._write_lane = _Lane()
+        self._hash_lane = _Lane()
 
     @property
     def size(self) -> int:
@@ -119,6 +192,8 @@ class BodySink:
             os.close(fd)
             raise
         self._fd = fd
+        self._write_lane = _Lane()
+        self._hash_lane = _Lane()
         try:
             have = os.fstat(fd).st_size
             if offset > have:
@@ -147,11 +222,35 @@ class BodySink:
         if not chunk:
             return
         self._require_fd()
+        if self._lent_fill:
+            await self._submit_lent()  # bytes put in the lent buffer come first
         self._pending.append(chunk)
         self._pending_bytes += len(chunk)
         self._size += len(chunk)
         if self._pending_bytes >= self._batch_bytes or len(self._pending) >= BATCH_BUFFERS:
             await self._submit()
+
+    async def room(self) -> memoryview:
+        """Free space of a buffer the sink owns: put the next bytes at its start, then call
+        `wrote(n)`. Valid until the next call on the sink; never empty."""
+        self._require_fd()
+        if self._pending:
+            await self._submit()  # chunks given to write() come first
+        lent = self._lent
+        if lent is None:
+            lent = self._lent = await self._take_buffer()
+            self._lent_fill = 0
+        return memoryview(lent)[self._lent_fill :]
+
+    async def wrote(self, count: int) -> None:
+        """Accept the `count` bytes just put at the start of the last `room()`."""
+        lent = self._lent
+        if lent is None or count < 0 or self._lent_fill + count > len(lent):
+            raise StorageError(f"{self.part_path}: wrote({count}) does not match room()")
+        self._lent_fill += count
+        self._size += count
+        if len(lent) - self._lent_fill < MIN_ROOM:
+            await self._submit_lent()
 
     async def flush(self) -> None:
         """Write every accepted chunk to the `.part` (the sink stays open)."""
@@ -197,8 +296,7 @@ class BodySink:
             if self.fsync is FsyncPolicy.ALWAYS:
                 await self._run(os.fsync, self._fd)
         finally:
-            self._pending.clear()
-            self._pending_bytes = 0
+            self._forget_unwritten()
             self._close_fd()
 
     async def discard(self) -> None:
@@ -213,8 +311,7 @@ class BodySink:
 
     def close_now(self) -> None:
         """Synchronous last resort (cancellation): close the file, keep the `.part`."""
-        self._pending.clear()
-        self._pending_bytes = 0
+        self._forget_unwritten()
         self._close_fd()
 
     # --- internals ---------------------------------------------------------------------------
@@ -224,41 +321,83 @@ class BodySink:
             raise StorageError(f"{self.part_path}: sink is not open")
         return self._fd
 
-    async def _submit(self) -> None:
-        """Hand the filling batch to the threads, once the previous batch is done.
+    def _forget_unwritten(self) -> None:
+        self._pending.clear()
+        self._pending_bytes = 0
+        self._lent_fill = 0
 
-        Writing and hashing run in two threads at once; both finish before the next batch
-        goes, which keeps the file and the digest in order. Small batches (the whole body of
-        most web pages) are cheaper to handle inline than to hand over.
-        """
-        await self._wait_in_flight()
+    async def _submit(self) -> None:
+        """Send the chunks given to write() on their way as one batch."""
         batch, size = self._pending, self._pending_bytes
         self._pending, self._pending_bytes = [], 0
+        await self._send(batch, size, None)
+
+    async def _submit_lent(self) -> None:
+        """Send the filled part of the lent buffer on its way; the next room() takes another."""
+        lent, fill = self._lent, self._lent_fill
+        self._lent, self._lent_fill = None, 0
+        if lent is None:
+            return
+        if not fill:
+            self._spare.append(lent)
+            return
+        await self._send([memoryview(lent)[:fill]], fill, lent)
+
+    async def _send(
+        self, batch: Sequence[bytes | memoryview], size: int, buffer: bytearray | None
+    ) -> None:
+        """Write and hash one batch: inline when small and nothing is on its way (most web
+        pages), else on the lanes, waiting only while MAX_IN_FLIGHT batches are out."""
         fd = self._require_fd()
         sync = self.fsync is FsyncPolicy.ALWAYS
-        if self._threaded and size >= INLINE_BYTES:
-            self._writing = _IO_POOL.submit(_write_batch, fd, batch, sync)
-            self._hashing = _IO_POOL.submit(_hash_batch, self._hasher, batch)
-        else:
-            _write_batch(fd, batch, sync)
-            _hash_batch(self._hasher, batch)
-
-    async def _wait_in_flight(self) -> None:
-        for name in ("_writing", "_hashing"):
-            future: Future[None] | None = getattr(self, name)
-            if future is None:
-                continue
+        if not self._in_flight and (not self._threaded or size < INLINE_BYTES):
             try:
-                await asyncio.wrap_future(future)
+                _write_batch(fd, batch, sync)
+                _hash_batch(self._hasher, batch)
             finally:
-                # Cleared only once done, so a cancelled caller still leaves it for _close_fd.
-                if future.done():
-                    setattr(self, name, None)
+                if buffer is not None:
+                    self._spare.append(buffer)
+            return
+        while len(self._in_flight) >= MAX_IN_FLIGHT:
+            await self._wait_oldest()
+        self._in_flight.append(
+            _Batch(
+                self._write_lane.submit(_write_batch, fd, batch, sync),
+                self._hash_lane.submit(_hash_batch, self._hasher, batch),
+                buffer,
+            )
+        )
+
+    async def _take_buffer(self) -> bytearray:
+        """A batch buffer nobody uses: a spare one, a new one, or the oldest once it is done."""
+        while True:
+            if self._spare:
+                return self._spare.pop()
+            if self._buffers < MAX_IN_FLIGHT + 1:
+                self._buffers += 1
+                return bytearray(self._batch_bytes)
+            await self._wait_oldest()
+
+    async def _wait_oldest(self) -> None:
+        batch = self._in_flight[0]
+        try:
+            await asyncio.wrap_future(batch.written)
+            await asyncio.wrap_future(batch.hashed)
+        finally:
+            # Dropped only once done, so a cancelled caller still leaves it for _close_fd.
+            if batch.written.done() and batch.hashed.done():
+                if self._in_flight and self._in_flight[0] is batch:
+                    self._in_flight.popleft()
+                if batch.buffer is not None:
+                    self._spare.append(batch.buffer)
 
     async def _drain(self) -> None:
         if self._pending:
             await self._submit()
-        await self._wait_in_flight()
+        if self._lent_fill:
+            await self._submit_lent()
+        while self._in_flight:
+            await self._wait_oldest()
 
     async def _run(self, func: Callable[..., object], *args: object) -> None:
         if self._threaded:
@@ -280,29 +419,34 @@ class BodySink:
 
     def _close_fd(self) -> None:
         fd, self._fd = self._fd, None
-        in_flight, self._writing, self._hashing = self._writing, None, None
+        in_flight, self._in_flight = self._in_flight, deque()
         if fd is None:
             return
-        if in_flight is not None and not in_flight.cancel() and not in_flight.done():
-            # Cancelled mid-batch: the writer thread still uses the fd. Closing it now could
-            # let the number be reused by another file under the thread's feet.
-            in_flight.add_done_callback(lambda _future: os.close(fd))
+        # Batches not started yet never will be; one may be being written right now, and
+        # closing the fd under it could let the number be reused by another file.
+        running: Future[None] | None = None
+        for batch in in_flight:
+            batch.hashed.cancel()
+            if not batch.written.cancel() and not batch.written.done():
+                running = batch.written
+        if running is not None:
+            running.add_done_callback(lambda _future: os.close(fd))
             return
         os.close(fd)
 
 
-def _write_batch(fd: int, chunks: Sequence[bytes], sync: bool) -> None:
+def _write_batch(fd: int, chunks: Sequence[bytes | memoryview], sync: bool) -> None:
     _write_all(fd, chunks)
     if sync:
         os.fsync(fd)
 
 
-def _hash_batch(hasher: hashlib._Hash, chunks: Sequence[bytes]) -> None:
+def _hash_batch(hasher: hashlib._Hash, chunks: Sequence[bytes | memoryview]) -> None:
     for chunk in chunks:
         hasher.update(chunk)
 
 
-def _write_all(fd: int, chunks: Sequence[bytes]) -> None:
+def _write_all(fd: int, chunks: Sequence[bytes | memoryview]) -> None:
     buffers: list[bytes | memoryview] = list(chunks)
     while buffers:
         written = os.writev(fd, buffers)

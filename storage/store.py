@@ -2,7 +2,7 @@
 
     out/files/<host>[+port]/...   mirrored bodies (storage.paths)
     out/records/<writer>.<n>.rec  fetch records (storage.records)
-    out/state/latest/...          last stored version per URL (storage.latest)
+    out/state/latest.sqlite       last stored version per URL (storage.latest)
     out/warc/*.warc.gz            WARC files when enabled (storage.warc)
     out/tmp/                      spool files for bodies that only go to the WARC
 
@@ -48,6 +48,7 @@ class Store:
         warc_gzip: bool = True,
     ) -> None:
         self.out_dir = Path(out_dir).absolute()
+        self._out_prefix = os.path.join(str(self.out_dir), "")
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.writer_id = writer_id or default_writer_id()
         self.fsync = FsyncPolicy(fsync)
@@ -67,10 +68,13 @@ class Store:
 
     def relative(self, path: Path) -> str:
         """`path` relative to the output folder (POSIX form), or absolute when outside it."""
+        text = str(path)
+        if os.sep == "/" and text.startswith(self._out_prefix):
+            return text[len(self._out_prefix) :]  # the common case, without pathlib's cost
         try:
             return path.relative_to(self.out_dir).as_posix()
         except ValueError:
-            return str(path)
+            return text
 
     def absolute(self, stored: str) -> Path:
         """The inverse of `relative`."""
@@ -80,8 +84,11 @@ class Store:
         try:
             self.records.close()
         finally:
-            if self.warc is not None:
-                self.warc.close()
+            try:
+                self.latest.close()
+            finally:
+                if self.warc is not None:
+                    self.warc.close()
 
     def __enter__(self) -> Store:
         return self

@@ -8,6 +8,7 @@ import http.client
 import os
 import re
 import socket
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -361,6 +362,39 @@ def test_a_rate_limited_download_arrives_whole() -> None:
         big = running.site.hosts[0].routes["/files/big-0.bin"]
         assert isinstance(big, GeneratedBody)
         assert data == big.read()
+
+
+def test_latency_holds_answers_and_the_server_counts_overlapping_requests() -> None:
+    with site_in_thread(SiteSpec(pages=10, hosts=2), latency=1.0) as running:
+        port = running.site.hosts[0].port
+        sockets = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(3)]
+        try:
+            for sock in sockets:
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            # A pipelined second request on one connection is received (and counted) at once.
+            sockets[0].sendall(b"GET /robots.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+            answers = [sock.recv(65536) for sock in sockets]
+            assert all(answer.startswith(b"HTTP/1.1 200 OK") for answer in answers)
+        finally:
+            for sock in sockets:
+                sock.close()
+        assert running.server.max_active == [4, 0]
+        deadline = time.monotonic() + 10
+        while running.server.active != [0, 0] and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert running.server.active == [0, 0]
+
+
+def test_requests_one_after_another_never_overlap() -> None:
+    with site_in_thread(SiteSpec(pages=10), latency=0.01) as running:
+        connection = http.client.HTTPConnection("127.0.0.1", running.site.hosts[0].port, timeout=10)
+        try:
+            for path in ("/", "/robots.txt", "/files/data.bin", "/moved"):
+                connection.request("GET", path)
+                connection.getresponse().read()
+        finally:
+            connection.close()
+        assert running.server.max_active == [1]
 
 
 def test_demo_site_process_serves_until_stopped() -> None:

@@ -51,6 +51,7 @@ class Verdict:
     reason: str = ""
     delay: float | None = None  # seconds before a retry; None: the frontier's backoff
     status: int | None = None  # passed to the frontier so 429/503 back off the host
+    unexpected: bool = False  # an error no fetch should raise: worth a traceback in the log
 
     @property
     def extract_links(self) -> bool:
@@ -96,7 +97,7 @@ def classify_error(error: BaseException) -> Verdict:
     ):
         return Verdict(Action.RETRY, f"{name}: {detail}")
     # Anything else is a bug or a response we cannot handle: retrying would repeat it.
-    return Verdict(Action.FAIL, f"{name}: {detail}")
+    return Verdict(Action.FAIL, f"{name}: {detail}", unexpected=True)
 
 
 def retry_after_seconds(value: str | None, *, now: float | None = None) -> float | None:

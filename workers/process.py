@@ -17,12 +17,11 @@ import socket
 from pathlib import Path
 
 from crawler.config import Settings
-from crawler.frontier import Frontier, FrontierSettings, open_frontier
+from crawler.frontier import Frontier, open_frontier
 from crawler.http import ClientSession, ClientTimeout, DummyCookieJar, TCPConnector
 from crawler.robots import Robots
-from crawler.scope import ScopeRules
 from storage import Store
-from workers.metrics import metrics_port_for, serve_metrics
+from workers.job import PROGRESS_DIR, SETTINGS_ENV, frontier_settings, frontier_target
 from workers.progress import CrawlCounters
 from workers.worker import Worker, WorkerExit, WorkerOptions
 
@@ -36,32 +35,7 @@ __all__ = [
     "run_worker_process",
 ]
 
-# `crawl run` hands its settings to the worker processes it starts through this variable.
-SETTINGS_ENV = "CRAWL_WORKER_SETTINGS"
-SQLITE_NAME = "frontier.sqlite"
-PROGRESS_DIR = ".progress"
 ROBOTS_BYTES = 512 * 1024
-
-
-def frontier_target(settings: Settings) -> str:
-    """The Redis URL, or the SQLite file inside OUT."""
-    return settings.redis or str(Path(settings.out) / SQLITE_NAME)
-
-
-def frontier_settings(settings: Settings) -> FrontierSettings:
-    """The job's frontier settings from the crawl settings (stored with the job)."""
-    return FrontierSettings(
-        lease_seconds=settings.lease_seconds,
-        max_attempts=settings.max_attempts,
-        per_host_limit=settings.per_host,
-        per_host_delay=settings.delay,
-        scope=ScopeRules(
-            allowed_domains=settings.allow_domains,
-            include=settings.include,
-            exclude=settings.exclude,
-            max_depth=settings.max_depth,
-        ),
-    )
 
 
 def make_session(settings: Settings, *, concurrency: int | None = None) -> ClientSession:
@@ -112,9 +86,13 @@ async def _main(settings: Settings, index: int) -> int:
     name = f"{socket.gethostname()}-{os.getpid()}"
     counters = CrawlCounters()
     metrics = None
-    port = metrics_port_for(settings.metrics_port, index)
-    if port is not None:
-        metrics = serve_metrics(counters, port, worker=str(index), job=settings.job)
+    if settings.metrics_port is not None:
+        # prometheus_client is imported only by workers that serve metrics.
+        from workers.metrics import metrics_port_for, serve_metrics
+
+        port = metrics_port_for(settings.metrics_port, index)
+        if port is not None:
+            metrics = serve_metrics(counters, port, worker=str(index), job=settings.job)
     frontier: Frontier = await open_frontier(frontier_target(settings), settings.job)
     store = Store(
         settings.out,
@@ -138,6 +116,7 @@ async def _main(settings: Settings, index: int) -> int:
             max_depth=settings.max_depth,
             max_size=settings.max_size,
             honor_nofollow=settings.honor_nofollow,
+            max_redirects=settings.max_redirects,
             renew_s=settings.renew_seconds or settings.lease_seconds / 3,
             grace_s=settings.grace_seconds,
         ),
@@ -196,6 +175,10 @@ def main() -> None:
     if not raw:
         raise SystemExit(f"{SETTINGS_ENV} is not set; use `crawl worker` to start a worker by hand")
     settings = settings_from_mapping(json.loads(raw), source=SETTINGS_ENV)
+    from workers.supervisor import wait_at_gate
+
+    if not wait_at_gate():
+        raise SystemExit(0)  # `crawl run` could not seed the job: nothing to do
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )

@@ -19,13 +19,13 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
-from typing import Any, TextIO
-
-from rich.console import Console, Group
-from rich.live import Live
-from rich.table import Table
+from typing import TYPE_CHECKING, Any, TextIO
 
 from crawler.config import LogFormat
+
+if TYPE_CHECKING:  # rich is imported when a live view is shown: worker processes never need it
+    from rich.console import Group
+    from rich.live import Live
 
 # Upper bounds (seconds) of the fetch latency histogram; the last bucket is +Inf.
 LATENCY_BUCKETS: tuple[float, ...] = (
@@ -326,6 +326,9 @@ def summary_line(
 
 def live_view(snapshot: CounterSnapshot, rates: Rates) -> Group:
     """The live display: totals and rates, then the busiest hosts."""
+    from rich.console import Group
+    from rich.table import Table
+
     totals = Table(title="crawl", show_header=True, header_style="bold")
     for column in ("pages/s", "MB/s", "in flight", "queued", "done", "failed", "retried"):
         totals.add_column(column, justify="right")
@@ -394,6 +397,9 @@ class ProgressReporter:
         elif self.mode is ProgressMode.LIVE:
             view = live_view(snapshot, rates)
             if self._live is None:
+                from rich.console import Console
+                from rich.live import Live
+
                 console = Console(file=self.stream)
                 self._live = Live(view, console=console, auto_refresh=False, transient=True)
                 self._live.start()

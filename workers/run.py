@@ -17,8 +17,7 @@ from pathlib import Path
 import click
 
 from crawler.config import Settings
-from crawler.frontier import open_frontier
-from workers.process import (
+from workers.job import (
     PROGRESS_DIR,
     SETTINGS_ENV,
     frontier_settings,
@@ -33,6 +32,8 @@ __all__ = ["run_crawl", "seed_job"]
 async def seed_job(settings: Settings, seeds: list[str]) -> tuple[int, int, list[tuple[str, str]]]:
     """Add the seeds (again: duplicates are ignored, so re-running resumes). Returns
     (added, duplicates, rejected) where rejected are (url, reason) pairs."""
+    from crawler.frontier import open_frontier
+
     frontier = await open_frontier(
         frontier_target(settings), settings.job, frontier_settings(settings)
     )
@@ -48,16 +49,13 @@ async def seed_job(settings: Settings, seeds: list[str]) -> tuple[int, int, list
 
 
 def run_crawl(settings: Settings, seeds: list[str]) -> int:
-    """Seed, run the workers until the job is finished, print a summary; the exit code."""
-    added, duplicates, rejected = asyncio.run(seed_job(settings, seeds))
-    for url, reason in rejected:
-        click.echo(f"seed not added: {url}: {reason}", err=True)
-    click.echo(
-        f"job {settings.job!r}: {added} new seed(s), {duplicates} already known; "
-        f"frontier {frontier_target(settings)}",
-        err=True,
-    )
+    """Seed, run the workers until the job is finished, print a summary; the exit code.
+
+    The worker processes start while the seeds go in (they wait at the supervisor's gate), so
+    their start-up does not add to the crawl's.
+    """
     if settings.workers == 0:
+        _seed(settings, seeds)
         return 0
     progress_dir = Path(settings.out) / PROGRESS_DIR
     shutil.rmtree(progress_dir, ignore_errors=True)
@@ -75,12 +73,23 @@ def run_crawl(settings: Settings, seeds: list[str]) -> int:
         env={SETTINGS_ENV: json.dumps(settings.to_dict())},
         on_tick=reporter.tick,
     )
-    code = supervisor.run()
+    code = supervisor.run(before=lambda: _seed(settings, seeds))
     interrupted = code == EXIT_INTERRUPTED
     reporter.finish(interrupted=interrupted)
     if interrupted:
         click.echo("interrupted: state saved; run the same command again to resume", err=True)
     return code
+
+
+def _seed(settings: Settings, seeds: list[str]) -> None:
+    added, duplicates, rejected = asyncio.run(seed_job(settings, seeds))
+    for url, reason in rejected:
+        click.echo(f"seed not added: {url}: {reason}", err=True)
+    click.echo(
+        f"job {settings.job!r}: {added} new seed(s), {duplicates} already known; "
+        f"frontier {frontier_target(settings)}",
+        err=True,
+    )
 
 
 def _combined_snapshot(folder: Path, started: float) -> CounterSnapshot:

@@ -8,7 +8,7 @@ from typing import Any
 
 from crawler.config import Settings
 from crawler.frontier import open_frontier
-from workers.process import frontier_target
+from workers.job import frontier_target
 
 __all__ = ["crawl_status"]
 

@@ -7,6 +7,7 @@ they share. Children exit 0 when the frontier says the job is finished.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
@@ -25,6 +26,33 @@ EXIT_INTERRUPTED = 130
 # does not become an endless restart loop.
 MAX_RESTARTS = 20
 RESTART_BACKOFF_S = 0.5
+POLL_S = 0.05
+PR_SET_PDEATHSIG = 1
+# A child started behind a gate reads one byte from this file descriptor before it works.
+START_FD_ENV = "CRAWL_START_FD"
+GATE_OPEN = b"g"
+
+
+def wait_at_gate() -> bool:
+    """In a child: wait until the supervisor opens the gate (True), or closed it (False).
+    True at once for a child started without one."""
+    fd = os.environ.pop(START_FD_ENV, None)
+    if fd is None:
+        return True
+    try:
+        return os.read(int(fd), 1) == GATE_OPEN
+    finally:
+        os.close(int(fd))
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the supervisor dies (Linux), so a killed
+    `crawl run` leaves no worker running without it."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
 
 
 @dataclass(slots=True)
@@ -56,9 +84,20 @@ class Supervisor:
         self._stopping = False
         self._signals_seen = 0
 
-    def _spawn(self, index: int, restarts: int = 0) -> _Child:
+    def _spawn(self, index: int, restarts: int = 0, gate: int | None = None) -> _Child:
         env = dict(os.environ, **self.env, CRAWL_WORKER_INDEX=str(index))
-        process = subprocess.Popen(self.command, env=env)
+        if gate is not None:
+            env[START_FD_ENV] = str(gate)
+        # Children get a process group of their own: a terminal's Ctrl-C reaches only the
+        # supervisor, which passes one SIGTERM on. Reaching them too, it would count as their
+        # second signal and make them exit at once instead of handing their leases back.
+        process = subprocess.Popen(
+            self.command,
+            env=env,
+            process_group=0,
+            preexec_fn=_die_with_parent,
+            pass_fds=() if gate is None else (gate,),
+        )
         child = _Child(index, process, restarts)
         self._children[index] = child
         return child
@@ -76,23 +115,51 @@ class Supervisor:
                 except ProcessLookupError:
                     pass
 
-    def run(self) -> int:
-        """Block until every child is done; returns 0 when finished, 130 when interrupted."""
+    def run(self, before: Callable[[], object] | None = None) -> int:
+        """Block until every child is done; returns 0 when finished, 130 when interrupted.
+
+        With `before`, the children are started first and wait at a gate while `before` runs
+        (seeding the job): their start-up overlaps it. If `before` raises, the children are
+        let go with nothing to do, and the exception propagates once they have exited.
+        """
         previous = {
             sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
         }
         try:
-            for index in range(self.count):
-                self._spawn(index)
+            if before is None:
+                for index in range(self.count):
+                    self._spawn(index)
+            else:
+                self._run_gated(before)
             return self._wait_all()
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
+    def _run_gated(self, before: Callable[[], object]) -> None:
+        read_end, write_end = os.pipe()
+        try:
+            for index in range(self.count):
+                self._spawn(index, gate=read_end)
+        finally:
+            os.close(read_end)
+        try:
+            before()
+        except BaseException:
+            os.close(write_end)  # end of file at the gate: the children exit at once
+            for child in self._children.values():
+                child.process.wait()
+            self._children.clear()
+            raise
+        try:
+            os.write(write_end, GATE_OPEN * self.count)
+        finally:
+            os.close(write_end)
+
     def _wait_all(self) -> int:
         failed = False
         while self._children:
-            time.sleep(0.1)
+            time.sleep(POLL_S)
             if self.on_tick is not None:
                 self.on_tick()
             for index, child in list(self._children.items()):

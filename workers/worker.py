@@ -1,8 +1,20 @@
 """One worker: lease → fetch → store → extract → ack, with `concurrency` fetches at once.
 
-Leases are taken in batches and prefetched while the current batch runs, so fetch tasks never
-wait on the frontier when there is work. While a fetch streams, its lease is renewed, so a
-two-hour download keeps its URL while a killed worker's URLs come back within a lease.
+Leases are taken in batches and a few tasks are kept queued beyond `concurrency`, so fetch tasks
+rarely wait on the frontier; when the frontier comes up short (host slots taken), the lease loop
+asks again once fetches were acknowledged, not on a timer. While a fetch streams, its lease is
+renewed, so a two-hour download keeps its URL while a killed worker's URLs come back within a
+lease.
+
+Redirects are tasks of their own: a 3xx is recorded as it came and its Location goes to the
+frontier as a link, so the target is fetched once, under its own host's politeness limits and
+only when in scope (see `Worker._follows_redirects` for the exception). Links this worker has
+already handed to the frontier are not sent again (a bounded in-memory set): most links of a
+site are repeats, and each costs the frontier a canonicalization and a lookup.
+
+A frontier outage (`FrontierUnavailable`: Redis restarting, say) does not end the worker: each
+frontier call waits and tries again until the store is back, so a fetched page is acknowledged
+once it can be, instead of being fetched again after its lease expires.
 
 Stopping (`stop()`, called on SIGINT/SIGTERM): no more leases; tasks not started are handed
 back untouched; in-flight fetches get `grace_s` to finish, then are cancelled (their `.part`
@@ -15,14 +27,15 @@ import asyncio
 import contextlib
 import enum
 import logging
+import os
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from crawler.extract import extract_links_from_body, is_html
-from crawler.frontier import Frontier, Outcome, Task
+from crawler.extract import extract_links_from_body, is_html, resolve_link
+from crawler.frontier import Frontier, FrontierUnavailable, Link, Outcome, Task
 from crawler.robots import Robots
 from storage import DownloadError, FetchRecord, Store, download
 from storage import Outcome as StoreOutcome
@@ -30,14 +43,21 @@ from workers.outcomes import Action, Verdict, classify_error, classify_record
 from workers.progress import CrawlCounters, FetchResult
 
 log = logging.getLogger("crawl.worker")
+T = TypeVar("T")
 
 __all__ = ["Worker", "WorkerExit", "WorkerOptions"]
 
 # Pages larger than this are stored but not parsed for links: a crawler reading a 1 GB
 # "HTML" file into memory is how crawlers die.
 MAX_PARSE_BYTES = 16 << 20
+INLINE_READ_BYTES = 256 << 10
+# Links remembered as already handed to the frontier (about 100 bytes each).
+SEEN_LINKS_MAX = 500_000
 IDLE_POLL_MIN_S = 0.02
-IDLE_POLL_MAX_S = 1.0
+IDLE_POLL_MAX_S = 0.25
+# While the frontier's store is down (a Redis restart), calls are tried again this often.
+OUTAGE_RETRY_MIN_S = 0.5
+OUTAGE_RETRY_MAX_S = 10.0
 
 
 class WorkerExit(enum.IntEnum):
@@ -53,6 +73,7 @@ class WorkerOptions:
     max_depth: int | None = None
     max_size: int | None = None
     honor_nofollow: bool = False
+    max_redirects: int = 10
     renew_s: float = 20.0
     grace_s: float = 10.0
     headers: Mapping[str, str] = field(default_factory=dict)
@@ -77,9 +98,9 @@ class Worker:
         self.counters = counters if counters is not None else CrawlCounters()
         self._queue: asyncio.Queue[Task] = asyncio.Queue()
         self._in_flight: dict[str, Task] = {}
-        self._fetchers: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self._work_ready = asyncio.Event()
+        self._seen_links: set[str] = set()
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -107,30 +128,48 @@ class Worker:
         return WorkerExit.INTERRUPTED
 
     async def _lease_loop(self) -> bool:
-        """Keep the queue fed; True when the frontier says the job is finished."""
+        """Keep the queue fed; True when the frontier says the job is finished.
+
+        A few tasks beyond `concurrency` are kept queued so fetchers never wait on the frontier,
+        but only a few: a queued task holds one of its host's slots that another worker could
+        be fetching with.
+        """
         idle = IDLE_POLL_MIN_S
-        capacity = self.options.concurrency + self.options.lease_batch
+        prefetch = max(1, min(self.options.lease_batch, self.options.concurrency // 4))
+        capacity = self.options.concurrency + prefetch
         while not self._stopping.is_set():
             room = capacity - self._queue.qsize() - len(self._in_flight)
-            if room < max(1, self.options.lease_batch // 2):
+            if room < max(1, prefetch // 2):
                 # Enough work queued: wait until fetchers have drained some of it.
                 self._work_ready.clear()
                 await self._work_ready.wait()
                 continue
-            tasks = await self.frontier.lease(
-                min(room, self.options.lease_batch), self.options.name
-            )
+            # Cleared before asking, so a fetch that ends while we ask wakes the wait below.
+            self._work_ready.clear()
+            asked = min(room, self.options.lease_batch)
+            tasks = await self._through_outage(self.frontier.lease, asked, self.options.name)
+            busy = bool(self._in_flight) or not self._queue.empty()
             if tasks:
                 idle = IDLE_POLL_MIN_S
                 for task in tasks:
                     self._queue.put_nowait(task)
+                if len(tasks) < asked and busy:
+                    # The frontier had fewer: host slots are taken, mostly by our own fetches.
+                    # Ask again once one of them was acknowledged (acks that arrive meanwhile
+                    # make the next lease a batch), not in a loop.
+                    await _wait(self._work_ready, idle)
                 continue
-            if not self._in_flight and self._queue.empty() and await self.frontier.is_finished():
-                return True
-            # Nothing leasable now (hosts waiting out their delays, or other workers hold the
-            # rest): poll with a growing pause so an idle worker does not hammer the frontier.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), idle)
+            if busy:
+                # Our own fetches hold host slots and bring new links: ask again as soon as
+                # one has been acknowledged, or after a while for other workers' URLs.
+                await _wait(self._work_ready, idle)
+            else:
+                if await self._through_outage(self.frontier.is_finished):
+                    return True
+                # Nothing leasable now (hosts waiting out their delays, or other workers hold
+                # the rest): poll with a growing pause so an idle worker does not hammer the
+                # frontier.
+                await _wait(self._stopping, idle)
             idle = min(idle * 2, IDLE_POLL_MAX_S)
         return False
 
@@ -153,6 +192,23 @@ class Worker:
         if left:
             await self._hand_back(left)
         return WorkerExit.INTERRUPTED
+
+    async def _through_outage(self, call: Callable[..., Awaitable[T]], *args: Any, **kw: Any) -> T:
+        """`call(*args, **kw)`, tried again while the frontier is unavailable.
+
+        Gives up (raising) only once the worker is stopping: the leases it holds then expire
+        back into their queues, so nothing is lost.
+        """
+        pause = OUTAGE_RETRY_MIN_S
+        while True:
+            try:
+                return await call(*args, **kw)
+            except FrontierUnavailable as exc:
+                if self._stopping.is_set():
+                    raise
+                log.warning("frontier unavailable (%s); trying again in %.1f s", exc, pause)
+                await _wait(self._stopping, pause)
+                pause = min(pause * 2, OUTAGE_RETRY_MAX_S)
 
     async def _hand_back(self, tasks: list[Task]) -> None:
         try:
@@ -201,7 +257,7 @@ class Worker:
 
     async def _process(self, task: Task) -> None:
         if self.robots is not None:
-            decision = await self.robots.check(task.url)
+            decision = await self._through_outage(self.robots.check, task.url)
             if not decision.allowed:
                 await self._skip(task, decision.reason, decision.retry_in)
                 return
@@ -218,12 +274,16 @@ class Worker:
                     self.store,
                     headers=self.options.headers,
                     max_size=self.options.max_size,
+                    allow_redirects=self._follows_redirects(task),
                     meta={"depth": task.depth, "parent": task.parent, "attempt": task.attempts + 1},
                 )
                 verdict = classify_record(record)
             except DownloadError as exc:
                 record = exc.record
-                verdict = classify_error(exc.__cause__ or exc)
+                cause = exc.__cause__ or exc
+                verdict = classify_error(cause)
+                if verdict.unexpected:
+                    log.warning("unexpected error fetching %s", task.url, exc_info=cause)
             status = record.status
             result = _RESULTS[verdict.action]
             counters.add_bytes(record.received)
@@ -235,24 +295,70 @@ class Worker:
 
     async def _settle(self, task: Task, record: FetchRecord, verdict: Verdict) -> None:
         if verdict.action is Action.RETRY:
-            await self.frontier.retry(task, verdict.delay, verdict.reason, status=verdict.status)
+            await self._through_outage(
+                self.frontier.retry, task, verdict.delay, verdict.reason, status=verdict.status
+            )
         elif verdict.action is Action.FAIL:
-            await self.frontier.fail(task, verdict.reason)
+            await self._through_outage(self.frontier.fail, task, verdict.reason)
         else:
-            links = await self._links(task, record)
-            await self.frontier.ack(task, Outcome.DONE, links)
+            links = self._unseen(await self._links(task, record))
+            # Remembered before the ack goes out, so concurrent acks do not carry them again;
+            # forgotten if it fails (a lost lease may have dropped them): the page is fetched
+            # again, and its links sent again, by whichever worker gets it next.
+            urls = self._remember(links)
+            acked = False
+            try:
+                acked = await self._through_outage(self.frontier.ack, task, Outcome.DONE, links)
+            finally:
+                if not acked:
+                    self._seen_links.difference_update(urls)
 
-    async def _links(self, task: Task, record: FetchRecord) -> list[str]:
+    def _unseen(self, links: list[str | Link]) -> list[str | Link]:
+        """Links this worker has not handed to the frontier before.
+
+        Most links of a site point to pages every other page links to as well; the frontier
+        would canonicalize and look each one up only to find it known.
+        """
+        seen = self._seen_links
+        return [link for link in links if (link if type(link) is str else link.url) not in seen]
+
+    def _remember(self, links: list[str | Link]) -> list[str]:
+        seen = self._seen_links
+        if len(seen) + len(links) > SEEN_LINKS_MAX:
+            seen.clear()  # a cache, not a record: forgetting costs only repeated lookups
+        urls = [link if type(link) is str else link.url for link in links]
+        seen.update(urls)
+        return urls
+
+    def _follows_redirects(self, task: Task) -> bool:
+        """Whether the fetch itself follows redirects.
+
+        A crawl hands a redirect's target to the frontier as a link instead, so it is fetched
+        under its own host's politeness limits, only when in scope, and once however many URLs
+        redirect to it. A task that may not add links (at the depth limit, like every file of
+        `crawl mirror`) follows redirects itself, as `wget URL` does.
+        """
+        max_depth = self.options.max_depth
+        return max_depth is not None and task.depth >= max_depth
+
+    async def _links(self, task: Task, record: FetchRecord) -> list[str | Link]:
         max_depth = self.options.max_depth
         if max_depth is not None and task.depth >= max_depth:
             return []
+        if record.status is not None and 300 <= record.status < 400:
+            return self._redirect_target(task, record)
         if record.outcome is not StoreOutcome.STORED or record.path is None:
             return []
         if not is_html(record.content_type):
             return []
         if record.size is not None and record.size > MAX_PARSE_BYTES:
             return []
-        body = await asyncio.to_thread(_read_small, self.store.absolute(record.path))
+        path = self.store.absolute(record.path)
+        if record.size is not None and record.size <= INLINE_READ_BYTES:
+            # Just written, so in the page cache: reading it here is cheaper than a thread hop.
+            body = _read_small(path)
+        else:
+            body = await asyncio.to_thread(_read_small, path)
         return extract_links_from_body(
             body,
             record.final_url or task.url,
@@ -260,9 +366,27 @@ class Worker:
             honor_nofollow=self.options.honor_nofollow,
         )
 
+    def _redirect_target(self, task: Task, record: FetchRecord) -> list[str | Link]:
+        location = record.header("location")
+        if not location:
+            return []
+        meta = task.meta if isinstance(task.meta, dict) else {}
+        earlier = meta.get("redirects", 0)
+        hops = (earlier if isinstance(earlier, int) else 0) + 1
+        if hops > self.options.max_redirects:
+            log.info("%s: not following its redirect, %d hops already", task.url, hops - 1)
+            return []
+        try:
+            target = resolve_link(location, task.url)
+        except ValueError:
+            return []
+        if target is None:
+            return []
+        return [Link(target, task.priority, {"redirects": hops})]
+
     async def _skip(self, task: Task, reason: str, retry_in: float | None) -> None:
         if retry_in is not None:
-            await self.frontier.retry(task, retry_in, reason)
+            await self._through_outage(self.frontier.retry, task, retry_in, reason)
             return
         self.counters.fetch_skipped()
         self.store.records.append(
@@ -275,7 +399,7 @@ class Worker:
                 meta={"depth": task.depth, "parent": task.parent},
             )
         )
-        await self.frontier.ack(task, Outcome.SKIPPED, reason=reason)
+        await self._through_outage(self.frontier.ack, task, Outcome.SKIPPED, reason=reason)
 
 
 _RESULTS = {
@@ -285,9 +409,27 @@ _RESULTS = {
 }
 
 
+async def _wait(event: asyncio.Event, timeout: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), timeout)
+
+
 def _read_small(path: Path) -> bytes:
-    with path.open("rb") as file:
-        return file.read(MAX_PARSE_BYTES)
+    """The file's bytes, at most MAX_PARSE_BYTES, read with as many bytes asked for as it has:
+    `read(n)` allocates n bytes up front, and 16 MB per page costs more than parsing it."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        want = min(os.fstat(fd).st_size, MAX_PARSE_BYTES)
+        pieces = []
+        while want > 0:
+            piece = os.read(fd, want)
+            if not piece:
+                break
+            pieces.append(piece)
+            want -= len(piece)
+    finally:
+        os.close(fd)
+    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
 # A sentinel put on the queue to end a fetch loop.

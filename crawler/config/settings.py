@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import os
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -43,7 +44,9 @@ class FsyncPolicy(enum.StrEnum):
     NEVER = "never"
 
 
+@functools.cache
 def default_user_agent() -> str:
+    # Cached: looking the version up scans the installed distributions, every time.
     try:
         version = metadata.version("crawl")
     except metadata.PackageNotFoundError:

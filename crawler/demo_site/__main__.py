@@ -63,6 +63,9 @@ def _parser() -> argparse.ArgumentParser:
         "serving, 8001 when only writing)",
     )
     where.add_argument("--rate", type=_size, help="bytes/s per connection for large files")
+    where.add_argument(
+        "--latency", type=float, help="seconds every answer is held back (default: none)"
+    )
     where.add_argument("--json", action="store_true", help="print one JSON line when ready")
     return parser
 
@@ -92,6 +95,7 @@ async def _serve(args: argparse.Namespace, spec: SiteSpec) -> None:
         address=args.address,
         ports=ports,
         rate=args.rate,
+        latency=args.latency,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

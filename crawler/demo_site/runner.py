@@ -91,12 +91,13 @@ async def start_site(
     address: str = "127.0.0.1",
     ports: Sequence[int] = (),
     rate: float | None = None,
+    latency: float | None = None,
     log_requests: bool = False,
 ) -> ServedSite:
     """Serve a site in the running loop: generated from `spec` in memory on free ports (or on
     `ports`), or the files of a folder written by `write_site` (`root`, on its manifest's ports)."""
     site, hosts, sockets = _prepare(spec, root, address, ports)
-    server = DemoServer(hosts, rate=rate, log_requests=log_requests)
+    server = DemoServer(hosts, rate=rate, latency=latency, log_requests=log_requests)
     try:
         await server.start(sockets)
     except BaseException:
@@ -115,6 +116,7 @@ def site_in_thread(
     address: str = "127.0.0.1",
     ports: Sequence[int] = (),
     rate: float | None = None,
+    latency: float | None = None,
     log_requests: bool = False,
 ) -> Iterator[ServedSite]:
     """`start_site` on an event loop of its own in a background thread, stopped on exit."""
@@ -133,6 +135,7 @@ def site_in_thread(
                         address=address,
                         ports=ports,
                         rate=rate,
+                        latency=latency,
                         log_requests=log_requests,
                     )
                 )

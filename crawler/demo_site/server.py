@@ -50,8 +50,14 @@ class DemoServer:
     """Serves one `HostContent` per listening socket.
 
     `rate` (bytes/s) slows every streamed body (generated and on-disk files) per connection, so a
-    test can interrupt a large download half way. With `log_requests`, every answered request is
-    appended to `log` (for tests that check what a crawler fetched, and how often).
+    test can interrupt a large download half way. `latency` (seconds) holds every answer back that
+    long, so a client's concurrent requests really overlap at the server. With `log_requests`,
+    every answered request is appended to `log` (for tests that check what a crawler fetched, and
+    how often).
+
+    `active[i]` counts the requests host i has received and not finished answering, and
+    `max_active[i]` the most there ever were at once: the server's own view of a client's
+    per-host concurrency.
     """
 
     def __init__(
@@ -59,10 +65,14 @@ class DemoServer:
         hosts: Sequence[HostContent],
         *,
         rate: float | None = None,
+        latency: float | None = None,
         log_requests: bool = False,
     ) -> None:
         self.hosts = list(hosts)
         self.rate = rate
+        self.latency = latency or None
+        self.active = [0] * len(self.hosts)
+        self.max_active = [0] * len(self.hosts)
         self.log: list[LoggedRequest] | None = [] if log_requests else None
         self.requests = 0
         self.connections_opened = 0
@@ -129,6 +139,8 @@ class _Connection(asyncio.Protocol):
         self.can_write = asyncio.Event()
         self.can_write.set()
         self.closing = False
+        self.delaying: asyncio.TimerHandle | None = None
+        self._answering = 0  # 1 while the request taken from `pending` is being answered
         self._url = bytearray()
         self._range: str | None = None
         self._if_range: str | None = None
@@ -146,8 +158,15 @@ class _Connection(asyncio.Protocol):
         self.closing = True
         self.server._open.discard(self)
         self.can_write.set()
+        if self.delaying is not None:
+            self.delaying.cancel()
+            self.delaying = None
         if self.streaming is not None:
             self.streaming.cancel()
+        # Requests received but not answered are over for the client too.
+        self._ended(len(self.pending) + self._answering)
+        self.pending.clear()
+        self._answering = 0
 
     def pause_writing(self) -> None:
         self.can_write.clear()
@@ -202,6 +221,10 @@ class _Connection(asyncio.Protocol):
             error,
         )
         self.pending.append(request)
+        server = self.server
+        server.active[self.host] += 1
+        if server.active[self.host] > server.max_active[self.host]:
+            server.max_active[self.host] = server.active[self.host]
         self._process()
 
     # --- answering ---
@@ -215,8 +238,36 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
     def _process(self) -> None:
-        while self.pending and self.streaming is None and not self.closing:
-            self._respond(self.pending.popleft())
+        latency = self.server.latency
+        while (
+            self.pending and self.streaming is None and self.delaying is None and not self.closing
+        ):
+            request = self.pending.popleft()
+            self._answering = 1
+            if latency is None:
+                self._respond(request)
+                if self.streaming is None:
+                    self._answered()
+            else:
+                loop = asyncio.get_running_loop()
+                self.delaying = loop.call_later(latency, self._respond_late, request)
+
+    def _respond_late(self, request: _Request) -> None:
+        self.delaying = None
+        if self.closing:
+            return
+        self._respond(request)
+        if self.streaming is None:
+            self._answered()
+            self._process()
+
+    def _answered(self) -> None:
+        if self._answering:
+            self._answering = 0
+            self._ended(1)
+
+    def _ended(self, count: int) -> None:
+        self.server.active[self.host] -= count
 
     def _respond(self, request: _Request) -> None:
         server = self.server
@@ -304,6 +355,7 @@ class _Connection(asyncio.Protocol):
             return
         finally:
             self.streaming = None
+            self._answered()
         if not request.keep_alive:
             self._close()
             return

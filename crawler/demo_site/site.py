@@ -137,6 +137,20 @@ class Site:
                 return host.routes.get(parts.path or "/")
         return None
 
+    def status_of(self, url: str) -> int:
+        """The status a crawler ends with at `url` (a flaky page recovers to 200)."""
+        resource = self.resource(url)
+        if resource is None:
+            return 404
+        if isinstance(resource, Redirect):
+            return resource.status
+        return 200
+
+    def disallowed(self, url: str) -> bool:
+        """Whether the site's robots.txt disallows `url` (a URL of one of its hosts)."""
+        origins = {host.origin for host in self.hosts}
+        return _origin(url) in origins and urlsplit(url).path.startswith("/private/")
+
     def reachable(self, *, robots: bool = True, max_redirects: int = 10) -> list[str]:
         """Every URL a correct crawl from `seeds` fetches (robots.txt itself excluded).
 
@@ -151,7 +165,7 @@ class Site:
             url, hops = queue.popleft()
             if url in seen or _origin(url) not in origins:
                 continue
-            if robots and urlsplit(url).path.startswith("/private/"):
+            if robots and self.disallowed(url):
                 continue
             seen[url] = None
             resource = self.resource(url)

@@ -99,8 +99,9 @@ class FrontierBase(abc.ABC):
         """Reclaim expired leases and due retries, then lease up to n tasks."""
 
     @abc.abstractmethod
-    async def _renew(self, fps: list[bytes]) -> set[str]:
-        """Extend live leases; the ids of those that were still leased."""
+    async def _renew(self, leases: list[tuple[bytes, int]]) -> set[str]:
+        """Extend live leases given as (fingerprint, attempts or -1 when unknown); the ids of
+        those that were still leased (with that many attempts: the same lease)."""
 
     @abc.abstractmethod
     async def _add_seed_hosts(self, hosts: set[str]) -> None:
@@ -139,10 +140,10 @@ class FrontierBase(abc.ABC):
         return tasks
 
     async def renew(self, task_ids: Iterable[str | Task]) -> set[str]:
-        fps = [task_fp(task) for task in task_ids]
-        if not fps:
+        leases = [(task_fp(task), self._attempts_of(task)) for task in task_ids]
+        if not leases:
             return set()
-        return await self._renew(fps)
+        return await self._renew(leases)
 
     async def ack(
         self,

@@ -46,9 +46,9 @@ class BloomShape:
         return block, [(first + i * step) % size for i in range(self.hashes)]
 
     def script_arg(self, fp: bytes) -> str:
-        """The positions as the commit script reads them: "block|p1,p2,...,pk"."""
+        """The positions as the commit script reads them: "block:p1,p2,...,pk"."""
         block, offsets = self.positions(fp)
-        return f"{block}|{','.join(map(str, offsets))}"
+        return f"{block}:{','.join(map(str, offsets))}"
 
 
 def bloom_shape(capacity: int, error_rate: float) -> BloomShape:

@@ -49,7 +49,8 @@ class Frontier(Protocol):
         """Up to n tasks from hosts that may start a request now, each leased to `worker`."""
 
     async def renew(self, task_ids: Iterable[str | Task]) -> set[str]:
-        """Extend the leases of these tasks; returns the ids that were still leased."""
+        """Extend the leases of these tasks; returns the ids that were still leased. A lease
+        that expired and was taken by another worker is not this caller's to extend."""
 
     async def ack(
         self,

@@ -7,15 +7,20 @@ partition, one script call). Links found on a page are enqueued in the same scri
 page's ack when they share its partition; links of other partitions go earlier in the same
 pipeline, so an ack never lands without its links (docs/frontier.md).
 
-Connection trouble is retried by redis-py with jittered exponential backoff (a restart of the
-server is survived, and the scripts are loaded again when the server lost them); when the
-server stays away the call raises `FrontierUnavailable` naming it. Retrying a script is safe:
-adds are deduplicated, settles of a task no longer leased are no-ops.
+Connection trouble is retried by redis-py with jittered exponential backoff: an outage
+shorter than `RIDE_OUT_SECONDS` (a restart) is ridden out, and the scripts are loaded again
+when the restarted server lost them; a server that stays away longer makes the call raise
+`FrontierUnavailable` naming it, after at most about twice that. Retrying a script is safe:
+adds are deduplicated, settles of a task no longer leased are no-ops, and a lease whose reply
+was lost expires back into its queue. Refused credentials and an untrusted TLS certificate
+are not retried: they raise `FrontierConfigError` at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import ssl
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, ParamSpec, TypeVar
@@ -23,9 +28,9 @@ from typing import Any, ParamSpec, TypeVar
 import msgpack
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.backoff import EqualJitterBackoff
+from redis.exceptions import AuthenticationError, NoScriptError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from crawler.urls import canonical_parts
@@ -49,16 +54,74 @@ RECLAIM_PER_LEASE = 1000
 _DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
 _FINAL_STATES = {b"S": FinalState.SKIPPED, b"F": FinalState.FAILED, b"X": FinalState.DEAD}
 
+# Retries back off 0.05, 0.1, 0.2, 0.4, then 0.5 s (each with up to as much again of jitter):
+# eight of them wait between 2.75 and 5.5 s in all. So an outage shorter than RIDE_OUT_SECONDS
+# (a restart, a failover) never reaches the caller, and a call never waits much past
+# 2 * RIDE_OUT_SECONDS for a server that is gone before it raises FrontierUnavailable.
+RETRIES = 8
+RIDE_OUT_SECONDS = 2.75
+
 
 def redis_client(url: str, **options: Any) -> aioredis.Redis:
     """A client for redis://, rediss:// (TLS) and unix:// URLs, passwords included, that
     retries dropped connections (a server restart) for a few seconds before giving up."""
     options.setdefault("socket_connect_timeout", 5)
-    options.setdefault("socket_timeout", 60)
+    options.setdefault("socket_timeout", 30)
     options.setdefault("health_check_interval", 30)
-    options.setdefault("retry", Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 8))
-    options.setdefault("retry_on_error", [RedisConnectionError, RedisTimeoutError])
+    options.setdefault("retry", _Retry())
+    options.setdefault("retry_on_error", [RedisConnectionError])
     return aioredis.Redis.from_url(url, **options)
+
+
+class _Retry(Retry):
+    """redis-py's retry loop (the same steps, written out because its signature changed
+    between redis-py 5 and 8), minus what no retry can fix: refused credentials and an
+    untrusted TLS certificate. Timeouts are not among the retried errors either: a server that
+    is up but silent for socket_timeout is reported, not waited on eight times over."""
+
+    def __init__(self) -> None:
+        backoff = EqualJitterBackoff(cap=1.0, base=0.05)
+        super().__init__(backoff, RETRIES, supported_errors=(RedisConnectionError,))
+
+    async def call_with_retry(  # type: ignore[override]
+        self,
+        do: Callable[[], Awaitable[R]],
+        fail: Callable[..., Any],
+        is_retryable: Callable[[Exception], bool] | None = None,
+        with_failure_count: bool = False,
+    ) -> R:
+        self._backoff.reset()
+        failures = 0
+        while True:
+            try:
+                return await do()
+            except self._supported_errors as error:
+                if _hopeless(error) or (is_retryable is not None and not is_retryable(error)):
+                    raise
+                failures += 1
+                await (fail(error, failures) if with_failure_count else fail(error))
+                if failures > self._retries:
+                    raise
+                await asyncio.sleep(self._backoff.compute(failures))
+
+
+def _hopeless(error: BaseException) -> bool:
+    """Errors a retry cannot fix: the server refused our credentials or TLS certificate."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, AuthenticationError | ssl.SSLCertVerificationError):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return "certificate verify failed" in str(error).lower()
+
+
+def _store_error(where: str, job: str, exc: BaseException) -> Exception:
+    if _hopeless(exc):
+        message = f"redis at {where} refused the connection of job {job!r}: {exc}"
+        return FrontierConfigError(message)
+    return FrontierUnavailable(f"redis at {where} unreachable for job {job!r}: {exc}")
 
 
 def _store_call(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
@@ -70,11 +133,14 @@ def _store_call(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
             return await method(*args, **kwargs)
         except _DOWN as exc:
             self = args[0]
-            raise FrontierUnavailable(
-                f"redis at {self._where} unreachable for job {self.job!r}: {exc}"  # type: ignore[attr-defined]
-            ) from exc
+            raise _store_error(self._where, self.job, exc) from exc  # type: ignore[attr-defined]
 
     return wrapper
+
+
+def _where(client: aioredis.Redis) -> str:
+    kwargs = client.connection_pool.connection_kwargs
+    return kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
 
 
 class RedisFrontier(FrontierBase):
@@ -99,8 +165,7 @@ class RedisFrontier(FrontierBase):
             max(1, settings.bloom_capacity // settings.partitions), settings.bloom_error_rate
         )
         self._cursor = 0
-        kwargs = client.connection_pool.connection_kwargs
-        self._where = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
+        self._where = _where(client)
 
     @classmethod
     async def open(
@@ -121,12 +186,18 @@ class RedisFrontier(FrontierBase):
         except _DOWN as exc:
             if owns:
                 await client.aclose()
-            raise FrontierUnavailable(f"redis unreachable for job {job!r}: {exc}") from exc
+            raise _store_error(_where(client), job, exc) from exc
         except BaseException:
             if owns:
                 await client.aclose()
             raise
         return frontier
+
+    @property
+    def dedupe_mode(self) -> str:
+        """How this job dedupes: 'set' (exact), 'bf' (the server's BF.* Bloom filter) or
+        'bits' (our own Bloom filter in SETBIT bitsets, on servers without BF.*)."""
+        return self._dedupe_mode
 
     async def _prepare(self) -> None:
         if self._dedupe_mode == "bf":
@@ -198,12 +269,15 @@ class RedisFrontier(FrontierBase):
             len(adds),
         ]
         bits = self._dedupe_mode == "bits"
+        # One argument per row (layout in redis_scripts.COMMIT): encoding an argument costs
+        # redis-py far more than joining a few bytes here.
         for row in adds:
             positions = self._bloom.script_arg(row.fp) if bits else ""
-            args += [row.fp, row.host, -row.priority << PRIORITY_SHIFT, row.body, positions]
-        args.append(len(settles))
+            head = f"{row.host}|{-row.priority << PRIORITY_SHIFT}|{positions}|".encode()
+            args.append(b"".join((row.fp, head, row.body)))
         for item in settles:
-            args += [item.fp, item.kind.value, item.reason, int(item.delay * 1000), item.attempts]
+            tail = f"{item.attempts}|{int(item.delay * 1000)}|{item.reason}".encode()
+            args.append(b"".join((item.fp, item.kind.value.encode(), tail)))
         return args
 
     @_store_call
@@ -234,11 +308,11 @@ class RedisFrontier(FrontierBase):
         return tasks
 
     @_store_call
-    async def _renew(self, fps: list[bytes]) -> set[str]:
+    async def _renew(self, leases: list[tuple[bytes, int]]) -> set[str]:
         by_part: dict[int, list[bytes]] = defaultdict(list)
-        for fp in fps:
+        for fp, attempts in leases:
             for p in self._partitions_of(fp.hex()):
-                by_part[p].append(fp)
+                by_part[p].append(fp + str(attempts).encode())
         lease_ms = int(self.settings.lease_seconds * 1000)
         calls = [
             (RENEW, self._parts[p].script_keys, [self._parts[p].prefix, lease_ms, *group])
@@ -329,9 +403,16 @@ class RedisFrontier(FrontierBase):
 
     @_store_call
     async def is_finished(self) -> bool:
+        # One partition is one HMGET, atomic. Several are read one after another, and an ack
+        # in partition B whose link went to partition A (A's script runs first) could slip
+        # between a read of A and a read of B and look like "all empty". Reading every
+        # partition twice closes that: if the first read of B saw the ack, the second read of
+        # A comes after the link was queued.
+        rounds = 1 if len(self._parts) == 1 else 2
         async with self._client.pipeline(transaction=False) as pipe:
-            for part in self._parts:
-                pipe.hmget(part.stats, "queued", "leased")
+            for _ in range(rounds):
+                for part in self._parts:
+                    pipe.hmget(part.stats, "queued", "leased")
             replies = await pipe.execute()
         return all(int(q or 0) == 0 and int(leased or 0) == 0 for q, leased in replies)
 

@@ -203,9 +203,11 @@ return out
 )
 
 # ARGV: P, limit, max_attempts, backoff_base_ms, backoff_max_ms, dedupe, out_of_scope,
-#       n_adds, (fp, host, priority_base, body, bloom_positions) * n_adds,
-#       n_settles, (fp, kind, reason, delay_ms, attempts or -1) * n_settles
-# dedupe: 'set' (SADD), 'bf' (BF.ADD), 'bits' (SETBIT positions "block|p1,p2,...")
+#       n_adds, add * n_adds, settle * n_settles   (n_settles = what is left)
+# One argument per row, not five: the client's per-argument encoding cost dominated a batch.
+#   add    = fp (16 bytes) .. host '|' priority_base '|' bloom_positions '|' body
+#   settle = fp (16 bytes) .. kind (1 byte) .. attempts_or_-1 '|' delay_ms '|' reason
+# dedupe: 'set' (SADD), 'bf' (BF.ADD), 'bits' (SETBIT positions "block:p1,p2,...")
 # kinds: D done, S skipped, F failed, R retry, H host-wide backoff, L release
 # -> {added, duplicates, settled_1 (1/0), settled_2, ...}
 COMMIT = Script(
@@ -221,7 +223,7 @@ local touched = {}
 local function is_new(fp, positions)
   if dedupe == 'set' then return redis.call('SADD', K_SEEN, fp) == 1 end
   if dedupe == 'bf' then return redis.call('BF.ADD', K_SEEN, fp) == 1 end
-  local block, offsets = string.match(positions, '^(%d+)|(.*)$')
+  local block, offsets = string.match(positions, '^(%d+):(.*)$')
   local key = P .. BLOOM .. block
   local new = false
   for offset in string.gmatch(offsets, '%d+') do
@@ -235,20 +237,27 @@ local n_adds = tonumber(ARGV[8])
 local i = 9
 if n_adds > 0 then
   local seq = num(redis.call('HGET', K_STATS, 'seq'))
+  local per_host = {}
   for _ = 1, n_adds do
-    local fp, h, base, body = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-    if is_new(fp, ARGV[i + 4]) then
+    local row = ARGV[i]
+    local fp = string.sub(row, 1, 16)
+    local h, base, positions, pos = string.match(row, '^([^|]*)|([^|]*)|([^|]*)|()', 17)
+    if is_new(fp, positions) then
       seq = seq + 1
       local s = string.format('%.17g', tonumber(base) + seq)
-      redis.call('HSET', K_TASKS, fp, '0|' .. s .. '|' .. h .. '|' .. body)
+      redis.call('HSET', K_TASKS, fp, '0|' .. s .. '|' .. h .. '|' .. string.sub(row, pos))
       redis.call('ZADD', P .. QUEUE .. h, s, fp)
-      backlog(h, 1)
-      touched[h] = true
+      per_host[h] = (per_host[h] or 0) + 1
       added = added + 1
     else
       duplicates = duplicates + 1
     end
-    i = i + 5
+    i = i + 1
+  end
+  -- backlog counts a host's queue, so a host whose backlog was 0 had an empty queue and may
+  -- now join `ready`; adding to a non-empty queue changes neither membership nor score
+  for h, n in pairs(per_host) do
+    if redis.call('HINCRBY', K_BACKLOG, h, n) == n then touched[h] = true end
   end
   redis.call('HSET', K_STATS, 'seq', string.format('%d', seq))
   count('queued', added)
@@ -290,10 +299,11 @@ local function settle(fp, kind, reason, delay, v)
 end
 
 local out = {added, duplicates}
-local n_settles = tonumber(ARGV[i])
-i = i + 1
-for _ = 1, n_settles do
-  local fp, expected = ARGV[i], tonumber(ARGV[i + 4])
+for j = i, #ARGV do
+  local row = ARGV[j]
+  local fp, kind = string.sub(row, 1, 16), string.sub(row, 17, 17)
+  local expected, delay, pos = string.match(row, '^(-?%d+)|(-?%d+)|()', 18)
+  expected = tonumber(expected)
   local ok = 0
   local v = redis.call('HGET', K_TASKS, fp)
   -- the attempts count tells leases of one task apart: a late call for an older lease of a
@@ -302,10 +312,9 @@ for _ = 1, n_settles do
       and redis.call('ZREM', K_LEASES, fp) == 1 then
     ok = 1
     count('leased', -1)
-    settle(fp, ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), v)
+    settle(fp, kind, string.sub(row, pos), tonumber(delay), v)
   end
   out[#out + 1] = ok
-  i = i + 5
 end
 for h in pairs(touched) do refresh(h, limit) end
 flush_counts()
@@ -313,7 +322,7 @@ return out
 """,
 )
 
-# ARGV: P, lease_ms, fp... -> {now_ms, renewed fp...}
+# ARGV: P, lease_ms, (fp (16 bytes) .. attempts_or_-1)... -> {now_ms, renewed fp...}
 RENEW = Script(
     "renew",
     _PRELUDE
@@ -322,9 +331,14 @@ local now = now_ms()
 local deadline = now + tonumber(ARGV[2])
 local out = {now}
 for i = 3, #ARGV do
-  if redis.call('ZSCORE', K_LEASES, ARGV[i]) then
-    redis.call('ZADD', K_LEASES, deadline, ARGV[i])
-    out[#out + 1] = ARGV[i]
+  local fp, expected = string.sub(ARGV[i], 1, 16), tonumber(string.sub(ARGV[i], 17))
+  if redis.call('ZSCORE', K_LEASES, fp) then
+    local v = redis.call('HGET', K_TASKS, fp)
+    -- same attempts, same lease: a worker whose lease was reclaimed must not extend the next
+    if v and (expected < 0 or tonumber(string.match(v, '^(%d+)|')) == expected) then
+      redis.call('ZADD', K_LEASES, deadline, fp)
+      out[#out + 1] = fp
+    end
   end
 end
 return out

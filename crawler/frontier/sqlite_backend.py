@@ -97,8 +97,8 @@ class SqliteFrontier(FrontierBase):
     async def _lease(self, n: int, worker: str) -> list[Task]:
         return await self._call(self._store.lease, n, worker)
 
-    async def _renew(self, fps: list[bytes]) -> set[str]:
-        renewed, deadline = await self._call(self._store.renew, fps)
+    async def _renew(self, leases: list[tuple[bytes, int]]) -> set[str]:
+        renewed, deadline = await self._call(self._store.renew, leases)
         for task_id in renewed:
             if task_id in self._leased:
                 self._leased[task_id].deadline = deadline

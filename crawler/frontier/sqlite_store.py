@@ -371,13 +371,15 @@ class SqliteStore:
             [(self.settings.per_host_limit, h) for h in hosts],
         )
 
-    def renew(self, fps: list[bytes]) -> tuple[set[str], float]:
+    def renew(self, leases: list[tuple[bytes, int]]) -> tuple[set[str], float]:
         renewed: set[str] = set()
         with self._write() as now:
             deadline = now + self.settings.lease_seconds
-            for fp in fps:
+            for fp, attempts in leases:
                 if self.db.execute(
-                    "UPDATE tasks SET due = ? WHERE fp = ? AND state = 1", (deadline, fp)
+                    "UPDATE tasks SET due = ? WHERE fp = ? AND state = 1 "
+                    "AND (? < 0 OR attempts = ?)",
+                    (deadline, fp, attempts, attempts),
                 ).rowcount:
                     renewed.add(fp.hex())
         return renewed, deadline
@@ -428,17 +430,26 @@ class SqliteStore:
 
     def stats(self) -> FrontierStats:
         stats = FrontierStats()
-        for name, value in self.db.execute("SELECT name, value FROM counters"):
-            if name in _COUNTER_NAMES:
-                setattr(stats, _COUNTER_NAMES[name], value)
-        (stats.hosts_with_backlog,) = self.db.execute(
-            "SELECT count(*) FROM hosts WHERE queued > 0"
-        ).fetchone()
-        stats.paused = self.meta("paused") == b"1"
+        self.db.execute("BEGIN")  # one snapshot: counters that agree with each other
+        try:
+            for name, value in self.db.execute("SELECT name, value FROM counters"):
+                if name in _COUNTER_NAMES:
+                    setattr(stats, _COUNTER_NAMES[name], value)
+            (stats.hosts_with_backlog,) = self.db.execute(
+                "SELECT count(*) FROM hosts WHERE queued > 0"
+            ).fetchone()
+            stats.paused = self.meta("paused") == b"1"
+        finally:
+            self.db.execute("COMMIT")
         return stats
 
     def is_finished(self) -> bool:
-        return self._counter("queued") == 0 and self._counter("leased") == 0
+        # One statement, one snapshot: read apart, an ack committing in between (its links
+        # queued, its lease gone) could make "nothing queued" and "nothing leased" both true.
+        (busy,) = self.db.execute(
+            "SELECT count(*) FROM counters WHERE name IN ('queued', 'leased') AND value != 0"
+        ).fetchone()
+        return busy == 0
 
     def failures(self, limit: int) -> list[FinalRecord]:
         rows = self.db.execute(

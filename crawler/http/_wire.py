@@ -5,6 +5,11 @@ refusing CR, LF and NUL anywhere (no header or request-line injection). `Respons
 received bytes (`feed`, `feed_eof`) and calls a receiver back with the head, body pieces and the
 end of the message; it enforces the size limits on the status line, on each header and on the
 number of headers. Parsing is `httptools` (llhttp); this module only adds policy on top of it.
+
+Identity bodies (Content-Length or read-until-close, no Transfer-Encoding) are counted here
+rather than by llhttp once the head's own read is parsed: each later `feed` hands its body part
+to the receiver as a slice of the caller's buffer, with no copy, and `direct_body` tells the
+caller that whatever it reads next is body (so it may read it straight into the body's storage).
 """
 
 from __future__ import annotations
@@ -153,7 +158,8 @@ class ResponseReceiver(Protocol):
 
     def on_informational(self, head: ResponseHead) -> None: ...
 
-    def on_body(self, data: bytes) -> None: ...
+    def on_body(self, data: bytes | memoryview) -> None:
+        """A body piece: bytes from llhttp, or a slice of the fed buffer (valid during the call)."""
 
     def on_message_complete(self, keep_alive: bool) -> None: ...
 
@@ -177,13 +183,17 @@ class ResponseParser:
     """
 
     __slots__ = (
+        "_body_seen",
         "_chunked",
         "_content_encoding",
         "_content_length",
         "_has_set_cookie",
+        "_has_transfer_encoding",
         "_head_consumed",
         "_head_fed",
+        "_head_keep_alive",
         "_head_request",
+        "_identity_left",
         "_max_field_size",
         "_max_headers",
         "_max_line_size",
@@ -195,7 +205,6 @@ class ResponseParser:
         "_state",
         "_status",
         "_until_close",
-        "on_body",
     )
 
     def __init__(
@@ -207,9 +216,6 @@ class ResponseParser:
         max_headers: int = MAX_HEADERS,
     ) -> None:
         self._receiver = receiver
-        # httptools looks `on_body` up once, at construction: point it straight at the receiver
-        # so a body piece costs no extra Python call.
-        self.on_body = receiver.on_body
         self._max_line_size = max_line_size
         self._max_field_size = max_field_size
         self._max_headers = max_headers
@@ -227,9 +233,15 @@ class ResponseParser:
         self._chunked = False
         self._content_encoding = ""
         self._has_set_cookie = False
+        self._has_transfer_encoding = False
         self._until_close = False
         self._head_fed = 0
         self._head_consumed = 0
+        self._body_seen = 0
+        self._head_keep_alive = False
+        # Identity-body bytes still to come, counted here instead of by llhttp (-1: until the
+        # peer closes); None while llhttp parses.
+        self._identity_left: int | None = None
 
     @property
     def until_close(self) -> bool:
@@ -239,6 +251,17 @@ class ResponseParser:
     @property
     def in_body(self) -> bool:
         return self._state == _BODY
+
+    @property
+    def direct_body(self) -> bool:
+        """True when every byte the next `feed` gets up to the body's end is body, unframed."""
+        return self._identity_left is not None
+
+    @property
+    def body_left(self) -> int:
+        """Bytes of a counted body still to come; -1 when unknown (read until close)."""
+        left = self._identity_left
+        return -1 if left is None else left
 
     def expect(
         self,
@@ -267,6 +290,12 @@ class ResponseParser:
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Parse received bytes; raises a `WireError` subclass for a broken response."""
+        if self._identity_left is not None:
+            self._feed_identity(data)
+            return
+        if self._state == _DONE and self._reset_needed and len(data):
+            # llhttp was stopped mid-message (a counted body, a HEAD answer): it cannot judge.
+            raise BodyError("unexpected data after the response")
         if self._state == _HEAD:
             self._head_fed += len(data)
         try:
@@ -297,7 +326,9 @@ class ResponseParser:
             if not self._parser.get_status_code():
                 raise BadStatusLine(f"invalid HTTP status line: {exc}") from None
             raise HeadError(f"malformed response head: {exc}") from None
-        if self._state == _HEAD and self._head_fed - self._head_consumed > (
+        if self._state == _BODY:
+            self._maybe_count_body()
+        elif self._state == _HEAD and self._head_fed - self._head_consumed > (
             self._max_line_size + 2 * self._max_field_size + 4
         ):
             # A header line that never ends: refuse it before llhttp buffers any more of it.
@@ -307,10 +338,47 @@ class ResponseParser:
                 f"(or status line longer than {self._max_line_size})"
             )
 
+    def _maybe_count_body(self) -> None:
+        """After llhttp parsed a head and the start of its body: count the rest of it ourselves.
+
+        llhttp would copy every body piece into a new bytes object; counting lets the caller
+        keep the bytes where they landed. Only plain framing qualifies: a Content-Length or
+        read-until-close body without Transfer-Encoding.
+        """
+        if self._chunked or self._has_transfer_encoding:
+            return
+        if self._until_close:
+            self._identity_left = -1
+        elif self._content_length is not None and self._content_length > self._body_seen:
+            self._identity_left = self._content_length - self._body_seen
+        else:
+            return
+        self._reset_needed = True  # llhttp stopped mid-body: the next response needs a new one
+
+    def _feed_identity(self, data: bytes | bytearray | memoryview) -> None:
+        left = self._identity_left
+        assert left is not None
+        size = len(data)
+        if left < 0 or size < left:
+            if left >= 0:
+                self._identity_left = left - size
+            if size:
+                self._receiver.on_body(data)
+            return
+        body = data if size == left else memoryview(data)[:left]
+        self._identity_left = None
+        if left:
+            self._receiver.on_body(body)
+        self._state = _DONE
+        self._receiver.on_message_complete(self._head_keep_alive)
+        if size > left:
+            raise BodyError("unexpected data after the response")
+
     def feed_eof(self) -> None:
         """The peer closed. Ends a read-until-close body; anything else unfinished is an error."""
         if self._state == _BODY and self._until_close:
             self._state = _DONE
+            self._identity_left = None
             self._reset_needed = True
             self._receiver.on_message_complete(False)
             return
@@ -354,6 +422,7 @@ class ResponseParser:
             except ValueError:
                 raise BadHeader(f"invalid Content-Length {value[:40]!r}") from None
         elif lname == b"transfer-encoding":
+            self._has_transfer_encoding = True
             self._chunked = value.rstrip().lower().endswith(b"chunked")
         elif lname == b"content-encoding":
             self._content_encoding = value.strip().lower().decode("latin-1")
@@ -387,6 +456,7 @@ class ResponseParser:
         self._until_close = (
             not bodyless and not self._chunked and self._content_length is None
         )
+        self._head_keep_alive = head.keep_alive
         self._receiver.on_head(head)
         if self._head_request:
             # llhttp does not know the request was HEAD and would read a Content-Length body:
@@ -394,6 +464,10 @@ class ResponseParser:
             self._state = _DONE
             self._receiver.on_message_complete(head.keep_alive)
             raise _StopParsing
+
+    def on_body(self, data: bytes) -> None:
+        self._body_seen += len(data)
+        self._receiver.on_body(data)
 
     def on_message_complete(self) -> None:
         if self._status < 200:

@@ -6,6 +6,10 @@ of its connector (`BufferedProtocol`: no bytes object per read), hands the bytes
 pieces (decoded when asked) for the response's `StreamReader`. The stream's high-water mark pauses
 reading; draining it resumes reading.
 
+Inside a plain body (the parser's `direct_body`: identity framing, nothing to decode) the socket
+is read straight into the stream's own memory (`StreamReader.write_buffer`), or into the buffer
+of a pending `readinto`: those bytes are never copied by us.
+
 When a response ends cleanly and the server allows keep-alive, the connection goes back to its
 pool at once (its body is already buffered). Any other ending closes it. Its lifecycle is
 `ConnState`, changed only here.
@@ -106,6 +110,7 @@ class Connection(asyncio.BufferedProtocol):
         "_body_done",
         "_continue_waiter",
         "_decoder",
+        "_direct",
         "_drain_waiter",
         "_head",
         "_head_waiter",
@@ -120,6 +125,7 @@ class Connection(asyncio.BufferedProtocol):
         "_read_paused",
         "_read_timer",
         "_request_sent",
+        "_to_stream",
         "_view",
         "_write_paused",
         "_writer",
@@ -141,6 +147,8 @@ class Connection(asyncio.BufferedProtocol):
         self._pool = pool
         self.key = key
         self._view = buffer
+        self._direct: memoryview | None = None  # the stream's memory lent to the next read
+        self._to_stream = False  # the bytes being parsed are already in the stream
         self.transport: asyncio.Transport | None = None
         self.state = ConnState.OPENING
         self.idle_since = 0.0
@@ -180,10 +188,27 @@ class Connection(asyncio.BufferedProtocol):
                 pass
 
     def get_buffer(self, sizehint: int) -> memoryview:
+        payload = self._payload
+        parser = self._parser
+        if payload is not None and self._decoder is None and parser.direct_body:
+            view = payload.write_buffer(parser.body_left)
+            if view is not None:
+                self._direct = view
+                return view
+        self._direct = None
         return self._view
 
     def buffer_updated(self, nbytes: int) -> None:
-        self._received(self._view[:nbytes])
+        direct = self._direct
+        if direct is None:
+            self._received(self._view[:nbytes])
+            return
+        self._direct = None
+        self._to_stream = True
+        try:
+            self._received(direct[:nbytes])
+        finally:
+            self._to_stream = False
 
     def data_received(self, data: bytes) -> None:
         """For transports that hand over bytes (a proxy tunnel's leftover, say)."""
@@ -432,11 +457,18 @@ class Connection(asyncio.BufferedProtocol):
         if waiter is not None and not waiter.done():
             waiter.set_result((head, payload))
 
-    def on_body(self, data: bytes) -> None:
+    def on_body(self, data: bytes | memoryview) -> None:
+        payload = self._payload
+        if self._to_stream:
+            # Read into the stream's own memory: only say how much of it is body.
+            if payload is not None:
+                payload.commit_write(len(data))
+            return
         decoder = self._decoder
         if decoder is not None:
             data = decoder.decompress(data)
-        payload = self._payload
+        elif type(data) is not bytes:
+            data = bytes(data)  # a slice of the shared read buffer, reused by the next read
         if payload is not None:
             payload.feed_data(data)
 

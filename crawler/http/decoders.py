@@ -58,7 +58,8 @@ class Decoder:
         self.max_piece_output = max_piece_output
         self._done_output = 0
 
-    def decompress(self, data: bytes) -> bytes:
+    def decompress(self, data: bytes | memoryview) -> bytes:
+        """Decode one received piece (a memoryview is only read during the call)."""
         try:
             out = self._impl.decompress(data, self.max_piece_output)
         except DecompressionError:
@@ -91,7 +92,7 @@ class _Impl:
 
     __slots__ = ()
 
-    def decompress(self, data: bytes, limit: int) -> bytes:
+    def decompress(self, data: bytes | memoryview, limit: int) -> bytes:
         raise DecompressionError("no decoder")
 
     def flush(self) -> bytes:
@@ -115,11 +116,11 @@ class _Zlib(_Impl):
         self._started = False
         self._obj = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzip else None
 
-    def decompress(self, data: bytes, limit: int) -> bytes:
+    def decompress(self, data: bytes | memoryview, limit: int) -> bytes:
         if self._obj is None:
             # RFC 9110 says zlib format, but many servers send raw deflate: a zlib stream
             # starts with a CM=8 header byte whose 16-bit header is a multiple of 31.
-            data = self._first + data
+            data = self._first + data  # bytes: a memoryview piece is not kept past this call
             if len(data) < 2:
                 self._first = data
                 return b""
@@ -165,7 +166,7 @@ class _Brotli(_Impl):
     def __init__(self) -> None:
         self._obj = brotli.Decompressor()
 
-    def decompress(self, data: bytes, limit: int) -> bytes:
+    def decompress(self, data: bytes | memoryview, limit: int) -> bytes:
         obj = self._obj
         parts = [obj.process(data, output_buffer_limit=_SLICE)]
         produced = len(parts[0])
@@ -202,7 +203,7 @@ class _Zstd(_Impl):
             out += self._obj.decompress(rest)
         return out
 
-    def decompress(self, data: bytes, limit: int) -> bytes:
+    def decompress(self, data: bytes | memoryview, limit: int) -> bytes:
         if not data:
             return b""
         self._seen = True

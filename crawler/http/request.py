@@ -23,6 +23,7 @@ __all__ = [
     "HTTP_SCHEMES",
     "HeaderPlan",
     "build_url",
+    "checked_url",
     "host_header",
     "origin_of",
     "request_target",
@@ -77,6 +78,22 @@ def build_url(
     if not url.raw_host:
         raise InvalidUrlClientError(url, "URL has no host")
     return url
+
+
+def checked_url(value: str | URL, what: str = "URL") -> URL:
+    """`value` as a URL, refusing CR, LF and NUL, which yarl would silently drop.
+
+    For URLs that are not a request's own (a session's base URL, a proxy): they must not point
+    somewhere else than the caller wrote either. Raises `InvalidUrlClientError`.
+    """
+    if isinstance(value, str):
+        for ch in _FORBIDDEN_IN_URL:
+            if ch in value:
+                raise InvalidUrlClientError(value, f"{what} contains {ch!r}")
+    try:
+        return URL(value)
+    except (ValueError, TypeError) as exc:
+        raise InvalidUrlClientError(value, f"invalid {what}: {exc}") from None
 
 
 def host_header(url: URL) -> str:
@@ -144,6 +161,14 @@ class HeaderPlan:
             if name.lower() not in skip and (caller is None or name not in caller)
         ]
         return cls(caller, auto)
+
+    def add_auto(self, name: str, value: str) -> None:
+        """Add an automatic header to this request only.
+
+        `auto` may be the session's own list (the fast path of `make` does not copy it), so it
+        is replaced, never appended to: appending would send the header on every later request.
+        """
+        self.auto = [*self.auto, (name, value)]
 
     def strip_for_new_origin(self) -> None:
         """Drop what the caller meant for the first origin only (credentials and cookies)."""

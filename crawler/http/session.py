@@ -47,6 +47,7 @@ from crawler.http.redirects import REDIRECT_STATUSES, follow
 from crawler.http.request import (
     HeaderPlan,
     build_url,
+    checked_url,
     merge_headers,
     origin_of,
     pick_auth,
@@ -97,7 +98,7 @@ class ClientSession:
         self._source_traceback = traceback.extract_stack(sys._getframe(1), limit=10)
         self._closed = True  # until fully built, so __del__ of a half-made session stays quiet
         if base_url is not None:
-            base_url = URL(base_url)
+            base_url = checked_url(base_url, "base_url")
             if not base_url.absolute:
                 raise ValueError(f"base_url must be an absolute URL, got {base_url!s}")
         self._base_url: URL | None = base_url
@@ -138,7 +139,7 @@ class ClientSession:
             max_field_size=max_field_size,
             max_headers=max_headers,
         )
-        self._default_proxy = URL(proxy) if proxy is not None else None
+        self._default_proxy = checked_url(proxy, "proxy") if proxy is not None else None
         self._default_proxy_auth = proxy_auth
         self._background: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -302,8 +303,8 @@ class ClientSession:
             skip = skip | {name.lower() for name in skip_auto_headers}
         plan = HeaderPlan.make(caller, self._auto_headers, skip)
         payload, chunked = self._body(method, data, json, caller, compress, chunked)
-        if compress:
-            plan.auto.append(("Content-Encoding", "deflate" if compress is True else compress))
+        if compress and payload is not None:
+            plan.add_auto("Content-Encoding", "deflate" if compress is True else compress)
         real_timeout = self._timeout if timeout is _sentinel else as_timeout(timeout)
         options = self._exchange_options(
             real_timeout, auto_decompress, max_line_size, max_field_size, read_bufsize
@@ -312,7 +313,8 @@ class ClientSession:
             ssl = resolve_ssl(
                 ssl, verify_ssl=verify_ssl, ssl_context=ssl_context, fingerprint=fingerprint
             )
-        proxy_url, proxy_auth = self._proxy_for(url, proxy, proxy_auth)
+        given_proxy_auth = proxy_auth
+        proxy_url, proxy_auth = self._proxy_for(url, proxy, given_proxy_auth)
         raise_status = self._raise_for_status if raise_for_status is None else raise_for_status
 
         loop = asyncio.get_running_loop()
@@ -380,6 +382,10 @@ class ClientSession:
                     plan.strip_for_new_origin()
                     auth = None
                 method, url = hop.method, hop.url
+                if proxy is None and self._trust_env:
+                    # The environment's proxy depends on the URL (scheme, NO_PROXY): ask again,
+                    # so a hop to a bypassed host goes direct, without the proxy's credentials.
+                    proxy_url, proxy_auth = self._proxy_for(url, None, given_proxy_auth)
                 if payload is not None and not payload.replayable:
                     raise RedirectClientError(
                         f"cannot follow the {response.status} redirect to {url}: the request "
@@ -548,7 +554,7 @@ class ClientSession:
         self, url: URL, proxy: str | URL | None, proxy_auth: BasicAuth | None
     ) -> tuple[URL | None, BasicAuth | None]:
         if proxy is not None:
-            return URL(proxy), proxy_auth
+            return checked_url(proxy, "proxy"), proxy_auth
         if self._default_proxy is not None:
             return self._default_proxy, proxy_auth or self._default_proxy_auth
         if self._trust_env:

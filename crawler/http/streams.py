@@ -5,6 +5,11 @@ high-water mark it asks the protocol to stop reading the socket, and once the re
 it below the low-water mark it asks it to go on, so a slow reader never makes memory grow.
 Without one (``StreamReader()``) it is a plain producer/consumer buffer: a producer task calls
 `feed_data`/`feed_eof` (and may `await drain()` to wait for room) while a consumer reads.
+
+A producer that reads from a socket may also write in place (`write_buffer` + `commit_write`):
+the bytes land in blocks the stream owns and reuses, and a pending `readinto` lends its own
+buffer, so a body read that way is copied once (kernel to caller). Reads that return bytes copy
+out of the blocks: no body-sized object is made per socket read, and memory is reused.
 """
 
 from __future__ import annotations
@@ -17,6 +22,12 @@ from typing import Protocol
 __all__ = ["DEFAULT_LIMIT", "EofStream", "FlowControl", "StreamReader"]
 
 DEFAULT_LIMIT = 2**16
+# In-place writes: blocks of at most this size, and no write into less room than this (a
+# socket read into a sliver of a block costs a system call for a few bytes).
+_MAX_BLOCK = 256 * 1024
+_MIN_ROOM = 16 * 1024
+_TO_BLOCK = 1  # the last write_buffer() lent the current block
+_TO_TARGET = 2  # ... the buffer of the pending readinto()
 
 
 class EofStream(Exception):
@@ -31,27 +42,48 @@ class FlowControl(Protocol):
     def resume_reading(self) -> None: ...
 
 
+class _Block:
+    """A reusable piece of memory that socket reads land in."""
+
+    __slots__ = ("fill", "pending", "view")
+
+    def __init__(self, size: int) -> None:
+        self.view = memoryview(bytearray(size))
+        self.fill = 0  # bytes written so far
+        self.pending = 0  # buffered pieces still pointing into it
+
+
 class StreamReader:
     """Bytes in, bytes out, with back-pressure.
 
     Readers may rely on: `read(n)` returns at most `n` bytes (and b"" only at the end),
     `readany()` returns whatever is buffered first, `readexactly(n)` returns exactly n or raises
-    `asyncio.IncompleteReadError`, `readline()` returns one line with its b"\\n". Once an
-    exception is set, every read raises it.
+    `asyncio.IncompleteReadError`, `readline()` returns one line with its b"\\n",
+    `readinto(buffer)` fills part of `buffer` and returns the count (0 only at the end). Once an
+    exception is set, every read raises it (after the bytes that came before it).
     """
 
     __slots__ = (
+        "_block",
+        "_block_size",
+        "_blocks",
         "_buffer",
         "_eof",
         "_eof_callbacks",
         "_exception",
+        "_free_blocks",
         "_high_water",
+        "_lent",
         "_low_water",
         "_offset",
         "_paused",
+        "_piece_blocks",
         "_protocol",
+        "_reading_into",
         "_size",
         "_space_waiter",
+        "_target",
+        "_target_filled",
         "_waiter",
         "total_bytes",
     )
@@ -66,7 +98,8 @@ class StreamReader:
         self._protocol = protocol
         self._low_water = limit
         self._high_water = limit * 2
-        self._buffer: deque[bytes] = deque()
+        # Pieces in arrival order: bytes, or memoryviews into a block (see _piece_blocks).
+        self._buffer: deque[bytes | memoryview] = deque()
         self._offset = 0  # how much of _buffer[0] was already read
         self._size = 0
         self._eof = False
@@ -76,6 +109,18 @@ class StreamReader:
         self._space_waiter: asyncio.Future[None] | None = None
         self._eof_callbacks: list[Callable[[], None]] | None = None
         self.total_bytes = 0
+        # In-place writes (made on first use): the block being filled, the blocks of the
+        # memoryview pieces in _buffer (same order), spare blocks, how many exist.
+        self._block: _Block | None = None
+        self._piece_blocks: deque[_Block] = deque()
+        self._free_blocks: list[_Block] = []
+        self._blocks = 0
+        self._block_size = max(_MIN_ROOM * 4, min(limit, _MAX_BLOCK))
+        # A pending readinto()'s buffer, lent to the producer while nothing is buffered.
+        self._target: memoryview | None = None
+        self._target_filled = 0
+        self._reading_into = False
+        self._lent = 0  # what the last write_buffer() lent: 0, _TO_BLOCK or _TO_TARGET
 
     def __repr__(self) -> str:
         state = "eof" if self._eof else "open"
@@ -89,6 +134,7 @@ class StreamReader:
             return
         if self._eof:
             raise RuntimeError("feed_data() after feed_eof()")
+        self._target = None  # later bytes must not overtake these
         self._buffer.append(data)
         size = self._size + len(data)
         self._size = size
@@ -102,9 +148,60 @@ class StreamReader:
             self._paused = True
             self._protocol.pause_reading()
 
+    def write_buffer(self, size_hint: int = -1) -> memoryview | None:
+        """Room to write the next bytes into in place, then `commit_write(n)`; None: use
+        `feed_data`. The view is valid until the next call of either. `size_hint` (bytes still
+        to come, when known) keeps a new block no bigger than needed."""
+        if self._eof or self._exception is not None:
+            self._lent = 0
+            return None
+        target = self._target
+        if target is not None:
+            room = len(target) - self._target_filled
+            if room >= _MIN_ROOM or (room and not self._target_filled):
+                self._lent = _TO_TARGET
+                return target[self._target_filled :]
+            self._target = None  # nearly full: the reader takes it as it is
+        block = self._block
+        if block is None or len(block.view) - block.fill < _MIN_ROOM:
+            block = self._next_block(size_hint)
+            if block is None:
+                self._lent = 0
+                return None
+        self._lent = _TO_BLOCK
+        return block.view[block.fill :]
+
+    def commit_write(self, count: int) -> None:
+        """`count` bytes were written at the start of the last `write_buffer()` view."""
+        lent, self._lent = self._lent, 0
+        if count <= 0:
+            return
+        self.total_bytes += count
+        if lent == _TO_TARGET:
+            self._target_filled += count
+            self._wake()
+            return
+        if lent != _TO_BLOCK:
+            raise RuntimeError("commit_write() without write_buffer()")
+        block = self._block
+        assert block is not None
+        start = block.fill
+        block.fill = start + count
+        block.pending += 1
+        self._target = None
+        self._buffer.append(block.view[start : start + count])
+        self._piece_blocks.append(block)
+        size = self._size + count
+        self._size = size
+        self._wake()
+        if size > self._high_water and not self._paused and self._protocol is not None:
+            self._paused = True
+            self._protocol.pause_reading()
+
     def feed_eof(self) -> None:
         """No more data will come; readers get what is buffered, then b""."""
         self._eof = True
+        self._target = None
         self._wake()
         callbacks = self._eof_callbacks
         if callbacks:
@@ -115,6 +212,7 @@ class StreamReader:
     def set_exception(self, exc: BaseException) -> None:
         """Make every pending and future read raise `exc`."""
         self._exception = exc
+        self._target = None
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
@@ -186,6 +284,50 @@ class StreamReader:
             await self._wait()
         return self._read_nowait(n)
 
+    async def readinto(self, buffer: bytearray | memoryview) -> int:
+        """Fill the start of `buffer` with what is buffered, or the next bytes; 0 at the end.
+
+        While nothing is buffered the buffer is lent to the producer, so bytes from the socket
+        land in it directly. At most one reader at a time, as for every read.
+        """
+        if self._exception is not None:
+            raise self._exception
+        view = memoryview(buffer)
+        if not len(view):
+            return 0
+        if self._buffer:
+            return self._copy_into(view)
+        if self._eof:
+            return 0
+        if self._waiter is not None or self._reading_into:
+            # Refused before touching the buffer another readinto() has lent.
+            raise RuntimeError("StreamReader is already being read by another task")
+        self._target = view
+        self._target_filled = 0
+        self._reading_into = True
+        try:
+            while not self._target_filled and not self._buffer and not self._eof:
+                await self._wait()
+        except BaseException:
+            filled = self._target_filled
+            if filled:
+                # Cancelled after bytes landed in the lent buffer: keep them for the next read.
+                self._buffer.appendleft(bytes(view[:filled]))
+                self._offset = 0
+                self._size += filled
+                self._target_filled = 0
+            raise
+        finally:
+            self._target = None
+            self._reading_into = False
+            if self._lent == _TO_TARGET:
+                self._lent = 0
+        filled = self._target_filled
+        if filled:
+            self._target_filled = 0
+            return filled
+        return self._copy_into(view) if self._buffer else 0
+
     async def readany(self) -> bytes:
         """The next buffered piece, whatever its size; b"" at the end."""
         if self._exception is not None:
@@ -232,6 +374,7 @@ class StreamReader:
                 if self._eof:
                     return b"".join(parts)
                 await self._wait()
+            self._materialize_first()
             first = self._buffer[0]
             offset = self._offset
             search_from = offset
@@ -317,6 +460,7 @@ class StreamReader:
             self._offset = 0
         data = b"".join(buffer)
         buffer.clear()
+        self._release_all_blocks()
         self._consumed(self._size)
         return data
 
@@ -326,11 +470,17 @@ class StreamReader:
         offset = self._offset
         available = len(first) - offset
         if n < 0 or n >= available:
-            data = first[offset:] if offset else first
+            if type(first) is bytes:
+                data = first[offset:] if offset else first
+            else:
+                data = bytes(first[offset:])
+                self._release_block()
             self._buffer.popleft()
             self._offset = 0
         else:
             data = first[offset : offset + n]
+            if type(data) is not bytes:
+                data = bytes(data)
             self._offset = offset + n
         self._consumed(len(data))
         return data
@@ -338,16 +488,93 @@ class StreamReader:
     def _read_nowait(self, n: int) -> bytes:
         if n < 0:
             return self._take_all()
-        part = self._read_first(n)
-        if len(part) == n or not self._buffer:
-            return part
-        parts = [part]
-        n -= len(part)
-        while n > 0 and self._buffer:
-            part = self._read_first(n)
-            parts.append(part)
-            n -= len(part)
-        return b"".join(parts)
+        buffer = self._buffer
+        first = buffer[0]
+        if len(first) - self._offset >= n or len(buffer) == 1:
+            return self._read_first(n)
+        # Spread over several pieces: gather views, copy once.
+        parts: list[memoryview] = []
+        want = n
+        while want and buffer:
+            first = buffer[0]
+            offset = self._offset
+            take = min(len(first) - offset, want)
+            parts.append(memoryview(first)[offset : offset + take])
+            want -= take
+            if offset + take == len(first):
+                buffer.popleft()
+                self._offset = 0
+                if type(first) is not bytes:
+                    self._release_block()
+            else:
+                self._offset = offset + take
+        data = b"".join(parts)
+        self._consumed(len(data))
+        return data
+
+    def _copy_into(self, view: memoryview) -> int:
+        """Move buffered bytes into `view`; returns how many."""
+        buffer = self._buffer
+        done = 0
+        room = len(view)
+        while done < room and buffer:
+            first = buffer[0]
+            offset = self._offset
+            take = min(len(first) - offset, room - done)
+            view[done : done + take] = memoryview(first)[offset : offset + take]
+            done += take
+            if offset + take == len(first):
+                buffer.popleft()
+                self._offset = 0
+                if type(first) is not bytes:
+                    self._release_block()
+            else:
+                self._offset = offset + take
+        self._consumed(done)
+        return done
+
+    def _materialize_first(self) -> None:
+        """Turn a first piece that points into a block into bytes (for searching it)."""
+        first = self._buffer[0]
+        if type(first) is not bytes:
+            self._buffer[0] = bytes(first)
+            self._release_block()
+
+    # --- blocks for in-place writes ---
+
+    def _next_block(self, size_hint: int) -> _Block | None:
+        """An empty block to write into, or None when too much is buffered already."""
+        block = self._block
+        if block is not None and not block.pending:
+            block.fill = 0  # everything in it was read: start it over
+            return block
+        if self._free_blocks:
+            block = self._free_blocks.pop()
+        elif self._blocks * self._block_size <= self._high_water + self._block_size:
+            self._blocks += 1
+            size = self._block_size
+            if 0 <= size_hint < size:
+                size = max(size_hint, _MIN_ROOM)  # the rest of a medium-sized body
+            block = _Block(size)
+        else:
+            return None
+        self._block = block
+        return block
+
+    def _release_block(self) -> None:
+        """The oldest memoryview piece was read (or copied): its block may be reused."""
+        block = self._piece_blocks.popleft()
+        block.pending -= 1
+        if not block.pending:
+            if block is self._block:
+                block.fill = 0
+            else:
+                block.fill = 0
+                self._free_blocks.append(block)
+
+    def _release_all_blocks(self) -> None:
+        while self._piece_blocks:
+            self._release_block()
 
     def _consumed(self, count: int) -> None:
         size = self._size - count

@@ -2,6 +2,8 @@
 
 Sending (any number of tasks), receiving (one task), closing with the close handshake, with
 aiohttp's names: `receive()`, `async for`, `send_str()`, `close()`, `closed`, `close_code`...
+A send hands its frame to the socket before it returns, so both `await ws.send_str(...)` and the
+client guide's older, un-awaited `ws.send_str(...)` send the message; awaiting adds back-pressure.
 The framing and the socket are `WebSocketProtocol`'s (ws_protocol.py).
 """
 
@@ -9,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Generator
 from types import TracebackType
 from typing import Any
 
@@ -29,7 +31,7 @@ from crawler.http.ws_messages import (
 )
 from crawler.http.ws_protocol import WebSocketProtocol
 
-__all__ = ["ClientWebSocketResponse"]
+__all__ = ["ClientWebSocketResponse", "Sent"]
 
 _MAX_CONTROL_PAYLOAD = 125  # RFC 6455 5.5
 
@@ -39,7 +41,9 @@ class ClientWebSocketResponse:
 
     Reading: `receive()` (or `async for msg in ws`, which stops at CLOSE/CLOSING/CLOSED) from one
     task at a time. Writing: `send_str()`, `send_bytes()`, `send_json()`, `ping()`, `pong()` from
-    any number of tasks; each waits while the socket's write buffer is full. `close()` runs the
+    any number of tasks: each frames its message and writes it at once, in call order, and
+    returns an awaitable that waits while the socket's write buffer is full (so awaiting writers
+    keep at most one message each beyond the buffer's high-water mark). `close()` runs the
     close handshake, bounded by `timeout.ws_close`.
     """
 
@@ -60,7 +64,6 @@ class ClientWebSocketResponse:
         self._closed = False
         self._receiving = False
         self._exception: BaseException | None = None
-        self._write_lock = asyncio.Lock()
 
     # --- what was agreed, and the state --------------------------------------------------
 
@@ -115,31 +118,33 @@ class ClientWebSocketResponse:
 
     # --- sending -------------------------------------------------------------------------
 
-    async def send_str(self, data: str) -> None:
+    def send_str(self, data: str) -> Sent:
+        """Send a TEXT message (written before this returns; await it for back-pressure)."""
         if not isinstance(data, str):
             raise TypeError(f"data argument must be str, got {type(data).__name__}")
-        await self._send(TextMessage(data=data))
+        return self._send(TextMessage(data=data))
 
-    async def send_bytes(self, data: bytes | bytearray | memoryview) -> None:
+    def send_bytes(self, data: bytes | bytearray | memoryview) -> Sent:
+        """Send a BINARY message (written before this returns; await it for back-pressure)."""
         if not isinstance(data, bytes | bytearray | memoryview):
             raise TypeError(f"data argument must be bytes-like, got {type(data).__name__}")
-        await self._send(BytesMessage(data=bytes(data)))
+        return self._send(BytesMessage(data=bytes(data)))
 
-    async def send_json(self, data: Any, *, dumps: Callable[[Any], str] = json.dumps) -> None:
-        await self.send_str(dumps(data))
+    def send_json(self, data: Any, *, dumps: Callable[[Any], str] = json.dumps) -> Sent:
+        """Send `dumps(data)` as a TEXT message."""
+        return self.send_str(dumps(data))
 
-    async def ping(self, message: bytes | str = b"") -> None:
-        await self._send(Ping(payload=_control_payload(message)))
+    def ping(self, message: bytes | str = b"") -> Sent:
+        return self._send(Ping(payload=_control_payload(message)))
 
-    async def pong(self, message: bytes | str = b"") -> None:
-        await self._send(Pong(payload=_control_payload(message)))
+    def pong(self, message: bytes | str = b"") -> Sent:
+        return self._send(Pong(payload=_control_payload(message)))
 
-    async def _send(self, event: TextMessage | BytesMessage | Ping | Pong) -> None:
-        # The lock makes writers take turns at waiting for the buffer to drain, so concurrent
-        # writers add one message at a time to the socket's buffer, not one each.
-        async with self._write_lock:
-            self._protocol.send(event)
-            await self._protocol.drain()
+    def _send(self, event: TextMessage | BytesMessage | Ping | Pong) -> Sent:
+        # Framing and writing now, in call order, keeps every message whole and in order
+        # whatever number of tasks send; raises ClientConnectionResetError once closing.
+        self._protocol.send(event)
+        return Sent(self._protocol)
 
     # --- receiving -----------------------------------------------------------------------
 
@@ -256,3 +261,35 @@ def _control_payload(message: bytes | str) -> bytes:
     if len(payload) > _MAX_CONTROL_PAYLOAD:
         raise ValueError(f"ping/pong payload is {len(payload)} bytes, at most 125 are allowed")
     return payload
+
+
+class Sent:
+    """What the send methods return: the frame is already written; awaiting waits for drain.
+
+    It also passes for a coroutine (`asyncio.create_task(ws.send_str(...))` works), and one that
+    is never awaited neither loses its message nor warns, as the guide's un-awaited calls need.
+    """
+
+    __slots__ = ("_coro", "_protocol")
+
+    def __init__(self, protocol: WebSocketProtocol) -> None:
+        self._protocol = protocol
+        self._coro: Coroutine[Any, Any, None] | None = None
+
+    def _drain(self) -> Coroutine[Any, Any, None]:
+        if self._coro is None:
+            self._coro = self._protocol.drain()
+        return self._coro
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return self._drain().__await__()
+
+    def send(self, value: Any) -> Any:
+        return self._drain().send(value)
+
+    def throw(self, *args: Any) -> Any:
+        return self._drain().throw(*args)
+
+    def close(self) -> None:
+        if self._coro is not None:
+            self._coro.close()

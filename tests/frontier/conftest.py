@@ -1,4 +1,5 @@
-"""The three stores every conformance test runs on: SQLite, fakeredis (with Lua), redis-server.
+"""The stores every conformance test runs on: SQLite, fakeredis (with Lua), redis-server, and
+redis-server over TLS with a password (rediss://).
 
 `backend.open(settings)` opens another frontier on the same job and store (another "worker"),
 so multi-worker behaviour is tested the same way on each backend. Every test gets its own job
@@ -7,17 +8,75 @@ name (Redis) or file (SQLite); whatever a test opens is closed and cleared after
 
 from __future__ import annotations
 
+import subprocess
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import fakeredis
 import pytest
 
 from crawler.frontier import FrontierBase, FrontierSettings, RedisFrontier, SqliteFrontier
+from tests.support.binaries import require_binary
+from tests.support.ports import wait_for_port
+from tests.support.redis_server import RedisServer
+from tests.support.tls_certs import TestPKI, make_pki
 
-BACKENDS = ("sqlite", "fakeredis", "redis")
+BACKENDS = ("sqlite", "fakeredis", "redis", "redis-tls")
+PASSWORD = "frontier-test-secret"
+
+
+class TlsRedisServer(RedisServer):
+    """redis-server that only speaks TLS (trustme certificates) and wants a password."""
+
+    def __init__(self, binary: str, pki: TestPKI, password: str = PASSWORD) -> None:
+        super().__init__(binary)
+        self.pki = pki
+        self.password = password
+        self.ca_file = str(pki.write_ca_file(self.data_dir))
+
+    @property
+    def url(self) -> str:
+        return f"rediss://:{self.password}@127.0.0.1:{self.port}/0"
+
+    def url_with(self, password: str | None) -> str:
+        auth = "" if password is None else f":{password}@"
+        return f"rediss://{auth}127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        cert, key = self.data_dir / "server.pem", self.data_dir / "server.key"
+        self.pki.server_cert.cert_chain_pems[0].write_to_path(str(cert))
+        self.pki.server_cert.private_key_pem.write_to_path(str(key))
+        args = [
+            self.binary,
+            "--port", "0",  # no plain-text listener at all
+            "--tls-port", str(self.port),
+            "--tls-cert-file", str(cert),
+            "--tls-key-file", str(key),
+            "--tls-ca-cert-file", self.ca_file,
+            "--tls-auth-clients", "no",
+            "--requirepass", self.password,
+            "--bind", "127.0.0.1",
+            "--dir", str(self.data_dir),
+            "--save", "",
+            "--appendonly", "no",
+            "--daemonize", "no",
+            "--loglevel", "warning",
+        ]  # fmt: skip
+        self._process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wait_for_port(self.port)
+
+
+@pytest.fixture(scope="session")
+def tls_redis_server() -> Iterator[TlsRedisServer]:
+    server = TlsRedisServer(require_binary("redis-server"), make_pki())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
 
 
 @dataclass
@@ -28,6 +87,7 @@ class Backend:
     _open: Callable[[FrontierSettings | None, str], Awaitable[FrontierBase]]
     opened: list[FrontierBase] = field(default_factory=list)
     jobs: set[str] = field(default_factory=set)
+    options: dict[str, Any] = field(default_factory=dict)  # Redis client options (TLS CA)
 
     async def open(
         self, settings: FrontierSettings | None = None, *, job: str | None = None
@@ -37,6 +97,10 @@ class Backend:
         frontier = await self._open(settings, job)
         self.opened.append(frontier)
         return frontier
+
+    @property
+    def is_redis(self) -> bool:
+        return self.name != "sqlite"
 
 
 def new_job() -> str:
@@ -64,20 +128,22 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
 
         made = Backend("fakeredis", job, None, open_fake)
     else:
-        redis_server = request.getfixturevalue("redis_server")
+        fixture = "redis_server" if request.param == "redis" else "tls_redis_server"
+        redis_server = request.getfixturevalue(fixture)
+        options = {"ssl_ca_certs": redis_server.ca_file} if request.param == "redis-tls" else {}
 
         async def open_real(settings: FrontierSettings | None, job: str) -> FrontierBase:
-            return await RedisFrontier.open(redis_server.url, job, settings)
+            return await RedisFrontier.open(redis_server.url, job, settings, **options)
 
-        made = Backend("redis", job, redis_server.url, open_real)
+        made = Backend(request.param, job, redis_server.url, open_real, options=options)
     try:
         yield made
     finally:
         for frontier in made.opened:
             await frontier.close()
-        if made.name == "redis":
+        if made.name.startswith("redis"):
             for job in made.jobs:
-                async with await RedisFrontier.open(made.target, job) as leftover:
+                async with await RedisFrontier.open(made.target, job, **made.options) as leftover:
                     await leftover.clear()
         for client in clients:
             await client.aclose()

@@ -162,3 +162,18 @@ async def test_ack_many_settles_a_batch_in_one_call(backend: Backend) -> None:
     results = await frontier.ack_many([Ack(t, links=[t.url + "next"]) for t in tasks])
     assert results == [True] * 10
     assert len(await frontier.lease(100, "w")) == 10
+
+
+async def test_renew_by_a_worker_whose_lease_was_reclaimed_extends_nothing(
+    backend: Backend,
+) -> None:
+    slow = await backend.open(SHORT)
+    fast = await backend.open(SHORT)
+    await slow.add(["http://a.test/1"])
+    (task,) = await slow.lease(1, "slow")
+    await wait_past([task])
+    (again,) = await fast.lease(1, "fast")
+    assert again.attempts == 1
+    assert await slow.renew([task]) == set(), "the slow worker's lease is gone"
+    assert await fast.renew([again]) == {again.id}
+    assert await fast.renew([again.id]) == {again.id}  # by id: its own lease, known here

@@ -366,6 +366,51 @@ async def test_ipv6_first_then_ipv4(plain_origin: OriginServer) -> None:
     await exchange(transport, protocol)
 
 
+@pytest.fixture
+def stalled_twin(plain_origin: OriginServer) -> Iterator[str]:
+    """127.0.0.2 on the origin's port, where a connect neither succeeds nor fails: the listener's
+    accept queue is full (one connection sits in it, never accepted), so SYNs go unanswered, as
+    with a host that black-holes IPv6."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.2", plain_origin.port))
+    listener.listen(0)
+    filler = socket.create_connection(("127.0.0.2", plain_origin.port), timeout=2)
+    try:
+        yield "127.0.0.2"
+    finally:
+        filler.close()
+        listener.close()
+
+
+async def test_happy_eyeballs_starts_the_next_address_while_the_first_stalls(
+    plain_origin: OriginServer, stalled_twin: str
+) -> None:
+    resolver = HostResolver(FixedResolver([stalled_twin, "127.0.0.1"]))
+    key = key_for("stall.test", plain_origin.port, None)
+
+    async def connect(delay: float | None, sock_connect: float) -> asyncio.Transport:
+        transport, _ = await open_connection(
+            CollectingProtocol,
+            host="stall.test",
+            port=plain_origin.port,
+            resolver=resolver,
+            ssl=None,
+            key=key,
+            happy_eyeballs_delay=delay,
+            sock_connect=sock_connect,
+        )
+        return transport
+
+    # RFC 8305: the second address is tried happy_eyeballs_delay after the first, which never
+    # answers; the second wins long before sock_connect.
+    transport = await connect(0.1, sock_connect=10)
+    assert transport.get_extra_info("peername")[0] == "127.0.0.1"
+    transport.close()
+    # One address at a time instead: stuck on the first until sock_connect gives up.
+    with pytest.raises(ConnectionTimeoutError):
+        await connect(None, sock_connect=1.0)
+
+
 async def test_every_address_failing_is_one_connector_error() -> None:
     port = free_port()
     resolver = HostResolver(FixedResolver(["127.0.0.2", "127.0.0.3"]))

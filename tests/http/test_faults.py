@@ -8,6 +8,7 @@ import socket
 import struct
 
 import pytest
+from yarl import URL
 
 from crawler.http import (
     ClientConnectorError,
@@ -22,11 +23,24 @@ from crawler.http import (
 )
 from tests.http.raw_server import Request, ServerState, raw_server, read_request, response
 from tests.support.ports import free_port
+from tests.support.ws_server import client_sockets_to
 
 
 def assert_pool_empty(session: ClientSession) -> None:
     stats = session.connector.stats()
     assert (stats.acquired, stats.opening, stats.waiters) == (0, 0, 0), stats
+
+
+async def assert_nothing_leaked(session: ClientSession, base: str) -> None:
+    """No slot held, nothing kept for reuse, and no socket to the server left open."""
+    stats = session.connector.stats()
+    assert (stats.acquired, stats.opening, stats.waiters, stats.idle) == (0, 0, 0, 0), stats
+    port = URL(base).port
+    for _ in range(100):  # a closed transport lets go of its socket on a later loop turn
+        if not client_sockets_to(port):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"sockets to port {port} still open: {client_sockets_to(port)}")
 
 
 def reset(writer: asyncio.StreamWriter) -> None:
@@ -48,7 +62,7 @@ async def test_reset_in_the_middle_of_the_body() -> None:
         async with session.get(base) as resp:
             with pytest.raises(ClientPayloadError, match="not completed"):
                 await resp.read()
-        assert_pool_empty(session)
+        await assert_nothing_leaked(session, base)
 
 
 async def test_close_in_the_middle_of_a_content_length_body() -> None:
@@ -60,7 +74,7 @@ async def test_close_in_the_middle_of_a_content_length_body() -> None:
         resp = await session.get(base)
         with pytest.raises(ClientPayloadError):
             await resp.read()
-        assert_pool_empty(session)
+        await assert_nothing_leaked(session, base)
 
 
 async def test_truncated_chunked_body() -> None:
@@ -73,7 +87,7 @@ async def test_truncated_chunked_body() -> None:
             with pytest.raises(ClientPayloadError):
                 async for _ in resp.content.iter_any():
                     pass
-        assert_pool_empty(session)
+        await assert_nothing_leaked(session, base)
 
 
 async def test_malformed_chunk_size() -> None:
@@ -86,7 +100,7 @@ async def test_malformed_chunk_size() -> None:
         async with session.get(base) as resp:
             with pytest.raises(ClientPayloadError, match="body"):
                 await resp.read()
-        assert_pool_empty(session)
+        await assert_nothing_leaked(session, base)
 
 
 async def test_garbage_status_line() -> None:
@@ -99,7 +113,7 @@ async def test_garbage_status_line() -> None:
         with pytest.raises(ClientResponseError, match="status line") as info:
             await session.get(base)
         assert info.value.status == 400
-        assert_pool_empty(session)
+        await assert_nothing_leaked(session, base)
 
 
 async def test_oversized_header_closes_the_connection() -> None:
@@ -112,7 +126,7 @@ async def test_oversized_header_closes_the_connection() -> None:
     async with raw_server(handler) as base, ClientSession() as session:
         with pytest.raises(ClientResponseError, match="longer than 8190"):
             await session.get(base)
-        assert_pool_empty(session)
+        await assert_nothing_leaked(session, base)
         assert session.connector.stats().idle == 0
 
 
@@ -137,7 +151,7 @@ async def test_too_many_headers() -> None:
     async with raw_server(handler) as base, ClientSession() as session:
         with pytest.raises(ClientResponseError, match="more than 256 response headers"):
             await session.get(base)
-        assert_pool_empty(session)
+        await assert_nothing_leaked(session, base)
 
 
 async def test_an_endless_header_line_is_cut_off() -> None:
@@ -151,7 +165,7 @@ async def test_an_endless_header_line_is_cut_off() -> None:
     async with raw_server(handler) as base, ClientSession() as session:
         with pytest.raises(ClientResponseError, match="longer than"):
             await session.get(base)
-        assert_pool_empty(session)
+        await assert_nothing_leaked(session, base)
 
 
 async def test_server_closes_without_answering() -> None:
@@ -161,7 +175,7 @@ async def test_server_closes_without_answering() -> None:
     async with raw_server(handler) as base, ClientSession() as session:
         with pytest.raises(ServerDisconnectedError):
             await session.get(base)
-        assert_pool_empty(session)
+        await assert_nothing_leaked(session, base)
 
 
 async def test_server_resets_without_answering() -> None:
@@ -172,7 +186,7 @@ async def test_server_resets_without_answering() -> None:
     async with raw_server(handler) as base, ClientSession() as session:
         with pytest.raises((ServerDisconnectedError, ClientOSError)):
             await session.get(base)
-        assert_pool_empty(session)
+        await assert_nothing_leaked(session, base)
 
 
 async def test_connection_refused() -> None:
@@ -194,7 +208,7 @@ async def test_server_that_never_answers_times_out() -> None:
             await session.get(base, timeout=ClientTimeout(sock_read=0.2))
         with pytest.raises(asyncio.TimeoutError):
             await session.get(base, timeout=0.2)
-        assert_pool_empty(session)
+        await assert_nothing_leaked(session, base)
 
 
 async def test_body_that_never_ends_times_out() -> None:
@@ -210,7 +224,7 @@ async def test_body_that_never_ends_times_out() -> None:
         async with session.get(base, timeout=0.3) as resp:
             with pytest.raises(asyncio.TimeoutError):
                 await resp.read()
-        assert_pool_empty(session)
+        await assert_nothing_leaked(session, base)
 
 
 async def test_body_that_trickles_forever_hits_the_total_timeout() -> None:
@@ -227,7 +241,7 @@ async def test_body_that_trickles_forever_hits_the_total_timeout() -> None:
             with pytest.raises(asyncio.TimeoutError) as info:
                 await resp.read()
         assert "total" in str(info.value)
-        assert_pool_empty(session)
+        await assert_nothing_leaked(session, base)
 
 
 async def test_decompression_bomb_is_stopped() -> None:
@@ -242,7 +256,7 @@ async def test_decompression_bomb_is_stopped() -> None:
         async with session.get(base) as resp:
             with pytest.raises(ClientPayloadError, match="max_decompressed_size"):
                 await resp.read()
-        assert_pool_empty(session)
+        await assert_nothing_leaked(session, base)
 
 
 async def test_corrupt_gzip_body() -> None:
@@ -254,7 +268,7 @@ async def test_corrupt_gzip_body() -> None:
         async with session.get(base) as resp:
             with pytest.raises(ClientPayloadError, match="gzip"):
                 await resp.read()
-        assert_pool_empty(session)
+        await assert_nothing_leaked(session, base)
 
 
 async def test_stale_keep_alive_connection_is_retried_once() -> None:
@@ -289,7 +303,7 @@ async def test_data_after_the_response_closes_the_connection() -> None:
             async with session.get(base) as resp:
                 assert await resp.read() == b"ok"
         await asyncio.sleep(0.05)
-        assert_pool_empty(session)
+        await assert_nothing_leaked(session, base)
     assert state.connections == 2
 
 
@@ -301,7 +315,7 @@ async def test_read_until_close_body() -> None:
     async with raw_server(handler) as base, ClientSession() as session:
         async with session.get(base) as resp:
             assert await resp.read() == b"all of this until the close"
-        assert_pool_empty(session)
+        await assert_nothing_leaked(session, base)
         assert session.connector.stats().idle == 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ print(srv.getsockname()[1], flush=True)
 conn, _ = srv.accept()
 conn.recv(65536)
 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size)
-block = bytes(1 << 20)
+block = bytes(range(256)) * 4096
 sent = 0
 while sent < size:
     conn.sendall(block)
@@ -72,6 +73,41 @@ async def test_slow_reader_keeps_memory_flat_while_the_server_pushes_200_mb(
                     peak = max(peak, me.memory_info().rss)
         stats = session.connector.stats()
     assert received == BODY_SIZE
+    assert 0 < stalled <= 2 * 2**20
+    assert peak - baseline < 32 * 2**20, f"RSS grew by {(peak - baseline) / 2**20:.1f} MiB"
+    assert (stats.acquired, stats.waiters) == (0, 0)
+
+
+def pushed_sha256() -> str:
+    digest = hashlib.sha256()
+    block = bytes(range(256)) * 4096
+    for _ in range(BODY_SIZE // len(block)):
+        digest.update(block)
+    return digest.hexdigest()
+
+
+async def test_slow_readinto_reader_keeps_memory_flat_and_gets_every_byte(
+    push_server: int,
+) -> None:
+    me = psutil.Process()
+    digest = hashlib.sha256()
+    buffer = bytearray(1 << 20)
+    async with ClientSession() as session:
+        async with session.get(f"http://127.0.0.1:{push_server}/") as resp:
+            await asyncio.sleep(0.5)  # not reading: the stream stops at its high-water mark
+            stalled = resp.content.buffered
+            baseline = peak = me.memory_info().rss
+            received = reads = 0
+            while count := await resp.content.readinto(buffer):
+                digest.update(memoryview(buffer)[:count])
+                received += count
+                reads += 1
+                if reads % 8 == 0:
+                    await asyncio.sleep(0.001)
+                    peak = max(peak, me.memory_info().rss)
+        stats = session.connector.stats()
+    assert received == BODY_SIZE
+    assert digest.hexdigest() == pushed_sha256()
     assert 0 < stalled <= 2 * 2**20
     assert peak - baseline < 32 * 2**20, f"RSS grew by {(peak - baseline) / 2**20:.1f} MiB"
     assert (stats.acquired, stats.waiters) == (0, 0)

@@ -13,10 +13,10 @@ from urllib.parse import parse_qsl
 import pytest
 from multidict import MultiDict
 from werkzeug.datastructures import MultiDict as WerkzeugMultiDict
-from werkzeug.formparser import parse_form_data
 
 from crawler.http.formdata import FormData
 from crawler.http.payload import Payload, make_payload
+from tests.support.form_parser import parse_form
 
 
 async def body_of(payload: Payload) -> bytes:
@@ -29,14 +29,7 @@ async def parse(form: FormData) -> tuple[WerkzeugMultiDict, WerkzeugMultiDict]:
     body = await body_of(payload)
     assert payload.size is None or payload.size == len(body)
     assert payload.content_type is not None
-    environ = {
-        "REQUEST_METHOD": "POST",
-        "CONTENT_TYPE": payload.content_type,
-        "CONTENT_LENGTH": str(len(body)),
-        "wsgi.input": io.BytesIO(body),
-    }
-    _, fields, files = parse_form_data(environ)
-    return fields, files
+    return parse_form(body, payload.content_type)
 
 
 async def test_text_fields_are_urlencoded() -> None:

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import email
 import email.policy
-import io
 import os
 from collections.abc import AsyncIterator
 from email.message import EmailMessage
 
 import pytest
 from werkzeug.datastructures import MultiDict
-from werkzeug.formparser import parse_form_data
 
 from crawler.http.multipart import (
     MultipartPayload,
@@ -21,6 +19,7 @@ from crawler.http.multipart import (
     transfer_encoded,
 )
 from crawler.http.payload import BytesPayload, Payload, make_payload
+from tests.support.form_parser import parse_form
 
 
 async def body_of(payload: Payload) -> bytes:
@@ -28,14 +27,7 @@ async def body_of(payload: Payload) -> bytes:
 
 
 def parse_with_werkzeug(body: bytes, content_type: str) -> tuple[MultiDict, MultiDict]:
-    environ = {
-        "REQUEST_METHOD": "POST",
-        "CONTENT_TYPE": content_type,
-        "CONTENT_LENGTH": str(len(body)),
-        "wsgi.input": io.BytesIO(body),
-    }
-    _, form, files = parse_form_data(environ)
-    return form, files
+    return parse_form(body, content_type)
 
 
 def parse_with_email(body: bytes, content_type: str) -> list[EmailMessage]:

@@ -273,6 +273,48 @@ async def test_trust_env_respects_no_proxy(
     assert recording_proxy.requests == []
 
 
+async def test_trust_env_uses_all_proxy_as_the_fallback(
+    recording_proxy: RecordingProxy, origin: OriginServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("all_proxy", recording_proxy.url)
+    async with (
+        ClientSession(trust_env=True) as session,
+        session.get(origin.url("/all")) as response,
+    ):
+        assert response.status == 200
+    assert recording_proxy.requests[0].target == origin.url("/all")
+
+
+async def test_trust_env_picks_the_proxy_again_for_each_redirect_hop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The first origin is proxied, the redirect's target is in NO_PROXY: that hop goes direct,
+    # and the proxy's credentials (from the proxy URL) never travel with it.
+    async with (
+        RecordingProxy(require_auth=CREDENTIALS.encode()) as proxy,
+        OriginServer() as first,
+        OriginServer() as second,
+    ):
+        monkeypatch.setenv("HTTP_PROXY", with_credentials(proxy.url, "crawler", "s3cret"))
+        monkeypatch.setenv("NO_PROXY", "localhost")
+        target = second.url("/landed", host="localhost")
+        start = first.url("/redirect")
+        async with (
+            ClientSession(trust_env=True) as session,
+            session.get(URL(start).with_query(to=target)) as response,
+        ):
+            assert response.status == 200
+            assert response.url == URL(target)
+            assert len(response.history) == 1
+    [proxied] = proxy.requests
+    assert proxied.target.startswith(start)
+    assert proxied.header("Proxy-Authorization") == CREDENTIALS.encode()
+    [landed] = second.requests
+    assert landed.target == "/landed"
+    assert landed.header("Proxy-Authorization") is None
+    assert first.requests[0].header("Proxy-Authorization") is None
+
+
 async def test_trust_env_takes_proxy_credentials_from_netrc(
     auth_proxy: RecordingProxy,
     origin: OriginServer,

@@ -72,6 +72,20 @@ async def test_answers_are_cached_for_ttl_dns_cache(
     assert len(origin.requests) == 2
 
 
+async def test_cached_answers_expire_after_ttl_dns_cache(
+    resolver: AsyncResolver, dns: TinyDNSServer, origin: OriginServer
+) -> None:
+    connector = TCPConnector(resolver=resolver, ttl_dns_cache=2, force_close=True)
+    async with ClientSession(connector=connector) as session:
+        await fetch(session, f"http://shop.test:{origin.port}/1")
+        after_first = dns.queries("shop.test")
+        await fetch(session, f"http://shop.test:{origin.port}/2")
+        assert dns.queries("shop.test") == after_first  # still cached
+        await asyncio.sleep(2.1)
+        await fetch(session, f"http://shop.test:{origin.port}/3")
+    assert dns.queries("shop.test") > after_first  # expired: asked again
+
+
 async def test_without_the_cache_every_connection_asks(
     resolver: AsyncResolver, dns: TinyDNSServer, origin: OriginServer
 ) -> None:

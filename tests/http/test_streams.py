@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from crawler.http import StreamReader
 
@@ -184,3 +186,234 @@ async def test_total_bytes_counts_everything_fed() -> None:
     stream = fed(b"abc", b"de")
     await stream.read()
     assert stream.total_bytes == 5
+
+
+# --- in-place writes (write_buffer + commit_write) and readinto ---
+
+
+def write_in_place(stream: StreamReader, data: bytes) -> None:
+    """What a connection does with a socket read: into the stream's memory, then commit."""
+    view = stream.write_buffer()
+    assert view is not None and len(view) >= len(data)
+    view[: len(data)] = data
+    stream.commit_write(len(data))
+
+
+async def test_bytes_written_in_place_read_back_exactly_and_in_order_with_fed_ones() -> None:
+    stream = StreamReader(limit=2**16)
+    expected = b""
+    for i in range(40):
+        piece = bytes([i]) * (1000 + 37 * i)
+        if i % 3:
+            write_in_place(stream, piece)
+        else:
+            stream.feed_data(piece)
+        expected += piece
+        if i % 4 == 0:
+            got = await stream.read(1500)
+            assert got == expected[:1500]
+            expected = expected[1500:]
+    stream.feed_eof()
+    assert await stream.read() == expected
+
+
+async def test_in_place_pieces_serve_every_kind_of_read() -> None:
+    stream = StreamReader()
+    for part in (b"line one\nli", b"ne two\n", b"0123456789", b"abc"):
+        write_in_place(stream, part)
+    stream.feed_eof()
+    assert await stream.readline() == b"line one\n"
+    assert await stream.readuntil(b"two\n") == b"line two\n"
+    assert await stream.readexactly(4) == b"0123"
+    assert await stream.readany() == b"456789"
+    assert stream.read_nowait(2) == b"ab"
+    assert await stream.read() == b"c"
+    assert stream.at_eof()
+
+
+async def test_pieces_read_as_bytes_are_not_views_of_reused_memory() -> None:
+    stream = StreamReader(limit=2**16)
+    write_in_place(stream, b"first")
+    first = await stream.read(5)
+    write_in_place(stream, b"XXXXX")  # the block is reused from its start
+    assert type(first) is bytes and first == b"first"
+    assert await stream.read(5) == b"XXXXX"
+
+
+async def test_blocks_are_reused_while_the_reader_keeps_up() -> None:
+    stream = StreamReader(limit=2**18)
+    memory: set[int] = set()
+    for i in range(2000):  # 400 MB through the stream
+        view = stream.write_buffer()
+        assert view is not None
+        memory.add(id(view.obj))
+        view[:200_000] = bytes([i % 251]) * 200_000
+        stream.commit_write(200_000)
+        assert await stream.read(200_000) == bytes([i % 251]) * 200_000
+    assert len(memory) <= 2
+
+
+async def test_in_place_writes_pause_at_high_water_and_stop_lending_when_full() -> None:
+    protocol = FakeTransportProtocol()
+    stream = StreamReader(protocol, limit=2**16)  # high water 128 KiB
+    lent = 0
+    while (view := stream.write_buffer()) is not None and lent < 64 * 2**20:
+        view[: len(view)] = b"z" * len(view)
+        stream.commit_write(len(view))
+        lent += len(view)
+    # A producer that ignores the pause still cannot make the stream hold more than a bound.
+    assert protocol.calls == ["pause"]
+    assert lent == stream.buffered < 2**20
+    stream.feed_data(b"!")  # the fallback when no room is lent: plain bytes, after the rest
+    stream.feed_eof()
+    body = await stream.read()
+    assert body == b"z" * lent + b"!"
+    assert protocol.calls == ["pause", "resume"]
+
+
+async def test_readinto_lends_its_buffer_so_bytes_land_there_directly() -> None:
+    stream = StreamReader()
+    buffer = bytearray(100_000)
+    reading = asyncio.create_task(stream.readinto(buffer))
+    await asyncio.sleep(0)
+    view = stream.write_buffer()
+    assert view is not None and view.obj is buffer  # the socket would read into `buffer`
+    view[:5] = b"hello"
+    stream.commit_write(5)
+    view = stream.write_buffer()  # a second read before the reader woke up goes on after it
+    assert view is not None and view.obj is buffer
+    view[:6] = b" world"
+    stream.commit_write(6)
+    assert await reading == 11
+    assert bytes(buffer[:11]) == b"hello world"
+    assert stream.buffered == 0 and stream.total_bytes == 11
+
+
+async def test_readinto_copies_what_is_buffered_and_returns_zero_at_the_end() -> None:
+    stream = fed(b"abc", b"defgh")
+    buffer = bytearray(6)
+    assert await stream.readinto(buffer) == 6
+    assert buffer == b"abcdef"
+    assert await stream.readinto(buffer) == 2
+    assert buffer[:2] == b"gh"
+    assert await stream.readinto(buffer) == 0
+
+
+async def test_bytes_fed_while_a_buffer_is_lent_keep_their_order() -> None:
+    stream = StreamReader()
+    buffer = bytearray(1000)
+    reading = asyncio.create_task(stream.readinto(buffer))
+    await asyncio.sleep(0)
+    view = stream.write_buffer()
+    assert view is not None
+    view[:3] = b"one"
+    stream.commit_write(3)
+    stream.feed_data(b"two")  # after this, nothing more may go into the lent buffer
+    view = stream.write_buffer()
+    assert view is not None and view.obj is not buffer
+    view[:5] = b"three"
+    stream.commit_write(5)
+    stream.feed_eof()
+    assert await reading == 3
+    assert await stream.read() == b"twothree"
+
+
+async def test_cancelled_readinto_keeps_the_bytes_that_already_landed() -> None:
+    stream = StreamReader()
+    buffer = bytearray(1000)
+    reading = asyncio.create_task(stream.readinto(buffer))
+    await asyncio.sleep(0)
+    view = stream.write_buffer()
+    assert view is not None
+    view[:4] = b"kept"
+    stream.commit_write(4)
+    reading.cancel()  # before the reader ran
+    with pytest.raises(asyncio.CancelledError):
+        await reading
+    stream.feed_data(b"+more")
+    stream.feed_eof()
+    assert await stream.read() == b"kept+more"
+
+
+async def test_readinto_raises_the_stream_error_and_stops_lending() -> None:
+    stream = StreamReader()
+    reading = asyncio.create_task(stream.readinto(bytearray(100)))
+    await asyncio.sleep(0)
+    stream.set_exception(ValueError("broken"))
+    with pytest.raises(ValueError, match="broken"):
+        await reading
+    assert stream.write_buffer() is None
+
+
+async def test_a_short_rest_of_body_gets_a_block_no_bigger_than_needed() -> None:
+    stream = StreamReader(limit=2**18)
+    view = stream.write_buffer(40_000)  # the parser knows 40 kB of body are left
+    assert view is not None and len(view) == 40_000
+    unknown = StreamReader(limit=2**18).write_buffer()  # read until close: a full block
+    assert unknown is not None and len(unknown) == 2**18
+
+
+_operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("feed"), st.integers(1, 70_000)),
+        st.tuples(st.just("write"), st.integers(1, 300_000)),
+        st.tuples(st.just("read"), st.integers(1, 200_000)),
+        st.tuples(st.just("readany"), st.just(0)),
+        st.tuples(st.just("readinto"), st.integers(1, 200_000)),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(operations=_operations)
+def test_any_mix_of_writes_and_reads_gives_back_the_same_bytes(
+    operations: list[tuple[str, int]],
+) -> None:
+    async def run() -> None:
+        stream = StreamReader(FakeTransportProtocol(), limit=2**16)
+        sent = bytearray()
+        got = bytearray()
+        counter = 0
+        for kind, size in operations:
+            counter += 1
+            if kind in ("feed", "write"):
+                data = bytes([counter % 256]) * size
+                view = stream.write_buffer() if kind == "write" else None
+                if view is None:
+                    stream.feed_data(data)
+                else:
+                    data = data[: len(view)]
+                    view[: len(data)] = data
+                    stream.commit_write(len(data))
+                sent += data
+            elif not stream.buffered:
+                continue  # a read now would wait for a producer that never comes
+            elif kind == "read":
+                got += await stream.read(size)
+            elif kind == "readany":
+                got += await stream.readany()
+            else:
+                buffer = bytearray(size)
+                count = await stream.readinto(buffer)
+                got += buffer[:count]
+        stream.feed_eof()
+        got += await stream.read()
+        assert got == sent
+        assert stream.buffered == 0 and stream.total_bytes == len(sent)
+
+    asyncio.run(run())
+
+
+async def test_a_second_readinto_is_refused_without_touching_the_first_ones_buffer() -> None:
+    stream = StreamReader()
+    first = bytearray(100)
+    reading = asyncio.create_task(stream.readinto(first))
+    await asyncio.sleep(0)
+    view = stream.write_buffer()
+    assert view is not None
+    view[:3] = b"abc"
+    stream.commit_write(3)
+    with pytest.raises(RuntimeError, match="already being read"):
+        await stream.readinto(bytearray(100))
+    assert await reading == 3 and first[:3] == b"abc"

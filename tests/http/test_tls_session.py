@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from yarl import URL
 
 from crawler.http import (
     ClientConnectorCertificateError,
@@ -177,3 +178,119 @@ async def test_stalled_handshake_is_bounded_by_sock_connect() -> None:
             writer.close()
         server.close()
         await server.wait_closed()
+
+
+# --- the modern spellings on the connector, the old ones per request ---------------------------
+
+
+@pytest.mark.parametrize("setting", ["context", "fingerprint"])
+async def test_connector_ssl_takes_a_context_or_a_fingerprint(
+    pki: TestPKI, origin: OriginServer, setting: str
+) -> None:
+    value = pki.client_context() if setting == "context" else Fingerprint(pki.sha256)
+    async with ClientSession(connector=TCPConnector(ssl=value)) as session:
+        body = await get_json(session, origin.url("/modern", host="localhost"))
+    assert body["target"] == "/modern"
+
+
+async def test_connector_ssl_fingerprint_mismatch_is_refused(origin: OriginServer) -> None:
+    bad = Fingerprint(hashlib.sha256(b"another certificate").digest())
+    async with ClientSession(connector=TCPConnector(ssl=bad)) as session:
+        with pytest.raises(ServerFingerprintMismatch):
+            await session.get(origin.url("/never"))
+    assert origin.requests == []
+
+
+async def test_request_old_spellings(pki: TestPKI, origin: OriginServer) -> None:
+    async with ClientSession() as session:
+        url = origin.url("/old", host="localhost")
+        assert (await get_json(session, url, verify_ssl=False))["target"] == "/old"
+        assert (await get_json(session, url, ssl_context=pki.client_context()))["target"] == "/old"
+        assert (await get_json(session, url, fingerprint=pki.sha256))["target"] == "/old"
+        with pytest.raises(ServerFingerprintMismatch):
+            await session.get(url, fingerprint=bytes(32))
+        with pytest.raises(ValueError, match="SHA-256"):
+            await session.get(url, fingerprint=hashlib.sha1(pki.der).digest())
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"verify_ssl": False, "ssl_context": ssl.create_default_context()},
+        {"ssl": False, "fingerprint": b"\x01" * 32},
+        {"ssl_context": ssl.create_default_context(), "fingerprint": b"\x01" * 32},
+        {"ssl": Fingerprint(b"\x01" * 32), "verify_ssl": False},
+    ],
+)
+async def test_request_spellings_are_mutually_exclusive(
+    origin: OriginServer, kwargs: dict[str, object]
+) -> None:
+    async with ClientSession() as session:
+        with pytest.raises(ValueError, match="mutually exclusive"):
+            await session.get(origin.url("/x"), **kwargs)  # type: ignore[arg-type]
+        assert session.connector is not None
+        assert session.connector.stats().acquired == 0
+    assert origin.requests == []
+
+
+# --- SNI, as the server sees it ------------------------------------------------------------------
+
+
+async def test_sni_carries_the_url_host_or_server_hostname() -> None:
+    pki = make_pki(["localhost", "www.example.test"])
+    seen: list[str | None] = []
+    context = pki.server_context()
+
+    def record(_sock: object, name: str | None, _context: object) -> None:
+        seen.append(name)
+
+    context.sni_callback = record  # type: ignore[assignment]
+    async with OriginServer(ssl_context=context) as origin, ClientSession() as session:
+        await get_json(session, origin.url("/a", host="localhost"), ssl=pki.client_context())
+        await get_json(
+            session,
+            origin.url("/b"),  # 127.0.0.1 in the URL, the name given separately
+            ssl=pki.client_context(),
+            server_hostname="www.example.test",
+        )
+    assert seen == ["localhost", "www.example.test"]
+
+
+# --- TLS failures leak nothing -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({}, ClientConnectorCertificateError),  # default verification, unknown CA
+        ({"ssl": Fingerprint(bytes(32))}, ServerFingerprintMismatch),
+        ({"server_hostname": "other.test", "ssl": "trusting"}, ClientConnectorCertificateError),
+    ],
+)
+async def test_tls_failures_end_in_a_clear_error_and_leave_the_pool_empty(
+    pki: TestPKI, origin: OriginServer, kwargs: dict[str, object], error: type[Exception]
+) -> None:
+    if kwargs.get("ssl") == "trusting":
+        kwargs = {**kwargs, "ssl": pki.client_context()}
+    connector = TCPConnector()
+    async with ClientSession(connector=connector) as session:
+        for _ in range(3):  # and again: nothing half-open was kept for the next attempt
+            with pytest.raises(error):
+                await session.get(origin.url("/tls", host="localhost"), **kwargs)  # type: ignore
+            stats = connector.stats()
+            assert (stats.acquired, stats.opening, stats.idle, stats.waiters) == (0, 0, 0, 0)
+    assert origin.requests == []
+
+
+def test_https_and_plain_http_never_share_a_pool_key(pki: TestPKI) -> None:
+    connector = TCPConnector()
+    plain = connector.make_key(URL("http://127.0.0.1:8443/"))
+    tls = connector.make_key(URL("https://127.0.0.1:8443/"))
+    assert plain != tls  # same host and port, but one speaks TLS
+    assert plain.ssl is None  # TLS settings do not split plain connections...
+    assert connector.make_key(URL("http://127.0.0.1:8443/"), ssl=False) == plain
+    # ...while every TLS setting gets connections of its own.
+    settings = [True, False, pki.client_context(), Fingerprint(pki.sha256)]
+    keys = {connector.make_key(URL("https://127.0.0.1:8443/"), ssl=s) for s in settings}
+    assert len(keys) == len(settings)
+    assert connector.make_key(URL("https://127.0.0.1:8443/"), server_hostname="x.test") != tls

@@ -351,3 +351,13 @@ async def test_connections_go_back_to_the_pool(httpbin) -> None:
         for data in (b"raw", {"k": "v"}, FormData({"f": io.BytesIO(b"x")})):
             await post_json(session, httpbin.url + "/post", data=data)
         assert connector.stats().acquired == 0
+
+
+async def test_expect100_reaches_a_server_that_ignores_expect(
+    httpbin, session: ClientSession
+) -> None:
+    # wsgiref never answers "100 Continue": after a short wait the body goes anyway (RFC 9110
+    # 10.1.1), instead of the upload stalling until a timeout.
+    echoed = await post_json(session, httpbin.url + "/post", data=b"sent anyway", expect100=True)
+    assert echoed["data"] == "sent anyway"
+    assert echoed["headers"]["Expect"] == "100-continue"

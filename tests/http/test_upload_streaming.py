@@ -1,8 +1,9 @@
 """Streaming uploads against our own small servers: 1 GiB bodies in flat memory, exact digests,
 piping a download into an upload, and bodies that fail half way.
 
-httpbin buffers whole bodies, so these tests use an asyncio sink (httptools parsing) that hashes
-what it receives. The 1 GiB uploads run in a child process so its peak RSS is the upload's own.
+httpbin buffers whole bodies (and refuses chunked ones), so these tests use an asyncio sink
+(`tests.support.upload_sink`) that hashes what it receives. The 1 GiB uploads run in a child
+process so its peak RSS is the upload's own.
 
 Run as a script (`python test_upload_streaming.py file|agen URL ...`) it is that child process.
 """
@@ -12,182 +13,43 @@ from __future__ import annotations
 import asyncio
 import gzip
 import hashlib
-import io
 import json
 import os
 import random
+import socket
+import struct
 import sys
 import zlib
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httptools
 import pytest
-from werkzeug.formparser import parse_form_data
 
 from crawler.http import (
     ClientError,
+    ClientPayloadError,
     ClientSession,
     FormData,
     RedirectClientError,
     StreamReader,
     TCPConnector,
 )
+from tests.http.raw_server import raw_server, read_request
+from tests.support.form_parser import parse_form
 from tests.support.memory import peak_rss
+from tests.support.upload_sink import (
+    HashingSink,
+    PatternSource,
+    SinkState,
+    pattern_blocks,
+    start_server,
+)
 
 GIB = 1024 * 1024 * 1024
 MIB = 1024 * 1024
 PEAK_RSS_LIMIT = 100 * MIB
 REPOSITORY = Path(__file__).resolve().parents[2]
-
-
-# --- servers ---------------------------------------------------------------------------------
-
-
-@dataclass
-class Received:
-    method: str
-    path: str
-    headers: dict[str, str]
-    size: int
-    sha256: str
-    body: bytes | None  # kept when small enough to inspect
-
-
-@dataclass
-class SinkState:
-    requests: list[Received] = field(default_factory=list)
-    connections: int = 0
-    # Set to a byte count to drop the connection after that much of a body (a failing server).
-    reset_after: int | None = None
-    body_bytes: int = 0  # every body byte seen, finished requests or not
-
-
-KEEP_BODIES_UP_TO = 16 * MIB
-
-
-class HashingSink(asyncio.Protocol):
-    """Hashes each request body as it arrives and answers JSON {"size", "sha256"}.
-
-    `/redirect/<status>` answers that status with `Location: /final` once the body is read;
-    `/reject` answers 401 (and closes) as soon as the head arrives, without reading a body.
-    """
-
-    def __init__(self, state: SinkState) -> None:
-        self._state = state
-        self._parser = httptools.HttpRequestParser(self)
-        self._transport: asyncio.Transport | None = None
-        self._reset()
-
-    def _reset(self) -> None:
-        self._hash = hashlib.sha256()
-        self._size = 0
-        self._body: bytearray | None = bytearray()
-        self._url = b""
-        self._headers: dict[str, str] = {}
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]
-        self._state.connections += 1
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserError:
-            assert self._transport is not None
-            self._transport.close()
-
-    def on_message_begin(self) -> None:
-        self._reset()
-
-    def on_url(self, url: bytes) -> None:
-        self._url += url
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
-
-    def on_headers_complete(self) -> None:
-        assert self._transport is not None
-        if self._url.startswith(b"/reject"):
-            self._transport.write(
-                b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-            )
-            self._transport.close()
-        elif self._headers.get("expect", "").lower() == "100-continue":
-            self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-
-    def on_body(self, body: bytes) -> None:
-        self._hash.update(body)
-        self._size += len(body)
-        self._state.body_bytes += len(body)
-        if self._body is not None:
-            self._body += body
-            if len(self._body) > KEEP_BODIES_UP_TO:
-                self._body = None
-        limit = self._state.reset_after
-        if limit is not None and self._size >= limit and self._transport is not None:
-            self._transport.abort()
-
-    def on_message_complete(self) -> None:
-        received = Received(
-            method=self._parser.get_method().decode(),
-            path=self._url.decode(),
-            headers=self._headers,
-            size=self._size,
-            sha256=self._hash.hexdigest(),
-            body=bytes(self._body) if self._body is not None else None,
-        )
-        self._state.requests.append(received)
-        answer = json.dumps({"size": received.size, "sha256": received.sha256}).encode()
-        assert self._transport is not None
-        status = b"200 OK"
-        extra = b""
-        if received.path.startswith("/redirect/"):
-            status = received.path.rsplit("/", 1)[1].encode() + b" Redirect"
-            extra = b"Location: /final\r\n"
-        self._transport.write(
-            b"HTTP/1.1 %s\r\n%sContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-            % (status, extra, len(answer), answer)
-        )
-
-
-class PatternSource(asyncio.Protocol):
-    """Answers any GET with `size` deterministic bytes (Content-Length), keep-alive."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._parser = httptools.HttpRequestParser(self)
-        self._transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        self._parser.feed_data(data)
-
-    def on_message_complete(self) -> None:
-        assert self._transport is not None
-        self._transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % self._size)
-        for block in pattern_blocks(self._size):
-            self._transport.write(block)
-
-
-def pattern_blocks(size: int, seed: int = 7) -> list[bytes]:
-    generator = random.Random(seed)
-    blocks, left = [], size
-    while left:
-        block = generator.randbytes(min(MIB, left))
-        blocks.append(block)
-        left -= len(block)
-    return blocks
-
-
-async def start_server(factory: Callable[[], asyncio.Protocol]) -> tuple[asyncio.Server, str]:
-    server = await asyncio.get_running_loop().create_server(factory, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    return server, f"http://127.0.0.1:{port}"
 
 
 # --- the child process that uploads 1 GiB ----------------------------------------------------
@@ -590,14 +452,7 @@ async def test_server_dropping_the_upload_ends_in_an_error_not_a_hang(
 
 
 def parse_multipart(body: bytes, content_type: str) -> tuple[Any, Any]:
-    environ = {
-        "REQUEST_METHOD": "POST",
-        "CONTENT_TYPE": content_type,
-        "CONTENT_LENGTH": str(len(body)),
-        "wsgi.input": io.BytesIO(body),
-    }
-    _, fields, files = parse_form_data(environ)
-    return fields, files
+    return parse_form(body, content_type)
 
 
 def _child_main(argv: list[str]) -> None:
@@ -607,3 +462,84 @@ def _child_main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     _child_main(sys.argv[1:])
+
+
+# --- compress= leaves nothing behind; unsized files ---------------------------------------------
+
+
+async def test_compress_applies_to_its_own_request_only(
+    sink: tuple[SinkState, str], session: ClientSession
+) -> None:
+    state, url = sink
+    async with session.post(url + "/packed", data=b"x" * 1000, compress=True) as response:
+        assert response.status == 200
+    async with session.post(url + "/plain", data=b"plain") as response:
+        assert response.status == 200
+    async with session.get(url + "/get") as response:
+        assert response.status == 200
+    packed, plain, get = state.requests
+    assert packed.headers["content-encoding"] == "deflate"
+    assert "content-encoding" not in plain.headers
+    assert plain.body == b"plain"
+    assert "content-encoding" not in get.headers
+
+
+async def test_compress_without_a_body_adds_no_content_encoding(
+    sink: tuple[SinkState, str], session: ClientSession
+) -> None:
+    state, url = sink
+    async with session.post(url + "/empty", compress="deflate") as response:
+        assert response.status == 200
+    [received] = state.requests
+    assert "content-encoding" not in received.headers
+    assert received.headers["content-length"] == "0"
+
+
+async def test_a_pipe_is_streamed_chunked_and_arrives_exact(
+    sink: tuple[SinkState, str], session: ClientSession
+) -> None:
+    state, url = sink
+    content = os.urandom(3 * MIB + 17)
+    read_fd, write_fd = os.pipe()
+
+    def produce() -> None:
+        with os.fdopen(write_fd, "wb") as writer:
+            for start in range(0, len(content), 100_000):
+                writer.write(content[start : start + 100_000])
+
+    producer = asyncio.create_task(asyncio.to_thread(produce))
+    with os.fdopen(read_fd, "rb") as pipe:
+        async with session.post(url + "/pipe", data=pipe) as response:
+            assert await response.json() == {"size": len(content), "sha256": sha256_of(content)}
+    await producer
+    [received] = state.requests
+    # A pipe has no size to announce: chunked framing, never a guessed Content-Length.
+    assert received.headers["transfer-encoding"] == "chunked"
+    assert "content-length" not in received.headers
+    assert pool_of(session).acquired == 0
+
+
+async def test_piping_a_download_that_breaks_half_way_fails_the_upload(
+    sink: tuple[SinkState, str], session: ClientSession
+) -> None:
+    state, sink_url = sink
+
+    async def source(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10000000\r\n\r\n" + b"x" * 300_000)
+        await writer.drain()
+        await asyncio.sleep(0.1)
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()  # RST in the middle of the download
+
+    async with raw_server(source) as source_url:
+        download = await session.get(source_url + "/big")
+        with pytest.raises(ClientPayloadError, match="not completed"):
+            async with session.post(sink_url + "/up", data=download.content) as upload:
+                await upload.read()
+        download.release()
+    # The sink never saw a whole (truncated) request, and neither connection is kept.
+    assert state.requests == []
+    stats = pool_of(session)
+    assert (stats.acquired, stats.idle) == (0, 0)

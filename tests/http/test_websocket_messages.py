@@ -260,6 +260,26 @@ async def test_many_writers_and_one_reader(ws_server: WebSocketTestServer) -> No
     assert all(m["pad"] == "p" * (m["writer"] * 997) for m in received)
 
 
+async def test_unawaited_sends_of_the_guide_still_go_out_in_order(
+    ws_server: WebSocketTestServer,
+) -> None:
+    # The seed guide writes `ws.send_str(...)` without await (aiohttp 1.x); it must still send.
+    async with await connect(ws_server) as ws:
+        ws.send_str("one")
+        ws.send_bytes(b"two")
+        ws.send_json({"n": 3})
+        assert await ws.receive_str() == "one"
+        assert await ws.receive_bytes() == b"two"
+        assert await ws.receive_json() == {"n": 3}
+
+
+async def test_a_send_can_be_run_as_a_task_or_gathered(ws_server: WebSocketTestServer) -> None:
+    async with await connect(ws_server) as ws:
+        await asyncio.create_task(ws.send_str("task"))
+        await asyncio.gather(ws.send_str("g1"), ws.send_str("g2"))
+        assert [await ws.receive_str() for _ in range(3)] == ["task", "g1", "g2"]
+
+
 async def test_writers_wait_when_the_server_stops_reading(
     ws_server: WebSocketTestServer,
 ) -> None:

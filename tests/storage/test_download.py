@@ -400,3 +400,98 @@ async def test_hostile_url_stays_inside_files(session, origin: Origin, store: St
     stored = store.absolute(record.path).resolve()
     assert stored.is_relative_to(store.tree.root)
     assert not stored.name.endswith(".part")
+
+
+# --- the in-place path: our client's readinto fills the sink's own buffers ---
+
+
+@pytest.fixture
+def readinto_calls(monkeypatch) -> list[int]:
+    """Counts StreamReader.readinto calls, so a test can tell the in-place path was taken."""
+    from crawler.http.streams import StreamReader
+
+    calls: list[int] = []
+    real = StreamReader.readinto
+
+    async def counting(self, buffer):  # type: ignore[no-untyped-def]
+        count = await real(self, buffer)
+        calls.append(count)
+        return count
+
+    monkeypatch.setattr(StreamReader, "readinto", counting)
+    return calls
+
+
+async def test_large_body_goes_in_place_into_the_sink_byte_exact(
+    session, origin: Origin, store: Store, readinto_calls: list[int]
+):
+    body = Body(24 * MiB + 5, seed=40)
+    origin.resources["/big"] = Resource(body)
+    record = await download(session, origin.url("/big"), store)
+    assert record.outcome is Outcome.STORED
+    assert sha256_file(store.absolute(record.path)) == body.sha256() == record.sha256
+    assert sum(readinto_calls) == body.size and readinto_calls[-1] == 0
+    stats = session.connector.stats()
+    assert (stats.acquired, stats.opening, stats.waiters) == (0, 0, 0)
+
+
+async def test_reset_mid_body_leaves_a_part_frees_the_pool_and_resumes_with_range(
+    session, origin: Origin, store: Store, readinto_calls: list[int]
+):
+    body = Body(16 * MiB + 11, seed=41)
+    drop = 9 * MiB + 12345
+    origin.resources["/cut"] = Resource(body, drop_after=[drop])
+    url = origin.url("/cut")
+    final = store.tree.path_for(url)
+    with pytest.raises(DownloadError) as failed:
+        await download(session, url, store)
+    assert failed.value.record.outcome is Outcome.FAILED
+    assert only_part_left(final)  # never a complete-looking file
+    kept = part_path_for(final).stat().st_size
+    assert 0 < kept <= drop
+    assert part_path_for(final).read_bytes() == body.bytes()[:kept]
+    stats = session.connector.stats()
+    assert (stats.acquired, stats.opening, stats.waiters) == (0, 0, 0)
+
+    record = await download(session, url, store)
+    assert origin.requests[-1].headers["range"] == f"bytes={kept}-"
+    assert record.outcome is Outcome.STORED and record.resumed_from == kept
+    assert sha256_file(final) == body.sha256() == record.sha256
+    assert readinto_calls  # both attempts read in place
+    stats = session.connector.stats()
+    assert (stats.acquired, stats.opening, stats.waiters) == (0, 0, 0)
+
+
+async def test_read_until_close_body_goes_in_place(
+    session, origin: Origin, store: Store, readinto_calls: list[int]
+):
+    body = Body(5 * MiB + 3, seed=42)
+    origin.resources["/eof"] = Resource(body, send_length=False)
+    record = await download(session, origin.url("/eof"), store, expected_sha256=body.sha256())
+    assert record.outcome is Outcome.STORED and record.size == body.size
+    assert sum(readinto_calls) == body.size
+
+
+async def test_close_delimited_body_over_max_size_is_cut_exactly_in_place(
+    session, origin: Origin, store: Store
+):
+    # No length to refuse up front: the cut happens while reading in place, to the byte.
+    body = Body(3 * MiB, seed=43)
+    origin.resources["/long"] = Resource(body, send_length=False)
+    record = await download(session, origin.url("/long"), store, max_size=2 * MiB + 1)
+    assert record.outcome is Outcome.TOO_LARGE and record.size == 2 * MiB + 1
+    part = part_path_for(store.tree.path_for(origin.url("/long")))
+    assert part.read_bytes() == body.bytes()[: 2 * MiB + 1]
+
+
+async def test_a_session_without_readinto_streams_chunks_instead(
+    origin: Origin, store: Store
+):
+    import aiohttp  # a test peer with the same client API (no readinto on its streams)
+
+    body = Body(6 * MiB + 9, seed=44)
+    origin.resources["/peer"] = Resource(body)
+    async with aiohttp.ClientSession() as peer:
+        record = await download(peer, origin.url("/peer"), store)
+    assert record.outcome is Outcome.STORED
+    assert sha256_file(store.absolute(record.path)) == body.sha256() == record.sha256

@@ -203,3 +203,101 @@ def test_a_disk_error_mid_body_leaves_only_a_part(tmp_path: Path):
     assert child.stdout.startswith("error 27")  # EFBIG
     assert not final.exists()
     assert part_path_for(final).stat().st_size <= 3 << 20
+
+
+# --- lent buffers (room + wrote) and the write lanes ---
+
+
+async def fill_lent(sink: BodySink, data: bytes, sizes: tuple[int, ...] = (65_536, 300_000, 7)):
+    """Put `data` into the sink the way StreamReader.readinto does: into room(), then wrote()."""
+    position = turn = 0
+    while position < len(data):
+        room = await sink.room()
+        count = min(len(room), sizes[turn % len(sizes)], len(data) - position)
+        room[:count] = data[position : position + count]
+        await sink.wrote(count)
+        position += count
+        turn += 1
+
+
+@pytest.mark.parametrize("threaded", [True, False])
+async def test_lent_buffers_store_the_body_byte_exact_with_its_sha256(
+    tmp_path: Path, threaded: bool
+):
+    data = os.urandom(9 * (1 << 20) + 333)
+    final = tmp_path / "f.bin"
+    sink = BodySink(final, threaded=threaded)
+    await sink.open()
+    await fill_lent(sink, data)
+    result = await sink.commit(
+        expected_size=len(data), expected_sha256=hashlib.sha256(data).hexdigest()
+    )
+    assert final.read_bytes() == data and result.size == len(data)
+
+
+async def test_chunks_and_lent_buffers_mixed_keep_their_order(tmp_path: Path):
+    final = tmp_path / "f.bin"
+    sink = BodySink(final)
+    await sink.open()
+    expected = b""
+    for i in range(12):
+        piece = bytes([i]) * (400_000 + i)
+        if i % 2:
+            await sink.write(piece)
+        else:
+            await fill_lent(sink, piece)
+        expected += piece
+    result = await sink.commit(expected_size=len(expected))
+    assert final.read_bytes() == expected
+    assert result.sha256 == hashlib.sha256(expected).hexdigest()
+
+
+async def test_lent_buffers_are_reused_so_memory_stays_bounded(tmp_path: Path):
+    sink = BodySink(tmp_path / "f.bin", fsync=FsyncPolicy.NEVER)
+    await sink.open()
+    buffers: set[int] = set()
+    for _ in range(200):  # 200 MiB
+        room = await sink.room()
+        buffers.add(id(room.obj))
+        room[:] = b"m" * len(room)
+        await sink.wrote(len(room))
+    await sink.commit(expected_size=200 << 20)
+    assert len(buffers) <= 5  # MAX_IN_FLIGHT batches out, one filling
+
+
+async def test_wrote_more_than_the_room_is_refused(tmp_path: Path):
+    sink = BodySink(tmp_path / "f.bin")
+    await sink.open()
+    room = await sink.room()
+    with pytest.raises(StorageError):
+        await sink.wrote(len(room) + 1)
+    await sink.discard()
+
+
+async def test_after_a_failed_write_no_later_batch_reaches_the_file(tmp_path: Path, monkeypatch):
+    import storage.sink as sink_module
+
+    real = sink_module._write_all
+    calls = 0
+
+    def flaky(fd, chunks):  # the second batch fails, as a full disk would; later ones could pass
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise OSError(28, "No space left on device")
+        real(fd, chunks)
+
+    monkeypatch.setattr(sink_module, "_write_all", flaky)
+    final = tmp_path / "f.bin"
+    sink = BodySink(final)
+    await sink.open()
+    batches = [bytes([i]) * (1 << 20) for i in range(8)]
+    with pytest.raises(OSError, match="No space"):
+        for batch in batches:
+            await fill_lent(sink, batch, sizes=(1 << 20,))
+        await sink.commit()
+    with pytest.raises(OSError, match="No space"):
+        await sink.close()  # the lane stays failed; the file is closed all the same
+    assert not sink.is_open and not final.exists()
+    # The .part is the body's prefix up to the failure: resuming from its size stays correct.
+    assert part_path_for(final).read_bytes() == batches[0]

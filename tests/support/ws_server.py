@@ -21,16 +21,19 @@ Runs in the test's own event loop. Paths:
   /set-cookie      like /echo, but its 101 answer sets the cookie ws_session=abc123
 
 Every connection's end is reported on `closes` as (path, code the client sent, reason), so
-tests can check what the client told the server.
+tests can check what the client told the server. `running_ws_server()` also fails a test that
+ends cleanly but left a ResourceWarning behind (an unclosed socket, transport or session).
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import ssl
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+import warnings
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -267,23 +270,43 @@ async def open_transport(
     return transport
 
 
+@contextmanager
+def no_resource_warnings() -> Iterator[None]:
+    """Fail if the block (or a garbage collection at its end) emits a ResourceWarning.
+
+    Other warnings are passed on unchanged after the block.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        yield
+        gc.collect()
+    leaks = [w for w in caught if issubclass(w.category, ResourceWarning)]
+    for other in caught:
+        if other not in leaks:
+            warnings.warn_explicit(other.message, other.category, other.filename, other.lineno)
+    assert not leaks, "ResourceWarning: " + "; ".join(str(w.message) for w in leaks)
+
+
 @asynccontextmanager
 async def running_ws_server(
     *, pki: TestPKI | None = None, compression: str | None = "deflate"
 ) -> AsyncIterator[WebSocketTestServer]:
-    """A started server, shut down (every connection dropped) on exit."""
-    server = WebSocketTestServer(pki=pki, compression=compression)
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.close()
+    """A started server, shut down (every connection dropped) on exit; a ResourceWarning left
+    by a test that passed fails it."""
+    with no_resource_warnings():
+        server = WebSocketTestServer(pki=pki, compression=compression)
+        await server.start()
+        try:
+            yield server
+        finally:
+            await server.close()
 
 
 __all__ = [
     "SERVER_SUBPROTOCOLS",
     "WebSocketTestServer",
     "client_sockets_to",
+    "no_resource_warnings",
     "open_transport",
     "running_ws_server",
 ]

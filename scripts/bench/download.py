@@ -1,0 +1,305 @@
+"""Saving one large file to disk: our client + storage against curl, wget, aria2c and aiohttp.
+
+    python scripts/bench/download.py [--size-mib 1024] [--rounds 3] [--fsync never|on-close]
+
+One file (random bytes) is served by nginx (or a Python server, --server) over loopback and
+saved, by each contender in its own fresh process, into one temporary folder on the same
+filesystem; the output is deleted (and the disk synced) before every run so the page cache
+treats all alike. Contenders:
+  ours     storage.download(session, url, store), what `crawl mirror` does per file
+           (streamed to a .part, sha256 on the fly, verified and renamed)
+  mirror   the `crawl mirror URL --out DIR` command itself, start-up and frontier included
+  curl     curl -o FILE          wget     wget -O FILE
+  aria2c   aria2c -x1 -s1 --file-allocation=none (one connection)
+  aiohttp  aiohttp, iter_chunked(64 KiB) written to a file
+MB/s counts the whole process (start-up included); for the Python contenders the transfer
+alone (from the session's start to the file in place, interpreter start and imports left out)
+is printed too, with its ratio to curl's whole run. Peak RSS: each contender runs under GNU
+`time -f %M`, whose child's ru_maxrss starts from the small `time` process (ru_maxrss survives
+exec, so a child forked from this script would count its size); Python children also report
+their VmHWM at exit. Without /usr/bin/time, VmHWM is read from /proc/<pid>/status while the
+child runs (that polling slows a busy child a little). Best of --rounds; ratios are to curl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _file_server import FileServer
+
+MiB = 1 << 20
+CONTENDERS = ("ours", "mirror", "curl", "wget", "aria2c", "aiohttp")
+TOOLS = {"curl": "curl", "wget": "wget", "aria2c": "aria2c"}
+
+
+# --- the Python contenders (run as children of this script) ----------------------------------
+
+
+def _vm_hwm() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+async def _ours(url: str, out: Path, fsync: str) -> str:
+    from crawler.http import ClientSession
+    from storage import Store, download
+
+    with Store(out, writer_id="bench", fsync=fsync) as store:
+        async with ClientSession() as session:
+            record = await download(session, url, store)
+            stats = session.connector.stats()
+    if record.outcome.value != "stored" or stats.acquired or stats.waiters:
+        raise SystemExit(f"download failed: {record.outcome} {record.error} {stats}")
+    return record.sha256 or ""
+
+
+async def _aiohttp(url: str, out: Path) -> str:
+    import aiohttp
+
+    target = out / "aiohttp.bin"
+    async with aiohttp.ClientSession() as session, session.get(url) as resp:
+        resp.raise_for_status()
+        with target.open("wb", buffering=0) as file:
+            async for chunk in resp.content.iter_chunked(64 * 1024):
+                file.write(chunk)
+    return ""
+
+
+def run_child(args: argparse.Namespace) -> None:
+    import asyncio
+
+    try:
+        import uvloop
+
+        run = uvloop.run
+    except ImportError:
+        run = asyncio.run
+    if args.child == "ours":
+        __import__("storage")
+        __import__("crawler.http")
+        started = time.perf_counter()
+        digest = run(_ours(args.url, args.out, args.fsync))
+    else:
+        __import__("aiohttp")
+        started = time.perf_counter()
+        digest = run(_aiohttp(args.url, args.out))
+    seconds = time.perf_counter() - started
+    print(json.dumps({"seconds": seconds, "hwm": _vm_hwm(), "sha256": digest}))
+
+
+# --- running and measuring one contender -----------------------------------------------------
+
+
+@dataclass
+class Run:
+    process_seconds: float
+    transfer_seconds: float | None
+    peak_rss: int
+
+
+def _hwm_of(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def command_for(name: str, url: str, out: Path, args: argparse.Namespace) -> list[str]:
+    me = [sys.executable, __file__, "--url", url, "--out", str(out), "--fsync", args.fsync]
+    if name == "ours":
+        return [*me, "--child", "ours"]
+    if name == "aiohttp":
+        return [*me, "--child", "aiohttp"]
+    if name == "mirror":
+        crawl = shutil.which("crawl") or "crawl"
+        return [crawl, "mirror", url, "--out", str(out / "mirror"), "--no-progress"]
+    if name == "curl":
+        return ["curl", "-s", "-S", "-f", "-o", str(out / "curl.bin"), url]
+    if name == "wget":
+        return ["wget", "-q", "-O", str(out / "wget.bin"), url]
+    if name == "aria2c":
+        return [
+            "aria2c", "-q", "-x1", "-s1", "--file-allocation=none", "--allow-overwrite=true",
+            "--auto-file-renaming=false", "-d", str(out), "-o", "aria2c.bin", url,
+        ]  # fmt: skip
+    raise ValueError(name)
+
+
+def output_of(name: str, out: Path) -> Path:
+    if name in ("ours", "mirror"):
+        found = [p for p in out.rglob("big.bin") if p.is_file()]
+        if len(found) != 1:
+            raise SystemExit(f"{name}: expected one big.bin under {out}, found {found}")
+        return found[0]
+    return out / f"{name}.bin"
+
+
+def measure(name: str, url: str, out: Path, args: argparse.Namespace) -> Run:
+    env = dict(os.environ, CRAWL_FSYNC=args.fsync)
+    command = command_for(name, url, out, args)
+    rss_file = out.parent / "peak-rss.txt"
+    timer = shutil.which("time", path="/usr/bin:/bin")
+    if timer:
+        # GNU time forks the contender itself: its ru_maxrss starts from that small process,
+        # not from this one, and nobody has to look into the child while it works.
+        command = [timer, "-f", "%M", "-o", str(rss_file), *command]
+    started = time.perf_counter()
+    child = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=out
+    )
+    peak = 0
+    if timer:
+        stdout, stderr = child.communicate()
+    else:
+        while child.poll() is None:
+            # VmHWM only grows: the last reading before exit is the peak (within a few ms).
+            peak = max(peak, _hwm_of(child.pid))
+            time.sleep(0.003)
+        stdout, stderr = child.communicate()
+    elapsed = time.perf_counter() - started
+    if child.returncode != 0:
+        raise SystemExit(f"{name} failed ({child.returncode}):\n{stderr.decode()[-3000:]}")
+    if timer:
+        peak = int(rss_file.read_text().split()[-1]) * 1024
+        rss_file.unlink()
+    transfer = None
+    if name in ("ours", "aiohttp"):
+        report = json.loads(stdout.decode().strip().splitlines()[-1])
+        transfer = report["seconds"]
+        peak = max(peak, report["hwm"])
+        if report["sha256"] and report["sha256"] != args.expected_sha256:
+            raise SystemExit(f"{name}: recorded sha256 {report['sha256']} is wrong")
+    saved = output_of(name, out)
+    if saved.stat().st_size != args.size_mib * MiB:
+        raise SystemExit(f"{name}: saved {saved.stat().st_size} bytes")
+    if args.verify and sha256_of(saved) != args.expected_sha256:
+        raise SystemExit(f"{name}: the saved file differs from the served one")
+    return Run(elapsed, transfer, peak)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while block := file.read(4 * MiB):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def clear(out: Path) -> None:
+    for entry in out.iterdir():
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    os.sync()
+
+
+def make_file(path: Path, size: int) -> str:
+    digest = hashlib.sha256()
+    with path.open("wb") as file:
+        left = size
+        while left:
+            block = os.urandom(min(MiB, left))
+            digest.update(block)
+            file.write(block)
+            left -= len(block)
+    return digest.hexdigest()
+
+
+# --- orchestration ---------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--size-mib", type=int, default=1024, help="file size (1024 MiB)")
+    parser.add_argument("--rounds", type=int, default=3, help="runs per contender (3)")
+    parser.add_argument(
+        "--contenders", default=",".join(CONTENDERS), help=f"comma list of {','.join(CONTENDERS)}"
+    )
+    parser.add_argument(
+        "--fsync",
+        choices=("never", "on-close", "always"),
+        default="never",
+        help="our storage's fsync policy (never: like curl and wget, which do not fsync)",
+    )
+    parser.add_argument("--server", choices=("auto", "nginx", "python"), default="auto")
+    parser.add_argument("--dir", type=Path, help="temp folder for data and output (system temp)")
+    parser.add_argument(
+        "--verify", action="store_true", help="also check each saved file's sha256 (slower)"
+    )
+    parser.add_argument("--child", choices=("ours", "aiohttp"), help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        run_child(args)
+        return
+
+    names = [n for n in args.contenders.split(",") if n]
+    for name in names:
+        if name not in CONTENDERS:
+            parser.error(f"unknown contender {name!r}")
+        if name in TOOLS and shutil.which(TOOLS[name]) is None:
+            raise SystemExit(f"{name} is not installed (leave it out with --contenders)")
+    if "curl" not in names:
+        parser.error("curl is the baseline: keep it in --contenders")
+    with tempfile.TemporaryDirectory(prefix="download-bench-", dir=args.dir) as scratch:
+        root = Path(scratch)
+        data, out = root / "data", root / "out"
+        data.mkdir()
+        out.mkdir()
+        args.expected_sha256 = make_file(data / "big.bin", args.size_mib * MiB)
+        with FileServer(data, kind=args.server) as server:
+            url = server.url("big.bin")
+            print(
+                f"server: {server.kind}; {args.size_mib} MiB to {out} "
+                f"(fsync {args.fsync} for ours); best of {args.rounds}",
+                flush=True,
+            )
+            runs: dict[str, list[Run]] = {n: [] for n in names}
+            for round_number in range(args.rounds):
+                shift = round_number % len(names)
+                for name in names[shift:] + names[:shift]:
+                    clear(out)
+                    runs[name].append(measure(name, url, out, args))
+            clear(out)
+        size = args.size_mib * MiB
+        base = size / min(r.process_seconds for r in runs["curl"]) / 1e6
+        print(
+            f"{'contender':10} {'MB/s':>8} {'vs curl':>8} {'transfer MB/s':>14} "
+            f"{'vs curl':>8} {'peak RSS MiB':>13}"
+        )
+        for name, figures in runs.items():
+            rate = size / min(r.process_seconds for r in figures) / 1e6
+            transfers = [r.transfer_seconds for r in figures if r.transfer_seconds]
+            if transfers:
+                moved = size / min(transfers) / 1e6
+                transfer = f"{moved:14.0f} {moved / base:7.2f}x"
+            else:
+                transfer = f"{'-':>14} {'-':>8}"
+            peak = max(r.peak_rss for r in figures) / MiB
+            print(f"{name:10} {rate:8.0f} {rate / base:7.2f}x {transfer} {peak:13.1f}")
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""The latest-version index: one SQLite table per output folder, written in batches."""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+
+from storage.latest import FLUSH_ENTRIES, LatestEntry, LatestIndex
+
+
+def entry(url: str, size: int = 10) -> LatestEntry:
+    return LatestEntry(url=url, path=f"files/{size}", size=size, sha256="ab" * 32, etag='"v1"')
+
+
+def test_an_entry_put_is_found_at_once_by_the_same_index(tmp_path: Path) -> None:
+    index = LatestIndex(tmp_path)
+    index.put(entry("http://a/x"))
+    assert index.get("http://a/x") == entry("http://a/x")
+    assert index.get("http://a/y") is None
+    index.close()
+
+
+def test_a_lookup_in_an_empty_folder_creates_nothing(tmp_path: Path) -> None:
+    index = LatestIndex(tmp_path)
+    assert index.get("http://a/x") is None
+    index.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_entries_outlive_the_index_and_are_seen_by_another(tmp_path: Path) -> None:
+    first = LatestIndex(tmp_path)
+    first.put(entry("http://a/x", 1))
+    first.put(entry("http://a/x", 2))  # replaces
+    first.close()
+    second = LatestIndex(tmp_path)
+    assert second.get("http://a/x") == entry("http://a/x", 2)
+    second.forget("http://a/x")
+    assert second.get("http://a/x") is None
+    second.close()
+    assert LatestIndex(tmp_path).get("http://a/x") is None
+
+
+def _put_many(folder: str, start: int) -> None:
+    index = LatestIndex(folder)
+    for n in range(start, start + FLUSH_ENTRIES + 10):
+        index.put(entry(f"http://a/{n}", n))
+    index.close()
+
+
+def test_processes_sharing_a_folder_see_each_others_entries(tmp_path: Path) -> None:
+    context = multiprocessing.get_context("spawn")
+    processes = [context.Process(target=_put_many, args=(str(tmp_path), k * 1000)) for k in (0, 1)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(60)
+        assert process.exitcode == 0
+    index = LatestIndex(tmp_path)
+    for k in (0, 1):
+        for n in (k * 1000, k * 1000 + FLUSH_ENTRIES + 9):
+            assert index.get(f"http://a/{n}") == entry(f"http://a/{n}", n)
+    index.close()
+
+
+def test_a_full_batch_is_written_without_close(tmp_path: Path) -> None:
+    writer = LatestIndex(tmp_path)
+    for n in range(FLUSH_ENTRIES):
+        writer.put(entry(f"http://a/{n}", n))
+    reader = LatestIndex(tmp_path)
+    assert reader.get("http://a/0") == entry("http://a/0", 0)
+    reader.close()
+    writer.close()
+
+
+def test_urls_with_undecodable_bytes_are_kept(tmp_path: Path) -> None:
+    url = "http://a/\udcff-bad"
+    index = LatestIndex(tmp_path)
+    index.put(entry(url))
+    index.close()
+    again = LatestIndex(tmp_path)
+    found = again.get(url)
+    assert found is not None and found.url == url
+    again.close()

@@ -1,0 +1,380 @@
+"""The `crawl` command as a user runs it: help, usage errors, exit codes, status, export,
+mirror, progress and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import hashlib
+import io
+import json
+import signal
+import subprocess
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from crawler.demo_site import GeneratedBody, SiteSpec, site_in_thread
+from crawler.frontier import open_frontier
+from storage import Outcome
+from tests.support.ports import free_port
+from tests.workers.support import (
+    by_url,
+    crawl,
+    crawl_env,
+    record_count,
+    records,
+    start_crawl,
+    stop,
+    wait_all,
+    wait_for,
+)
+
+
+def last_line(text: str) -> str:
+    return text.strip().splitlines()[-1]
+
+
+# --- help -----------------------------------------------------------------------------------
+
+
+def test_the_main_help_lists_every_command(workdir: Path) -> None:
+    done = crawl("--help", cwd=workdir)
+    assert done.returncode == 0
+    for command in ("run", "worker", "status", "export", "mirror", "demo"):
+        assert f"  {command} " in done.stdout
+    assert "crawl run seeds.txt --out out/" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("command", "phrases"),
+    [
+        ("run", ["SEEDS", "--out", "--redis", "--per-host", "concurrent fetches per host",
+                 "--workers", "--no-robots", "--metrics-port", "--max-depth", "--fsync"]),
+        ("worker", ["--redis", "--job", "Join a crawl", "--concurrency"]),
+        ("status", ["OUT", "--redis", "--json", "queued, leased, done"]),
+        ("export", ["--format", "jsonl", "csv", "--failed", "-o"]),
+        ("mirror", ["-i, --input-file", "Range request", "--out"]),
+        ("demo", ["--pages", "--hosts", "offline"]),
+    ],
+)  # fmt: skip
+def test_each_command_explains_its_options(workdir: Path, command: str, phrases: list[str]) -> None:
+    done = crawl(command, "--help", cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    text = " ".join(done.stdout.split())
+    for phrase in phrases:
+        assert phrase in text, phrase
+
+
+# --- usage errors: exit 2 with one line naming the setting ----------------------------------
+
+
+@pytest.fixture
+def seeds(workdir: Path) -> Path:
+    path = workdir / "seeds.txt"
+    path.write_text("# a comment\nhttp://127.0.0.1:9/\n")
+    return path
+
+
+def test_a_bad_flag_value_is_exit_2_naming_the_setting_and_the_flag(
+    workdir: Path, seeds: Path
+) -> None:
+    done = crawl("run", seeds, "--per-host", "0", "--out", workdir / "out", cwd=workdir)
+    assert done.returncode == 2
+    assert last_line(done.stderr) == ("Error: bad setting per_host=0 from --per-host: must be >= 1")
+    assert not (workdir / "out").exists()
+
+
+def test_a_bad_environment_value_names_the_variable(workdir: Path, seeds: Path) -> None:
+    env = crawl_env(CRAWL_CONCURRENCY="lots")
+    done = crawl("run", seeds, "--out", workdir / "out", cwd=workdir, env=env)
+    assert done.returncode == 2
+    assert last_line(done.stderr) == (
+        "Error: bad setting concurrency='lots' from CRAWL_CONCURRENCY: expected a whole number"
+    )
+
+
+def test_an_unknown_key_in_crawl_toml_suggests_the_right_one(workdir: Path, seeds: Path) -> None:
+    (workdir / "crawl.toml").write_text("per-hots = 3\n")
+    done = crawl("run", seeds, cwd=workdir)
+    assert done.returncode == 2
+    line = last_line(done.stderr)
+    assert line.startswith("Error: unknown setting 'per-hots' in ")
+    assert line.endswith("crawl.toml (did you mean per_host?)")
+
+
+def test_flags_beat_the_environment_which_beats_crawl_toml(workdir: Path, seeds: Path) -> None:
+    (workdir / "crawl.toml").write_text('per_host = 5\ndelay = 0.5\njob = "from-toml"\n')
+    out = workdir / "out"
+    env = crawl_env(CRAWL_PER_HOST="6", CRAWL_DELAY="0.25")
+    done = crawl(
+        "run", seeds, "--out", out, "--workers", "0", "--per-host", "7", cwd=workdir, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert "job 'from-toml'" in done.stderr
+
+    async def stored() -> tuple[int, float]:
+        frontier = await open_frontier(out / "frontier.sqlite", "from-toml")
+        try:
+            return frontier.settings.per_host_limit, frontier.settings.per_host_delay
+        finally:
+            await frontier.close()
+
+    assert asyncio.run(stored()) == (7, 0.25)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "empty.txt"], "Error: no seed URLs given"),
+        (["mirror"], "Error: give URLs or -i FILE"),
+        (["status"], "Error: give OUT (a SQLite crawl) or --redis URL --job NAME"),
+        (["run", "missing.txt"], "Error: Invalid value for 'SEEDS': 'missing.txt': No such file"),
+        (["export", "nowhere"], "Error: Invalid value for 'OUT': Directory 'nowhere' does not"),
+        (["run", "empty.txt", "--redis", "http://x"], "Error: bad setting redis='http://x'"),
+    ],
+)
+def test_usage_errors_exit_2(workdir: Path, args: list[str], message: str) -> None:
+    (workdir / "empty.txt").write_text("# nothing here\n\n")
+    done = crawl(*args, cwd=workdir)
+    assert done.returncode == 2, done.stderr
+    assert last_line(done.stderr).startswith(message)
+
+
+# --- status and export ----------------------------------------------------------------------
+
+
+def test_status_of_a_sqlite_out_finds_its_job_by_itself(workdir: Path) -> None:
+    out = workdir / "out"
+    seeds = workdir / "seeds.txt"
+    seeds.write_text("http://127.0.0.1:9/a\nhttp://127.0.0.1:9/b\nhttp://127.0.0.2:9/\n")
+    done = crawl("run", seeds, "--out", out, "--job", "nightly", "--workers", "0", cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    shown = crawl("status", out, cwd=workdir)
+    assert shown.returncode == 0, shown.stderr
+    lines = [" ".join(line.split()) for line in shown.stdout.splitlines()]
+    assert "job: nightly" in lines
+    assert "queued: 3" in lines
+    assert "finished: False" in lines
+    assert "busiest hosts:" in lines
+    assert "127.0.0.1:9 2" in lines
+    report = json.loads(crawl("status", out, "--json", cwd=workdir).stdout)
+    assert (report["job"], report["queued"], report["done"]) == ("nightly", 3, 0)
+
+
+def test_status_names_the_job_a_sqlite_out_holds_when_asked_for_another(workdir: Path) -> None:
+    out = workdir / "out"
+    seeds = workdir / "seeds.txt"
+    seeds.write_text("http://127.0.0.1:9/\n")
+    assert (
+        crawl("run", seeds, "--out", out, "--job", "a", "--workers", "0", cwd=workdir).returncode
+        == 0
+    )
+    shown = crawl("status", out, "--job", "b", cwd=workdir)
+    assert shown.returncode == 1
+    assert "holds job 'a', not 'b'" in last_line(shown.stderr)
+
+
+def test_status_of_a_folder_without_a_crawl_is_an_error_not_a_new_crawl(workdir: Path) -> None:
+    (workdir / "empty").mkdir()
+    shown = crawl("status", workdir / "empty", cwd=workdir)
+    assert shown.returncode == 1
+    assert "no crawl in" in last_line(shown.stderr)
+    assert list((workdir / "empty").iterdir()) == []
+
+
+def test_export_writes_jsonl_and_csv_and_failed_keeps_only_what_stored_nothing(
+    workdir: Path,
+) -> None:
+    out = workdir / "out"
+    with site_in_thread(SiteSpec(pages=30, hosts=2)) as served:
+        seeds = workdir / "seeds.txt"
+        seeds.write_text("\n".join(served.seeds) + "\n")
+        done = crawl("run", seeds, "--out", out, "--workers", "1", "--no-progress", cwd=workdir)
+        assert done.returncode == 0, done.stderr
+    found = records(out)
+    lines = crawl("export", out, cwd=workdir).stdout.splitlines()
+    assert len(lines) == len(found)
+    assert {json.loads(line)["url"] for line in lines} == {r.url for r in found}
+    table = crawl("export", out, "--format", "csv", "--failed", cwd=workdir)
+    assert table.returncode == 0, table.stderr
+    rows = list(csv.DictReader(io.StringIO(table.stdout)))
+    not_stored = [r for r in found if r.outcome is not Outcome.STORED]
+    assert len(rows) == len(not_stored) > 0
+    assert {row["url"] for row in rows} == {r.url for r in not_stored}
+    assert {row["outcome"] for row in rows} == {"http-error", "not-stored", "skipped"}
+    assert "404" in {row["status"] for row in rows}
+    written = workdir / "all.csv"
+    assert crawl("export", out, "--format", "csv", "-o", written, cwd=workdir).returncode == 0
+    assert len(list(csv.DictReader(written.open()))) == len(found)
+
+
+# --- signals and exit codes -----------------------------------------------------------------
+
+
+@pytest.mark.timeout(300)
+def test_sigint_stops_a_worker_with_130_and_hands_its_leases_back(workdir: Path) -> None:
+    out = workdir / "out"
+    with site_in_thread(SiteSpec(pages=1000, hosts=2), latency=0.05) as served:
+        seeds = workdir / "seeds.txt"
+        seeds.write_text("\n".join(served.seeds) + "\n")
+        assert crawl("run", seeds, "--out", out, "--workers", "0", cwd=workdir).returncode == 0
+        worker = start_crawl(
+            "worker", "--out", out, "--no-progress", cwd=workdir, log=workdir / "worker.log"
+        )
+        try:
+            wait_for(lambda: record_count(out) >= 50, "50 records")
+            worker.send_signal(signal.SIGINT)
+            (code,) = wait_all([worker])
+        finally:
+            stop(worker)
+        assert code == 130, (workdir / "worker.log").read_text()
+    report = json.loads(crawl("status", out, "--json", cwd=workdir).stdout)
+    assert report["leased"] == 0
+    assert report["queued"] > 0
+    assert report["finished"] is False
+    assert report["done"] + report["failed"] + report["skipped"] == len(records(out))
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("command", ["run", "worker"])
+def test_a_second_sigint_stops_at_once_without_waiting_for_the_grace(
+    workdir: Path, command: str
+) -> None:
+    out = workdir / "out"
+    # A long grace and a slow download: only the second signal can end this soon.
+    env = crawl_env(CRAWL_GRACE_SECONDS="3600")
+    with site_in_thread(SiteSpec(pages=5, big_files=(50_000_000,)), rate=1e6) as served:
+        listed = workdir / "files.txt"
+        listed.write_text(served.seeds[0] + "files/big-0.bin\n")
+        part = out / "files" / f"127.0.0.1+{served.site.hosts[0].port}" / "files" / "big-0.bin.part"
+        assert crawl("run", listed, "--out", out, "--workers", "0", cwd=workdir).returncode == 0
+        args = ["worker", "--out", out] if command == "worker" else ["run", listed, "--out", out]
+        process = start_crawl(
+            *args, "--workers", "1", "--max-depth", "0", "--no-progress",
+            cwd=workdir, env=env, log=workdir / "log",
+        )  # fmt: skip
+        try:
+            wait_for(lambda: part.exists() and part.stat().st_size > 100_000, "the download")
+            process.send_signal(signal.SIGINT)
+            with pytest.raises(subprocess.TimeoutExpired):
+                process.wait(timeout=2)  # the first signal waits for the download
+            process.send_signal(signal.SIGINT)
+            (code,) = wait_all([process], timeout=60)
+        finally:
+            stop(process)
+    assert code == 130, (workdir / "log").read_text()
+    assert 0 < part.stat().st_size < 50_000_000
+
+
+@pytest.mark.timeout(300)
+def test_mirror_from_a_list_resumes_a_partial_file_with_range(workdir: Path) -> None:
+    out = workdir / "out"
+    size = 20_000_000
+    env = crawl_env(CRAWL_GRACE_SECONDS="0")
+    with site_in_thread(
+        SiteSpec(pages=5, big_files=(size,)), rate=4e6, log_requests=True
+    ) as served:
+        big = served.site.hosts[0].routes["/files/big-0.bin"]
+        assert isinstance(big, GeneratedBody)
+        listed = workdir / "files.txt"
+        big_url = served.seeds[0] + "files/big-0.bin"
+        listed.write_text(f"{big_url}\n{served.seeds[0]}files/data.bin\n")
+        part = out / "files" / f"127.0.0.1+{served.site.hosts[0].port}" / "files" / "big-0.bin.part"
+        args = ["mirror", "-i", listed, "--out", out, "--no-progress"]
+        first = start_crawl(*args, cwd=workdir, env=env, log=workdir / "first.log")
+        try:
+            wait_for(lambda: part.exists() and part.stat().st_size >= 4_000_000, "4 MB")
+            first.send_signal(signal.SIGINT)
+            (code,) = wait_all([first])
+        finally:
+            stop(first)
+        assert code == 130, (workdir / "first.log").read_text()
+        kept = part.stat().st_size
+        assert 0 < kept < size
+        again = crawl(*args, cwd=workdir, env=env)
+        assert again.returncode == 0, again.stderr
+        ranges = [e.range for e in served.server.log or [] if e.path == "/files/big-0.bin"]
+    history = by_url(records(out))[big_url]
+    assert [r.outcome for r in history] == [Outcome.FAILED, Outcome.STORED]
+    assert history[0].error == "cancelled"
+    done = history[1]
+    assert done.resumed_from is not None and 0 < done.resumed_from <= kept
+    assert ranges == [None, f"bytes={done.resumed_from}-"]
+    assert done.sha256 == big.sha256()
+    assert done.path is not None
+    assert hashlib.sha256((out / done.path).read_bytes()).hexdigest() == big.sha256()
+    assert not part.exists()
+
+
+# --- progress and metrics -------------------------------------------------------------------
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_progress_is_logged_every_interval_when_not_on_a_terminal(
+    workdir: Path, log_format: str
+) -> None:
+    out = workdir / "out"
+    env = crawl_env(CRAWL_PROGRESS_INTERVAL="0.2")
+    with site_in_thread(SiteSpec(pages=300, hosts=2), latency=0.02) as served:
+        seeds = workdir / "seeds.txt"
+        seeds.write_text("\n".join(served.seeds) + "\n")
+        done = crawl(
+            "run", seeds, "--out", out, "--workers", "1", "--per-host", "2",
+            "--log-format", log_format, cwd=workdir, env=env,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    if log_format == "text":
+        progress = [line for line in lines if line.startswith("progress: ")]
+        assert progress, done.stderr
+        assert "pages/s" in progress[-1]
+        assert last_line(done.stderr).startswith("crawl finished in ")
+    else:
+        events = [json.loads(line) for line in lines if line.startswith("{")]
+        kinds = [event["event"] for event in events]
+        assert "progress" in kinds
+        assert kinds[-1] == "summary"
+        assert events[-1]["done"] + events[-1]["failed"] == len(
+            [r for r in records(out) if r.outcome is not Outcome.SKIPPED]
+        )
+
+
+@pytest.mark.timeout(300)
+def test_a_worker_serves_prometheus_metrics_while_it_crawls(workdir: Path) -> None:
+    out = workdir / "out"
+    port = free_port()
+    with site_in_thread(SiteSpec(pages=400, hosts=2), latency=0.05) as served:
+        seeds = workdir / "seeds.txt"
+        seeds.write_text("\n".join(served.seeds) + "\n")
+        assert crawl("run", seeds, "--out", out, "--workers", "0", cwd=workdir).returncode == 0
+        worker = start_crawl(
+            "worker", "--out", out, "--metrics-port", str(port), "--no-progress",
+            cwd=workdir, log=workdir / "worker.log",
+        )  # fmt: skip
+        scraped: list[str] = []
+
+        def done_fetches() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                    text = r.read().decode()
+            except OSError:
+                return False
+            scraped.append(text)
+            for line in text.splitlines():
+                if line.startswith('crawl_fetch_results_total{result="done"}'):
+                    return float(line.split()[-1]) > 0
+            return False
+
+        try:
+            wait_for(done_fetches, "metrics with done fetches", every=0.2)
+            (code,) = wait_all([worker])
+        finally:
+            stop(worker)
+        assert code == 0, (workdir / "worker.log").read_text()
+    text = scraped[-1]
+    assert 'crawl_fetches_total{status_class="2xx"}' in text
+    assert "crawl_fetch_duration_seconds_bucket" in text
+    assert 'crawl_worker{job="default",worker="0"} 1.0' in text

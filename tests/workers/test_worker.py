@@ -1,0 +1,168 @@
+"""The worker's own policies, run in this process against a real SQLite frontier and a local
+site: links sent once, redirects as tasks or followed, the start gate of `crawl run`."""
+
+from __future__ import annotations
+
+import collections
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crawler.config import Settings
+from crawler.demo_site import SiteSpec, site_in_thread
+from crawler.frontier import open_frontier
+from storage import Outcome, Store
+from tests.workers.support import by_url, crawl, records
+from workers.job import frontier_settings
+from workers.process import make_session
+from workers.supervisor import GATE_OPEN, START_FD_ENV, wait_at_gate
+from workers.worker import Worker, WorkerExit, WorkerOptions
+
+
+class CountingFrontier:
+    """A real frontier that also counts every link handed to `ack`."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.sent: collections.Counter[str] = collections.Counter()
+
+    async def ack(
+        self, task: Any, outcome: Any = None, links: Sequence[Any] = (), **kw: Any
+    ) -> bool:
+        for link in links:
+            self.sent[link if isinstance(link, str) else link.url] += 1
+        return await self.inner.ack(task, outcome, links, **kw)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def crawl_in_process(tmp_path: Path, seeds: list[str], **options: Any) -> CountingFrontier:
+    settings = Settings(out=tmp_path / "out", robots=False, per_host=4, **options)
+    frontier = await open_frontier(
+        tmp_path / "out" / "frontier.sqlite", "unit", frontier_settings(settings)
+    )
+    await frontier.add(seeds)
+    counting = CountingFrontier(frontier)
+    session = make_session(settings)
+    store = Store(settings.out, writer_id="unit")
+    try:
+        worker = Worker(
+            counting,  # type: ignore[arg-type]
+            session,
+            store,
+            WorkerOptions(
+                name="unit",
+                concurrency=8,
+                max_depth=settings.max_depth,
+                max_redirects=settings.max_redirects,
+            ),
+        )
+        assert await worker.run() is WorkerExit.FINISHED
+    finally:
+        await session.close()
+        store.close()
+        await frontier.close()
+    return counting
+
+
+async def test_a_worker_hands_each_link_to_the_frontier_once(tmp_path: Path) -> None:
+    with site_in_thread(SiteSpec(pages=150, hosts=2)) as served:
+        counting = await crawl_in_process(tmp_path, served.seeds)
+        found = records(tmp_path / "out")
+    assert counting.sent, "no links were sent"
+    assert max(counting.sent.values()) == 1
+    # Every page's links were found and followed all the same.
+    assert {r.url for r in found} >= set(served.site.page_urls())
+
+
+async def test_a_redirect_becomes_a_link_with_its_hop_count(tmp_path: Path) -> None:
+    with site_in_thread(SiteSpec(pages=10, hosts=1)) as served:
+        seed = served.seeds[0]
+        counting = await crawl_in_process(tmp_path, [seed + "chain/1"])
+        grouped = by_url(records(tmp_path / "out"))
+    assert [r.status for r in grouped[seed + "chain/1"]] == [302]
+    assert [r.status for r in grouped[seed + "chain/2"]] == [307]
+    assert [r.status for r in grouped[seed]] == [200]
+    assert counting.sent[seed + "chain/2"] == 1
+
+
+async def test_at_the_depth_limit_a_fetch_follows_redirects_itself(tmp_path: Path) -> None:
+    with site_in_thread(SiteSpec(pages=10, hosts=1)) as served:
+        seed = served.seeds[0]
+        await crawl_in_process(tmp_path, [seed + "moved"], max_depth=0)
+        found = records(tmp_path / "out")
+    (moved,) = found
+    assert moved.url == seed + "moved"
+    assert (moved.status, moved.outcome) == (200, Outcome.STORED)
+    assert [(hop.status, hop.location) for hop in moved.redirects] == [(301, "/sec1/page1.html")]
+    assert moved.final_url == seed + "sec1/page1.html"
+
+
+def test_mirror_follows_a_redirect_to_the_file(workdir: Path) -> None:
+    with site_in_thread(SiteSpec(pages=10, hosts=2)) as served:
+        seed = served.seeds[0]
+        done = crawl("mirror", seed + "chain/1", "--out", workdir / "out", cwd=workdir)
+        assert done.returncode == 0, done.stderr
+    (record,) = records(workdir / "out")
+    assert [hop.status for hop in record.redirects] == [302, 307]
+    assert record.final_url == served.seeds[1]
+    assert record.outcome is Outcome.STORED
+
+
+@pytest.mark.parametrize(("max_redirects", "reaches_other_host"), [(1, False), (2, True)])
+async def test_a_redirect_chain_ends_after_max_redirects_hops(
+    tmp_path: Path, max_redirects: int, reaches_other_host: bool
+) -> None:
+    with site_in_thread(SiteSpec(pages=10, hosts=2)) as served:
+        seed, other = served.seeds
+        await crawl_in_process(
+            tmp_path,
+            [seed + "chain/1"],
+            max_redirects=max_redirects,
+            max_depth=3,
+            allow_domains=("127.0.0.1",),  # both hosts in scope
+        )
+        urls = {r.url for r in records(tmp_path / "out")}
+    # chain/1 -> chain/2 is one hop; chain/2 -> the other host's home is the second.
+    assert {seed + "chain/1", seed + "chain/2"} <= urls
+    assert (other in urls) is reaches_other_host
+
+
+# --- the start gate ---------------------------------------------------------------------------
+
+
+def test_a_child_without_a_gate_goes_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(START_FD_ENV, raising=False)
+    assert wait_at_gate() is True
+
+
+@pytest.mark.parametrize(("written", "expected"), [(GATE_OPEN, True), (b"", False)])
+def test_a_child_waits_for_the_gate_to_open_or_close(
+    monkeypatch: pytest.MonkeyPatch, written: bytes, expected: bool
+) -> None:
+    read_end, write_end = os.pipe()
+    os.write(write_end, written)
+    os.close(write_end)
+    monkeypatch.setenv(START_FD_ENV, str(read_end))
+    assert wait_at_gate() is expected
+    assert START_FD_ENV not in os.environ
+    with pytest.raises(OSError):
+        os.fstat(read_end)  # closed by the gate
+
+
+def test_a_crawl_whose_seeding_fails_stops_its_workers_and_says_why(workdir: Path) -> None:
+    out = workdir / "out"
+    out.mkdir()
+    (out / "frontier.sqlite").write_bytes(b"not a database, " * 10)
+    seeds = workdir / "seeds.txt"
+    seeds.write_text("http://127.0.0.1:9/\n")
+    done = crawl("run", seeds, "--out", out, "--workers", "2", "--no-progress", cwd=workdir)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"Error: cannot use {out}/frontier.sqlite as a frontier file: file is not a database"
+    ]
+    assert not (out / "records").exists()
