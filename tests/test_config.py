@@ -260,3 +260,12 @@ def test_every_setting_has_help_and_an_environment_name() -> None:
     for name in SETTING_NAMES:
         assert setting_help(name)
         assert env_name(name) == "CRAWL_" + name.upper()
+
+
+def test_help_names_the_default_and_the_environment_variable() -> None:
+    expected = "concurrent fetches per host [default: 8; env CRAWL_PER_HOST]"
+    assert setting_help("per_host") == expected
+    assert setting_help("delay").endswith("[default: 0; env CRAWL_DELAY]")
+    assert setting_help("warc").endswith("[default: off; env CRAWL_WARC]")
+    # A default of "none" is explained by the text itself, not repeated.
+    assert setting_help("max_size").endswith("[env CRAWL_MAX_SIZE]")

@@ -11,18 +11,18 @@ setting, the offending value and where it came from, ready for the CLI to print.
 
 from crawler.config.loading import (
     CONFIG_FILE_NAME,
-    ENV_PREFIX,
-    env_name,
     load_settings,
     settings_from_mapping,
 )
 from crawler.config.settings import (
+    ENV_PREFIX,
     SETTING_NAMES,
     FsyncPolicy,
     LogFormat,
     Settings,
     SettingsError,
     default_user_agent,
+    env_name,
     setting_help,
 )
 

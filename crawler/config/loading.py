@@ -13,20 +13,15 @@ from crawler.config.settings import (
     SETTING_NAMES,
     Settings,
     SettingsError,
+    env_name,
     is_setting,
     parse_setting,
 )
 
-ENV_PREFIX = "CRAWL_"
 CONFIG_FILE_NAME = "crawl.toml"
 _CONFIG_ENV = "CRAWL_CONFIG"
 # What click names some options' parameters (`--allow-domain` -> allow_domain).
 _CLI_ALIASES = {"allow_domain": "allow_domains", "header": "headers"}
-
-
-def env_name(setting: str) -> str:
-    """The environment variable of a setting: per_host -> CRAWL_PER_HOST."""
-    return ENV_PREFIX + setting.upper()
 
 
 def _unknown(name: str, source: str) -> SettingsError:

@@ -6,7 +6,7 @@ import dataclasses
 import enum
 import functools
 import os
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -77,7 +77,9 @@ class Settings:
     job: str = field(default="default", metadata=_meta(job_name, "job name (Redis key prefix)"))
     workers: int = field(
         default_factory=_default_workers,
-        metadata=_meta(integer(0), "worker processes on this machine (0: only enqueue seeds)"),
+        metadata=_meta(
+            integer(0), "worker processes on this machine (0: only enqueue seeds; default: cores)"
+        ),
     )
     concurrency: int = field(
         default=64, metadata=_meta(integer(1), "concurrent fetches per worker process")
@@ -222,6 +224,26 @@ def is_setting(name: str) -> bool:
     return name in _FIELDS
 
 
+ENV_PREFIX = "CRAWL_"
+
+
+def env_name(setting: str) -> str:
+    """The environment variable of a setting: per_host -> CRAWL_PER_HOST."""
+    return ENV_PREFIX + setting.upper()
+
+
 def setting_help(setting: str) -> str:
-    """A setting's help text, for the CLI's option help."""
-    return str(_FIELDS[setting].metadata["help"])
+    """A setting's help text for the CLI: what it is, its default when that is a plain value,
+    and the environment variable that sets it too."""
+    item = _FIELDS[setting]
+    text = str(item.metadata["help"])
+    default = item.default
+    if isinstance(default, enum.Enum):
+        default = default.value
+    shown = default not in (None, (), MISSING)
+    if isinstance(default, bool):
+        default = "on" if default else "off"
+    elif isinstance(default, float):
+        default = f"{default:g}"
+    suffix = f"default: {default}; " if shown else ""
+    return f"{text} [{suffix}env {env_name(setting)}]"

@@ -4,7 +4,7 @@
         server.url("big.bin")
 
 nginx (one worker, sendfile, keep-alive without limit, no access log) runs from a temporary
-folder that holds its config, pid, logs and temp files, like `crawler.demo_site.nginx`. Without
+folder (`crawler.demo_site.nginx.NginxProcess`). Without
 nginx, a small asyncio server in its own process answers GET and HEAD with `loop.sendfile`
 (zero-copy), keep-alive, and `Range: bytes=N-` (what a resumed download asks).
 """
@@ -13,18 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
-import os
-import shutil
-import signal
 import socket
-import subprocess
-import tempfile
-import time
 from email.utils import formatdate
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["FileServer", "free_port", "nginx_binary"]
+from crawler.demo_site.nginx import NginxProcess, find_nginx, static_files_config
+
+__all__ = ["FileServer", "free_port"]
 
 
 def free_port() -> int:
@@ -33,59 +29,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def nginx_binary() -> str | None:
-    found = shutil.which("nginx")
-    if found:
-        return found
-    return "/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None
-
-
-def _nginx_config(root: Path, work: Path, port: int) -> str:
-    temp = work / "temp"
-    user = "user root;\n" if os.geteuid() == 0 else ""
-    return (
-        f"{user}daemon off;\nworker_processes 1;\n"
-        f"pid {work / 'nginx.pid'};\nerror_log {work / 'error.log'} warn;\n"
-        "events { worker_connections 4096; }\n"
-        "http {\n"
-        "    access_log off;\n    default_type application/octet-stream;\n"
-        "    sendfile on;\n    tcp_nopush on;\n    tcp_nodelay on;\n"
-        "    keepalive_requests 1000000;\n    keepalive_timeout 75s;\n"
-        "    server_tokens off;\n    etag on;\n"
-        f"    client_body_temp_path {temp}/body;\n    proxy_temp_path {temp}/proxy;\n"
-        f"    fastcgi_temp_path {temp}/fastcgi;\n    uwsgi_temp_path {temp}/uwsgi;\n"
-        f"    scgi_temp_path {temp}/scgi;\n"
-        f"    server {{\n        listen 127.0.0.1:{port};\n        root {root};\n    }}\n"
-        "}\n"
-    )
-
-
-def _wait_listening(port: int, deadline: float) -> bool:
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.05)
-    return False
-
-
 class FileServer:
     """Serves the files under `root` on a free loopback port for a `with` block."""
 
     def __init__(self, root: str | Path, *, kind: str = "auto") -> None:
         self.root = Path(root).resolve()
-        binary = nginx_binary()
+        binary = find_nginx()
         if kind == "auto":
             kind = "nginx" if binary else "python"
         if kind == "nginx" and binary is None:
             raise SystemExit("nginx is not installed (use --server python)")
         self.kind = kind
-        self._binary = binary
         self.port = free_port()
-        self._process: subprocess.Popen[bytes] | None = None
+        self._nginx = NginxProcess(binary) if kind == "nginx" else None
         self._python: multiprocessing.Process | None = None
-        self._work: tempfile.TemporaryDirectory[str] | None = None
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.port}/{name}"
@@ -95,19 +52,17 @@ class FileServer:
         """The server's processes (nginx master and worker, or the Python one)."""
         if self._python is not None and self._python.pid is not None:
             return [self._python.pid]
-        if self._process is None:
-            return []
-        try:
-            import psutil
-
-            master = psutil.Process(self._process.pid)
-            return [master.pid, *(child.pid for child in master.children())]
-        except Exception:
-            return [self._process.pid]
+        return self._nginx.pids if self._nginx is not None else []
 
     def __enter__(self) -> FileServer:
-        if self.kind == "nginx":
-            self._start_nginx()
+        if self._nginx is not None:
+            try:
+                self._nginx.start(
+                    lambda work: static_files_config(self.root, work, "127.0.0.1", self.port),
+                    [("127.0.0.1", self.port)],
+                )
+            except RuntimeError as exc:
+                raise SystemExit(str(exc)) from None
         else:
             ready = multiprocessing.get_context("spawn").Event()
             self._python = multiprocessing.get_context("spawn").Process(
@@ -119,45 +74,18 @@ class FileServer:
                 raise SystemExit("the Python file server did not start")
         return self
 
-    def _start_nginx(self) -> None:
-        assert self._binary is not None
-        self._work = tempfile.TemporaryDirectory(prefix="bench-nginx-")
-        work = Path(self._work.name)
-        (work / "temp").mkdir()
-        config = work / "nginx.conf"
-        config.write_text(_nginx_config(self.root, work, self.port))
-        self._process = subprocess.Popen(
-            [self._binary, "-p", str(work), "-c", str(config), "-e", str(work / "error.log")],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        if not _wait_listening(self.port, time.monotonic() + 15):
-            log = (work / "error.log").read_text(errors="replace").strip().splitlines()
-            self.__exit__(None, None, None)
-            raise SystemExit(f"nginx did not start: {(log or ['no log'])[-1]}")
-
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if self._process is not None:
-            if self._process.poll() is None:
-                self._process.send_signal(signal.SIGQUIT)
-                try:
-                    self._process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    self._process.kill()
-                    self._process.wait()
-            self._process = None
+        if self._nginx is not None:
+            self._nginx.stop()
         if self._python is not None:
             self._python.terminate()
             self._python.join(5)
             self._python = None
-        if self._work is not None:
-            self._work.cleanup()
-            self._work = None
 
 
 # --- the Python fallback server (its own process) --------------------------------------------

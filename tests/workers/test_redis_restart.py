@@ -49,7 +49,10 @@ def test_a_redis_restart_mid_crawl_loses_nothing_and_workers_finish_by_themselve
             for worker in workers:
                 assert worker.poll() is None, "a worker died when Redis went away"
             wait_for(
-                lambda: "frontier unavailable" in (workdir / "worker-0.log").read_text(),
+                lambda: any(
+                    "frontier unavailable" in (workdir / f"worker-{i}.log").read_text()
+                    for i in range(2)
+                ),
                 "the worker to notice the outage",
                 timeout=60,
             )
