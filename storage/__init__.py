@@ -13,7 +13,7 @@ from storage.errors import (
     UnsafePathError,
 )
 from storage.export import export_csv, export_jsonl
-from storage.fetch import download
+from storage.fetch import download, fetch_page
 from storage.latest import LatestEntry, LatestIndex
 from storage.paths import MirrorTree, mirror_relpath
 from storage.records import (
@@ -54,6 +54,7 @@ __all__ = [
     "download",
     "export_csv",
     "export_jsonl",
+    "fetch_page",
     "mirror_relpath",
     "read_records",
 ]

@@ -18,6 +18,8 @@ __all__ = ["fill_record", "request_head", "response_head"]
 
 
 def header_values(headers: Mapping[str, str], name: str) -> list[str]:
+    if name not in headers:
+        return []  # the usual answer, without building a list to throw away
     getall = getattr(headers, "getall", None)
     if getall is not None:
         return [clean_text(v) for v in getall(name, [])]
@@ -27,7 +29,13 @@ def header_values(headers: Mapping[str, str], name: str) -> list[str]:
 
 def header_pairs(headers: Mapping[str, str]) -> list[tuple[str, str]]:
     items: Iterable[tuple[str, str]] = headers.items()
-    return [(clean_text(str(k)), clean_text(str(v))) for k, v in items]
+    pairs = []
+    for name, value in items:
+        name, value = str(name), str(value)
+        if not (name.isascii() and value.isascii()):  # nearly every header is
+            name, value = clean_text(name), clean_text(value)
+        pairs.append((name, value))
+    return pairs
 
 
 def fill_record(record: FetchRecord, resp: Any) -> None:

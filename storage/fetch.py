@@ -43,7 +43,13 @@ from storage.sink import BodySink, FsyncPolicy, part_path_for
 from storage.store import Store
 from storage.warc import WarcRef
 
-__all__ = ["DEFAULT_CHUNK_SIZE", "ProgressCallback", "download"]
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "SMALL_BODY_BYTES",
+    "ProgressCallback",
+    "download",
+    "fetch_page",
+]
 
 DEFAULT_CHUNK_SIZE = 256 << 10
 CHECKPOINT_BYTES = 64 << 20
@@ -51,6 +57,10 @@ CHECKPOINT_BYTES = 64 << 20
 # file creation, not three. Cut by an error or a cancellation it still gets one (see
 # `_stop_on_error`); only a killed process loses it, and with it at most this much to re-fetch.
 STATELESS_BODY_BYTES = 1 << 20
+# A body known (Content-Length) to be at most this long is read whole into memory, then
+# written, hashed and renamed at once (`_receive_small`), and handed to the caller of
+# `fetch_page` (a crawler parses it for links without reading the file back).
+SMALL_BODY_BYTES = 256 << 10
 # Bodies of answers we do not store (errors, redirects) are archived up to this size.
 UNSTORED_BODY_LIMIT = 8 << 20
 
@@ -102,6 +112,42 @@ async def download(
     return await job.run()
 
 
+async def fetch_page(
+    session: Any,
+    url: str,
+    store: Store,
+    *,
+    headers: Mapping[str, str] | None = None,
+    max_size: int | None = None,
+    allow_redirects: bool = True,
+    meta: Mapping[str, Any] | None = None,
+) -> tuple[FetchRecord, bytes | None]:
+    """`download(session, url, store, ...)` for a crawler: also returns the stored body's bytes
+    when it was small enough (`SMALL_BODY_BYTES`) to be held whole on its way to disk, so links
+    are extracted without reading the file back; None otherwise (read `record.path`).
+
+    Raises `DownloadError` exactly as `download` does.
+    """
+    job = _Download(
+        session,
+        url,
+        store,
+        dest=None,
+        headers=headers,
+        expected_sha256=None,
+        resume=True,
+        conditional=True,
+        max_size=max_size,
+        allow_redirects=allow_redirects,
+        timeout=None,
+        chunk_size=DEFAULT_CHUNK_SIZE,
+        meta=meta,
+        progress=None,
+    )
+    record = await job.run()
+    return record, job.body if record.outcome is Outcome.STORED else None
+
+
 class _Download:
     def __init__(self, session: Any, url: str, store: Store, **options: Any) -> None:
         self.session = session
@@ -127,6 +173,7 @@ class _Download:
         self.state_on_disk = False  # whether a state file may sit beside the `.part`
         self.started = time.monotonic()
         self.last_response: Any = None
+        self.body: bytes | None = None  # a small stored body, kept for `fetch_page`
 
     def _place(self) -> None:
         """Where the file goes; its folders exist afterwards (clashes resolved)."""
@@ -145,8 +192,13 @@ class _Download:
         self.sink: BodySink | None = None
         try:
             self._place()
-            plan = self._plan()
-            await self.sink.open(plan.offset)
+            if self.sink.open_new():
+                # No `.part` was there, so no state either (see `_remove_state`): nothing to
+                # resume, only perhaps a stored file to revalidate.
+                plan = self._plan_revalidation()
+            else:
+                plan = self._plan()
+                await self.sink.open(plan.offset)
             self.record.resumed_from = plan.offset
             if await self._exchange(plan):
                 # The server would not continue the `.part`: once more, from zero.
@@ -167,11 +219,19 @@ class _Download:
         if self.resume:
             state = load_state(self.part_path)
             self.state_on_disk = state is not None
-            plan = plan_resume(state, _file_size(self.part_path), self.url)
-            if plan.resuming:
-                self.state = state
-                return plan
-        if self.conditional:
+            if state is not None:  # without a state, a `.part` is never resumed
+                plan = plan_resume(state, _file_size(self.part_path), self.url)
+                if plan.resuming:
+                    self.state = state
+                    return plan
+        return self._plan_revalidation()
+
+    def _plan_revalidation(self) -> ResumePlan:
+        # Without anything at the mapped path there is no stored file to revalidate (its
+        # displaced twin exists only beside a directory there, and directories stay): one
+        # look in the file system costs far less than one in the latest index, and "not
+        # stored yet" is the usual answer in a crawl.
+        if self.conditional and os.access(self.final_path, os.F_OK):
             entry = self.store.latest.get(self.url)
             if entry is not None and self._still_stored(entry):
                 self.entry = entry
@@ -248,6 +308,9 @@ class _Download:
         else:
             self._remove_state()  # a stale one of an earlier, longer attempt
         self.receiving = True
+        if expected is not None and expected - self.sink.start_offset <= SMALL_BODY_BYTES:
+            await self._receive_small(resp, expected)
+            return
         cut = await self._stream(resp, expected)
         await self.sink.flush()
         self.record.received = self.sink.size - self.sink.start_offset
@@ -259,11 +322,53 @@ class _Download:
         ref = await self._archive(
             resp, (self.part_path, self.sink.start_offset, self.record.received)
         )
+        self._remove_state()  # before the `.part` is renamed (an error saves it again)
         result = await self.sink.commit(
             expected_size=expected, expected_sha256=self.expected_sha256
         )
         self.receiving = False
-        self._remove_state()
+        self._stored(result.path, result.size, result.sha256, ref)
+
+    async def _receive_small(self, resp: Any, expected: int) -> None:
+        """A body known to be small: read whole, then written, hashed and renamed in one go.
+
+        No batches, lent buffers or thread hops: for a web page they cost more than its bytes.
+        Whatever arrived before an error still goes to the `.part` (see `_stop_on_error`).
+        """
+        sink = self.sink
+        want = expected - sink.start_offset
+        pieces: list[bytes] = []
+        got = 0
+        try:
+            while True:
+                # One byte more than announced is asked for: a longer body is an error.
+                piece = await resp.content.read(want - got + 1)
+                if not piece:
+                    break
+                pieces.append(piece)
+                got += len(piece)
+                if got > want:
+                    break
+        except BaseException:
+            # What arrived is kept in the `.part`, as a streamed body's would be.
+            try:
+                sink.put(b"".join(pieces))
+            except Exception as second:  # the disk may be failing too: keep the first error
+                self.record.notes.append(f"while saving the partial body: {_one_line(second)}")
+            raise
+        data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        sink.put(data)
+        self.record.received = got
+        if self.progress is not None:
+            self.progress(sink.size, expected)
+        if sink.size != expected:
+            raise SizeMismatchError(str(self.part_path), expected, sink.size)
+        ref = await self._archive(resp, (self.part_path, sink.start_offset, got))
+        self._remove_state()  # before the `.part` is renamed (an error saves it again)
+        result = await sink.commit(expected_size=expected, expected_sha256=self.expected_sha256)
+        self.receiving = False
+        if sink.start_offset == 0:
+            self.body = data
         self._stored(result.path, result.size, result.sha256, ref)
 
     async def _stream(self, resp: Any, expected: int | None) -> bool:
@@ -308,10 +413,11 @@ class _Download:
 
     async def _already_whole(self, resp: Any, decision: Decision, plan: ResumePlan) -> None:
         ref = await self._archive_unstored(resp)
+        remove_state(self.part_path)  # before the `.part` is renamed
+        self.state_on_disk = False
         result = await self.sink.commit(
             expected_size=decision.total_length, expected_sha256=self.expected_sha256
         )
-        remove_state(self.part_path)
         self._stored(result.path, result.size, result.sha256, ref)
 
     async def _not_modified(self, resp: Any, entry: LatestEntry) -> None:
@@ -503,13 +609,15 @@ class _Download:
             self.state_on_disk = True
 
     def _remove_state(self) -> None:
+        # Always before the `.part` itself goes (renamed or deleted): a state file then never
+        # outlives its `.part`, so a download that finds no `.part` need not look for one.
         if self.state_on_disk:
             remove_state(self.part_path)
             self.state_on_disk = False
 
     async def _drop_part(self) -> None:
-        await self.sink.discard()
         self._remove_state()
+        await self.sink.discard()
 
 
 def _expected_size(resp: Any, decision: Decision, start: int, decoded: bool) -> int | None:

@@ -110,8 +110,11 @@ def state_path_for(part_path: Path) -> Path:
 
 def load_state(part_path: Path) -> ResumeState | None:
     """The state beside `part_path`, or None when missing or unreadable (then: start over)."""
+    path = os.fspath(part_path) + STATE_SUFFIX
+    if not os.access(path, os.F_OK):
+        return None  # the usual case, asked without the cost of a failed open()
     try:
-        with open(os.fspath(part_path) + STATE_SUFFIX, "rb") as file:
+        with open(path, "rb") as file:
             raw = json.loads(file.read())
     except (OSError, ValueError):
         return None

@@ -6,9 +6,10 @@ sha256 (both release the GIL), so the event loop keeps reading the socket while 
 the digest work; a lane runs its batches in order, and after a failed write it runs no more.
 Up to `MAX_IN_FLIGHT` batches are on their way at once, which bounds memory at a few MiB.
 
-Two ways in: `write(chunk)` takes bytes objects (kept, not copied, until written), and
+Three ways in: `write(chunk)` takes bytes objects (kept, not copied, until written),
 `room()` + `wrote(n)` lend the sink's own reusable batch buffers, so a reader can put the
-bytes straight there (`StreamReader.readinto`): one copy from the socket, none after it.
+bytes straight there (`StreamReader.readinto`): one copy from the socket, none after it; and
+`put(data)` writes and hashes a small body held whole at once, without batches or threads.
 
 `commit()` checks the size (Content-Length or Content-Range), the sha256 when one is expected,
 fsyncs according to the policy, and renames the `.part` into place atomically while it still
@@ -180,29 +181,36 @@ class BodySink:
     def is_open(self) -> bool:
         return self._fd is not None
 
+    def open_new(self) -> bool:
+        """Create the `.part`, empty and locked, when there is none: True (the sink is open, as
+        after `open(0)`). False when one exists already: read its state, then `open(offset)`."""
+        try:
+            fd = os.open(self.part_path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        except FileExistsError:
+            return False
+        self._take(fd)
+        self._hasher = hashlib.sha256()
+        self._size = self._start = 0
+        return True
+
     async def open(self, offset: int = 0) -> None:
         """Open (create) the `.part`, keep its first `offset` bytes, and hash them."""
         fd = os.open(self.part_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self._take(fd)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise PathBusyError(f"{self.part_path} is being written by another download") from None
-        except OSError:
-            os.close(fd)
-            raise
-        self._fd = fd
-        self._write_lane = _Lane()
-        self._hash_lane = _Lane()
-        try:
-            have = os.fstat(fd).st_size
-            if offset > have:
-                raise StorageError(f"{self.part_path}: cannot resume at {offset}, it has {have}")
-            os.ftruncate(fd, offset)
-            os.lseek(fd, offset, os.SEEK_SET)
             self._hasher = hashlib.sha256()
             if offset:
+                have = os.fstat(fd).st_size
+                if offset > have:
+                    raise StorageError(
+                        f"{self.part_path}: cannot resume at {offset}, it has {have}"
+                    )
+                os.ftruncate(fd, offset)
+                os.lseek(fd, offset, os.SEEK_SET)
                 await self._run(_hash_prefix, fd, self._hasher, offset)
+            else:
+                # A fresh descriptor is at offset 0 already; a stale `.part` is emptied.
+                os.ftruncate(fd, 0)
             self._size = self._start = offset
         except BaseException:
             self._close_fd()
@@ -229,6 +237,19 @@ class BodySink:
         self._size += len(chunk)
         if self._pending_bytes >= self._batch_bytes or len(self._pending) >= BATCH_BUFFERS:
             await self._submit()
+
+    def put(self, data: bytes | memoryview) -> None:
+        """Write and hash `data` now, on the calling thread: for a small body held whole, where
+        a batch and its thread hops would cost more than the write itself. Nothing else may be
+        waiting to be written (`write`/`wrote` bytes not yet flushed)."""
+        fd = self._require_fd()
+        if self._pending or self._lent_fill or self._in_flight:
+            raise StorageError(f"{self.part_path}: put() while other bytes are on their way")
+        if not data:
+            return
+        _write_all(fd, (data,))
+        self._hasher.update(data)
+        self._size += len(data)
 
     async def room(self) -> memoryview:
         """Free space of a buffer the sink owns: put the next bytes at its start, then call
@@ -315,6 +336,20 @@ class BodySink:
         self._close_fd()
 
     # --- internals ---------------------------------------------------------------------------
+
+    def _take(self, fd: int) -> None:
+        """Lock the `.part` just opened as `fd` and make it this sink's (closed on failure)."""
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise PathBusyError(f"{self.part_path} is being written by another download") from None
+        except OSError:
+            os.close(fd)
+            raise
+        self._fd = fd
+        self._write_lane = _Lane()
+        self._hash_lane = _Lane()
 
     def _require_fd(self) -> int:
         if self._fd is None:

@@ -22,12 +22,15 @@ import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
-
-from warcio.statusandheaders import StatusAndHeaders
-from warcio.warcwriter import WARCWriter
+from typing import TYPE_CHECKING, BinaryIO
 
 from storage.records import clean_text
+
+if TYPE_CHECKING:
+    from warcio.statusandheaders import StatusAndHeaders
+    from warcio.warcwriter import WARCWriter
+
+# warcio is imported when a WARC is first written: a crawl without --warc never loads it.
 
 __all__ = ["HttpHead", "WarcRef", "WarcWriter", "sha256_warc_digest"]
 
@@ -254,6 +257,8 @@ class WarcWriter:
         stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S%f")[:17]
         ext = ".warc.gz" if self.gzip else ".warc"
         self._name = f"{self.prefix}-{stamp}-{self._serial:05d}-{self.writer_id}{ext}"
+        from warcio.warcwriter import WARCWriter
+
         self._file = open(self.directory / (self._name + OPEN_SUFFIX), "xb")  # noqa: SIM115
         self._writer = WARCWriter(self._file, gzip=self.gzip, warc_version="1.1")
         info = self._writer.create_warcinfo_record(
@@ -282,6 +287,8 @@ class WarcWriter:
 
 
 def _head(head: HttpHead, *, is_request: bool) -> StatusAndHeaders:
+    from warcio.statusandheaders import StatusAndHeaders
+
     headers = [(clean_text(k), clean_text(v)) for k, v in head.headers]
     return StatusAndHeaders(
         clean_text(head.start_line), headers, protocol=head.protocol, is_http_request=is_request

@@ -385,3 +385,19 @@ def test_is_html_by_content_type(content_type: str, expected: bool) -> None:
 )
 def test_is_html_sniffs_untyped_bodies(head: bytes, expected: bool) -> None:
     assert is_html(None, head) is expected
+
+
+def test_remembered_resolutions_still_depend_on_each_page() -> None:
+    html = '<a href="next.html">n</a><a href="/top">t</a><a href="http://x.test/a">a</a>'
+    first = extract_links(html, "http://site.test/one/page.html")
+    second = extract_links(html, "http://site.test/two/page.html")
+    other = extract_links(html, "https://other.test/one/page.html")
+    again = extract_links(html, "http://site.test/one/page.html")
+    assert first == again == [
+        "http://site.test/one/next.html", "http://site.test/top", "http://x.test/a"
+    ]
+    assert second == ["http://site.test/two/next.html", "http://site.test/top", "http://x.test/a"]
+    assert other == ["https://other.test/one/next.html", "https://other.test/top", "http://x.test/a"]
+    based = extract_links('<base href="http://cdn.test/b/">' + html, "http://site.test/one/p")
+    assert based == ["http://cdn.test/b/next.html", "http://cdn.test/top", "http://x.test/a"]
+

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
 import signal
 import socket
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from crawler.config import Settings
@@ -36,6 +39,8 @@ __all__ = [
 ]
 
 ROBOTS_BYTES = 512 * 1024
+# Cycle collection while a worker runs (see `_crawl_gc`): generation 0, 1, 2 thresholds.
+GC_THRESHOLDS = (10_000, 20, 20)
 
 
 def make_session(settings: Settings, *, concurrency: int | None = None) -> ClientSession:
@@ -75,11 +80,32 @@ def robots_fetcher(session: ClientSession):  # type: ignore[no-untyped-def]
 
 def run_worker_process(settings: Settings, *, index: int = 0) -> int:
     """Run one worker until the job is finished or a signal stops it; returns the exit code."""
+    with _crawl_gc():
+        try:
+            import uvloop  # type: ignore[import-not-found]
+        except ImportError:
+            return asyncio.run(_main(settings, index))
+        return uvloop.run(_main(settings, index))
+
+
+@contextlib.contextmanager
+def _crawl_gc() -> Iterator[None]:
+    """The cycle collector tuned for a crawl, and put back as it was afterwards.
+
+    A fetch allocates hundreds of short-lived objects that reference counting frees; with the
+    default thresholds the collector still runs a few times a second and, now and then, walks
+    every object the process has (modules, classes, the frontier's caches), about 5% of a
+    worker's time. What exists at start-up is frozen out of those walks, and young objects are
+    looked at after GC_THRESHOLDS[0] more of them instead of 700.
+    """
+    before = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
     try:
-        import uvloop  # type: ignore[import-not-found]
-    except ImportError:
-        return asyncio.run(_main(settings, index))
-    return uvloop.run(_main(settings, index))
+        yield
+    finally:
+        gc.set_threshold(*before)
+        gc.unfreeze()
 
 
 async def _main(settings: Settings, index: int) -> int:
@@ -182,9 +208,13 @@ def main() -> None:
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
-    raise SystemExit(
-        run_worker_process(settings, index=int(os.environ.get("CRAWL_WORKER_INDEX", "0")))
-    )
+    code = run_worker_process(settings, index=int(os.environ.get("CRAWL_WORKER_INDEX", "0")))
+    # Everything was closed and written by now (records, frontier, sockets): the interpreter's
+    # teardown of every module would only keep the supervisor waiting, tens of ms per worker.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import select
 import signal
 import subprocess
 import time
@@ -61,6 +62,29 @@ class _Child:
     process: subprocess.Popen[bytes]
     restarts: int = 0
     started: float = field(default_factory=time.monotonic)
+    # Readable once the process has exited (Linux), so the supervisor wakes at once.
+    pidfd: int | None = None
+
+    def close_pidfd(self) -> None:
+        fd, self.pidfd = self.pidfd, None
+        if fd is not None:
+            os.close(fd)
+
+
+def _open_pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None  # not Linux 5.3+: the supervisor polls instead
+
+
+def _wait_for_an_exit(children: list[_Child], timeout: float) -> None:
+    """Sleep `timeout`, or less when one of `children` exits first."""
+    fds = [child.pidfd for child in children if child.pidfd is not None]
+    if not fds or len(fds) < len(children):
+        time.sleep(timeout)
+        return
+    select.select(fds, [], [], timeout)
 
 
 class Supervisor:
@@ -98,7 +122,7 @@ class Supervisor:
             preexec_fn=_die_with_parent,
             pass_fds=() if gate is None else (gate,),
         )
-        child = _Child(index, process, restarts)
+        child = _Child(index, process, restarts, pidfd=_open_pidfd(process.pid))
         self._children[index] = child
         return child
 
@@ -149,6 +173,7 @@ class Supervisor:
             os.close(write_end)  # end of file at the gate: the children exit at once
             for child in self._children.values():
                 child.process.wait()
+                child.close_pidfd()
             self._children.clear()
             raise
         try:
@@ -159,7 +184,7 @@ class Supervisor:
     def _wait_all(self) -> int:
         failed = False
         while self._children:
-            time.sleep(POLL_S)
+            _wait_for_an_exit(list(self._children.values()), POLL_S)
             if self.on_tick is not None:
                 self.on_tick()
             for index, child in list(self._children.items()):
@@ -167,6 +192,7 @@ class Supervisor:
                 if code is None:
                     continue
                 del self._children[index]
+                child.close_pidfd()
                 if code == EXIT_FINISHED or self._stopping:
                     continue
                 if code == EXIT_INTERRUPTED:

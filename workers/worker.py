@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 from crawler.extract import extract_links_from_body, is_html, resolve_link
 from crawler.frontier import Frontier, FrontierUnavailable, Link, Outcome, Task
 from crawler.robots import Robots
-from storage import DownloadError, FetchRecord, Store, download
+from storage import DownloadError, FetchRecord, Store, fetch_page
 from storage import Outcome as StoreOutcome
 from workers.outcomes import Action, Verdict, classify_error, classify_record
 from workers.progress import CrawlCounters, FetchResult
@@ -266,9 +266,10 @@ class Worker:
         started = time.monotonic()
         result = FetchResult.FAILED
         status: int | None = None
+        body: bytes | None = None
         try:
             try:
-                record = await download(
+                record, body = await fetch_page(
                     self.session,
                     task.url,
                     self.store,
@@ -287,13 +288,15 @@ class Worker:
             status = record.status
             result = _RESULTS[verdict.action]
             counters.add_bytes(record.received)
-            await self._settle(task, record, verdict)
+            await self._settle(task, record, verdict, body)
         finally:
             counters.fetch_finished(
                 task.host, result, status=status, seconds=time.monotonic() - started
             )
 
-    async def _settle(self, task: Task, record: FetchRecord, verdict: Verdict) -> None:
+    async def _settle(
+        self, task: Task, record: FetchRecord, verdict: Verdict, body: bytes | None = None
+    ) -> None:
         if verdict.action is Action.RETRY:
             await self._through_outage(
                 self.frontier.retry, task, verdict.delay, verdict.reason, status=verdict.status
@@ -301,7 +304,7 @@ class Worker:
         elif verdict.action is Action.FAIL:
             await self._through_outage(self.frontier.fail, task, verdict.reason)
         else:
-            links = self._unseen(await self._links(task, record))
+            links = self._unseen(await self._links(task, record, body))
             # Remembered before the ack goes out, so concurrent acks do not carry them again;
             # forgotten if it fails (a lost lease may have dropped them): the page is fetched
             # again, and its links sent again, by whichever worker gets it next.
@@ -341,7 +344,11 @@ class Worker:
         max_depth = self.options.max_depth
         return max_depth is not None and task.depth >= max_depth
 
-    async def _links(self, task: Task, record: FetchRecord) -> list[str | Link]:
+    async def _links(
+        self, task: Task, record: FetchRecord, body: bytes | None = None
+    ) -> list[str | Link]:
+        """Links of a stored HTML page; `body` is its bytes when storage kept them (small
+        pages), else the file is read back."""
         max_depth = self.options.max_depth
         if max_depth is not None and task.depth >= max_depth:
             return []
@@ -353,12 +360,13 @@ class Worker:
             return []
         if record.size is not None and record.size > MAX_PARSE_BYTES:
             return []
-        path = self.store.absolute(record.path)
-        if record.size is not None and record.size <= INLINE_READ_BYTES:
-            # Just written, so in the page cache: reading it here is cheaper than a thread hop.
-            body = _read_small(path)
-        else:
-            body = await asyncio.to_thread(_read_small, path)
+        if body is None:
+            path = self.store.absolute(record.path)
+            if record.size is not None and record.size <= INLINE_READ_BYTES:
+                # Just written, so in the page cache: reading it here beats a thread hop.
+                body = _read_small(path)
+            else:
+                body = await asyncio.to_thread(_read_small, path)
         return extract_links_from_body(
             body,
             record.final_url or task.url,

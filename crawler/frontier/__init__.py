@@ -15,7 +15,6 @@ from .base import FrontierBase
 from .errors import FrontierConfigError, FrontierError, FrontierUnavailable
 from .factory import open_frontier
 from .protocol import Frontier
-from .redis_backend import RedisFrontier
 from .settings import FrontierSettings
 from .sqlite_backend import SqliteFrontier
 from .task import (
@@ -50,3 +49,12 @@ __all__ = [
     "Task",
     "open_frontier",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The Redis client costs a worker tens of milliseconds to import: only for Redis jobs.
+    if name == "RedisFrontier":
+        from .redis_backend import RedisFrontier
+
+        return RedisFrontier
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -30,6 +30,9 @@ __all__ = ["SqliteStore", "stored_job"]
 QUEUED, LEASED, DELAYED, DONE, SKIPPED, FAILED, DEAD = range(7)
 RECLAIM_PER_LEASE = 1000
 BUSY_TIMEOUT_MS = 60_000
+# Waiting for another process's write lock: first try after this long, doubling up to the max.
+BUSY_PAUSE_MIN_S = 0.0002
+BUSY_PAUSE_MAX_S = 0.002
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB) WITHOUT ROWID;
@@ -77,6 +80,13 @@ _FINAL_STATES = {SKIPPED: FinalState.SKIPPED, FAILED: FinalState.FAILED, DEAD: F
 _KIND_STATE = {SettleKind.DONE: DONE, SettleKind.SKIPPED: SKIPPED, SettleKind.FAILED: FAILED}
 
 
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
 def stored_job(path: str) -> str | None:
     """The job a frontier file holds (None when it holds none), read without writing."""
     try:
@@ -114,7 +124,7 @@ class SqliteStore:
     @contextmanager
     def _write(self) -> Iterator[float]:
         """BEGIN IMMEDIATE ... COMMIT; yields the time read once the write lock is held."""
-        self.db.execute("BEGIN IMMEDIATE")
+        self._begin_immediate()
         try:
             yield time.time()
         except BaseException:
@@ -127,6 +137,29 @@ class SqliteStore:
             if self.db.in_transaction:
                 self.db.execute("ROLLBACK")
             raise
+
+    def _begin_immediate(self) -> None:
+        """Take the write lock, waiting for another process's in short steps.
+
+        SQLite's own busy handler sleeps 1, 2, 5 ... up to 100 ms between tries, while a
+        frontier transaction holds the lock for a millisecond or two: with two worker
+        processes, each would spend a good part of its time asleep with acks waiting.
+        """
+        self.db.execute("PRAGMA busy_timeout = 0")  # each try answers at once
+        try:
+            deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+            pause = BUSY_PAUSE_MIN_S
+            while True:
+                try:
+                    self.db.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if not _is_busy(exc) or time.monotonic() >= deadline:
+                        raise
+                time.sleep(pause)
+                pause = min(pause * 2, BUSY_PAUSE_MAX_S)
+        finally:
+            self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
     # ---- job -----------------------------------------------------------------------------
 
@@ -167,26 +200,39 @@ class SqliteStore:
             self._bump("scope", out_of_scope)
             if adds:
                 self._enqueue(adds, touched, result)
+            # Hosts of DONE tasks get their in-flight counts in one statement per host; flushed
+            # before any other kind of settle, so every statement sees what it did before.
+            done_per_host: dict[str, int] = {}
             for item in settles:
-                result.settled.append(self._settle(item, now, touched))
+                if item.kind is not SettleKind.DONE:
+                    self._settle_done_hosts(done_per_host)
+                result.settled.append(self._settle(item, now, touched, done_per_host))
+            self._settle_done_hosts(done_per_host)
             self._refresh(touched)
             self._flush_counts()
         return result
 
     def _enqueue(self, adds: list[Admitted], touched: set[str], result: CommitResult) -> None:
         seq = self._counter("seq")
-        new_per_host: dict[str, int] = defaultdict(int)
+        # One executemany per host (sequence numbers still in arrival order): how many rows
+        # were new is what the connection's change count says.
+        rows_per_host: dict[str, list[tuple[bytes, str, int, int, bytes]]] = defaultdict(list)
+        for row in adds:
+            seq += 1
+            rows_per_host[row.host].append((row.fp, row.host, row.priority, seq, row.body))
         insert = (
             "INSERT OR IGNORE INTO tasks (fp, host, state, priority, seq, attempts, body) "
             "VALUES (?, ?, 0, ?, ?, 0, ?)"
         )
-        for row in adds:
-            seq += 1
-            if self.db.execute(insert, (row.fp, row.host, row.priority, seq, row.body)).rowcount:
-                new_per_host[row.host] += 1
-                result.added += 1
-            else:
-                result.duplicates += 1
+        new_per_host: dict[str, int] = {}
+        for host, rows in rows_per_host.items():
+            before = self.db.total_changes
+            self.db.executemany(insert, rows)
+            added = self.db.total_changes - before
+            if added:
+                new_per_host[host] = added
+            result.added += added
+            result.duplicates += len(rows) - added
         self.db.executemany(
             "INSERT INTO hosts (host, queued) VALUES (?, ?) "
             "ON CONFLICT (host) DO UPDATE SET queued = queued + excluded.queued",
@@ -198,7 +244,9 @@ class SqliteStore:
         self._bump("added", result.added)
         self._bump("dupes", result.duplicates)
 
-    def _settle(self, item: Settle, now: float, touched: set[str]) -> bool:
+    def _settle(
+        self, item: Settle, now: float, touched: set[str], done_per_host: dict[str, int]
+    ) -> bool:
         row = self.db.execute(
             "SELECT host, attempts FROM tasks WHERE fp = ? AND state = 1", (item.fp,)
         ).fetchone()
@@ -207,16 +255,18 @@ class SqliteStore:
         host, attempts = row
         touched.add(host)
         self._bump("leased", -1)
-        self.db.execute("UPDATE hosts SET inflight = inflight - 1 WHERE host = ?", (host,))
         kind = item.kind
         if kind is SettleKind.DONE:
             self.db.execute(
                 "UPDATE tasks SET state = 3, due = NULL, worker = NULL, body = NULL WHERE fp = ?",
                 (item.fp,),
             )
-            self.db.execute("UPDATE hosts SET backoff = 0 WHERE host = ?", (host,))
+            # In flight - 1 and backoff reset: see `_settle_done_hosts`.
+            done_per_host[host] = done_per_host.get(host, 0) + 1
             self._bump("done", 1)
-        elif kind in _KIND_STATE:
+            return True
+        self.db.execute("UPDATE hosts SET inflight = inflight - 1 WHERE host = ?", (host,))
+        if kind in _KIND_STATE:
             self._finish(item.fp, _KIND_STATE[kind], item.reason, attempts)
         elif kind is SettleKind.RELEASE:
             self._requeue(item.fp, host, attempts, 0.0, now)
@@ -228,6 +278,15 @@ class SqliteStore:
             if self._failed_try(item.fp, host, attempts, item.reason, delay, now):
                 self._bump("retried", 1)
         return True
+
+    def _settle_done_hosts(self, done_per_host: dict[str, int]) -> None:
+        """What DONE settles do to their hosts: in flight - n, and a success ends a backoff."""
+        if done_per_host:
+            self.db.executemany(
+                "UPDATE hosts SET inflight = inflight - ?, backoff = 0 WHERE host = ?",
+                [(count, host) for host, count in done_per_host.items()],
+            )
+            done_per_host.clear()
 
     def _finish(self, fp: bytes, state: int, reason: str, attempts: int) -> None:
         self.db.execute(

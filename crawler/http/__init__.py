@@ -3,6 +3,8 @@
 Everything the client guide names is importable from here (`aiohttp` read as `crawler.http`).
 """
 
+from typing import TYPE_CHECKING
+
 from crawler.http.auth import BasicAuth
 from crawler.http.connector import BaseConnector, ConnectionKey, TCPConnector, UnixConnector
 from crawler.http.cookies import AbstractCookieJar, CookieJar, DummyCookieJar
@@ -17,13 +19,20 @@ from crawler.http.session import ClientSession
 from crawler.http.streams import EofStream, StreamReader
 from crawler.http.timeouts import ClientTimeout
 from crawler.http.tls import Fingerprint
-from crawler.http.websocket import (
-    ClientWebSocketResponse,
-    ClientWSTimeout,
-    WSCloseCode,
-    WSMessage,
-    WSMsgType,
+
+# WebSocket names load `wsproto` on first use: most clients never open one, and the import
+# costs each crawl worker tens of milliseconds of start-up.
+_WEBSOCKET_NAMES = frozenset(
+    {"ClientWebSocketResponse", "ClientWSTimeout", "WSCloseCode", "WSMessage", "WSMsgType"}
 )
+if TYPE_CHECKING:
+    from crawler.http.websocket import (
+        ClientWebSocketResponse,
+        ClientWSTimeout,
+        WSCloseCode,
+        WSMessage,
+        WSMsgType,
+    )
 
 __all__ = [
     *_errors_all,
@@ -54,3 +63,11 @@ __all__ = [
     "WSMessage",
     "WSMsgType",
 ]
+
+
+def __getattr__(name: str) -> object:
+    if name in _WEBSOCKET_NAMES:
+        from crawler.http import websocket
+
+        return getattr(websocket, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

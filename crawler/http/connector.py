@@ -139,6 +139,17 @@ class BaseConnector(ABC):
 
     # --- getting and giving back connections ---
 
+    def take_idle(self, key: ConnectionKey) -> Connection | None:
+        """An idle kept-alive connection for `key`, acquired, when one is ready now (and nobody
+        waits for `key`); else None. What `connect` returns first, without awaiting: a caller
+        needs no connect timeout around it."""
+        if self._closed:
+            return None
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return self._pool.take_idle(key, loop.time())
+
     async def connect(
         self,
         key: ConnectionKey,

@@ -433,20 +433,12 @@ class ClientSession:
         """Get a connection and the response head; retry once when a reused one was stale."""
         connector = self._connector
         assert connector is not None
+        take_idle = getattr(connector, "take_idle", None)
         for attempt in (1, 2):
-            if timeout.connect:
-                try:
-                    async with asyncio.timeout(timeout.connect):
-                        conn = await connector.connect(key, None, timeout, fresh=attempt > 1)
-                except TimeoutError as exc:
-                    if isinstance(exc, ConnectionTimeoutError):
-                        raise
-                    raise ConnectionTimeoutError(
-                        f"Connection timeout to host {url.host}:{url.port} "
-                        f"(connect={timeout.connect} s)"
-                    ) from None
-            else:
-                conn = await connector.connect(key, None, timeout, fresh=attempt > 1)
+            # A kept-alive connection ready now needs no timer (most requests of a crawl).
+            conn = take_idle(key) if attempt == 1 and take_idle is not None else None
+            if conn is None:
+                conn = await self._connect(connector, key, url, timeout, fresh=attempt > 1)
             try:
                 response_head, body = await send_request(
                     conn,
@@ -481,6 +473,28 @@ class ClientSession:
                 raise
             return conn, response_head, body
         raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    async def _connect(
+        connector: BaseConnector,
+        key: ConnectionKey,
+        url: URL,
+        timeout: ClientTimeout,
+        *,
+        fresh: bool,
+    ) -> Connection:
+        """`connector.connect`, bounded by the connect timeout."""
+        if not timeout.connect:
+            return await connector.connect(key, None, timeout, fresh=fresh)
+        try:
+            async with asyncio.timeout(timeout.connect):
+                return await connector.connect(key, None, timeout, fresh=fresh)
+        except TimeoutError as exc:
+            if isinstance(exc, ConnectionTimeoutError):
+                raise
+            raise ConnectionTimeoutError(
+                f"Connection timeout to host {url.host}:{url.port} (connect={timeout.connect} s)"
+            ) from None
 
     # --- request pieces ---
 

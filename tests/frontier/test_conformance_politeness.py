@@ -155,3 +155,19 @@ async def _lease_one(frontier) -> list[Task]:  # type: ignore[no-untyped-def]
         assert loop.time() < give_up, "no task came back"
         await asyncio.sleep(0.01)
     return tasks
+
+
+async def test_settles_of_one_batch_act_on_their_host_in_order(backend: Backend) -> None:
+    settings = FrontierSettings(per_host_limit=2, backoff_base=0.2, backoff_max=30.0,
+                                max_attempts=20)  # fmt: skip
+    frontier = await backend.open(settings)
+    await frontier.add(["http://mixed.test/1", "http://mixed.test/2"])
+    one, two = await frontier.lease(2, "w")
+    # Submitted together, so they go out as one group commit: a success, then a 503.
+    await asyncio.gather(frontier.ack(one), frontier.retry(two, None, "HTTP 503", status=503))
+    (two,) = await _lease_one(frontier)  # both slots came back, after the host's 0.2 s wait
+    await frontier.retry(two, None, "HTTP 503", status=503)
+    (again,) = await _lease_one(frontier)
+    gap = start_of(again, settings) - start_of(two, settings)
+    # The success came before the 503, so it did not end the streak: 0.4 s, not 0.2 s.
+    assert gap >= 0.4 - 0.002, gap

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from storage import DownloadError, Outcome, Store, download, read_records
+from storage import DownloadError, Outcome, Store, download, fetch_page, read_records
+from storage.fetch import SMALL_BODY_BYTES
 from storage.resume import load_state, state_path_for
 from storage.sink import part_path_for
 from tests.storage.origin import Body, Origin, Resource
@@ -495,3 +496,108 @@ async def test_a_session_without_readinto_streams_chunks_instead(
         record = await download(peer, origin.url("/peer"), store)
     assert record.outcome is Outcome.STORED
     assert sha256_file(store.absolute(record.path)) == body.sha256() == record.sha256
+
+
+# --- small bodies: read whole, written at once, handed to the crawler ---------------------------
+
+
+async def test_small_page_is_stored_and_its_bytes_returned(session, origin: Origin, store: Store):
+    body = Body(6000, seed=50)
+    origin.resources["/page.html"] = Resource(body)
+    record, data = await fetch_page(session, origin.url("/page.html"), store)
+    assert record.outcome is Outcome.STORED and record.size == record.received == body.size
+    assert data == body.bytes()
+    path = store.absolute(record.path)
+    assert path.read_bytes() == data and record.sha256 == body.sha256()
+    assert not part_path_for(path).exists()
+    assert not state_path_for(part_path_for(path)).exists()
+    assert [r.sha256 for r in read_records(store.out_dir)] == [body.sha256()]
+
+
+async def test_large_page_bytes_are_not_held(session, origin: Origin, store: Store):
+    body = Body(SMALL_BODY_BYTES + 1, seed=51)
+    origin.resources["/big.html"] = Resource(body)
+    record, data = await fetch_page(session, origin.url("/big.html"), store)
+    assert record.outcome is Outcome.STORED and data is None
+    assert sha256_file(store.absolute(record.path)) == body.sha256()
+
+
+async def test_page_not_stored_returns_no_bytes(session, origin: Origin, store: Store):
+    origin.resources["/gone"] = Resource(Body(100, seed=52), status=404)
+    record, data = await fetch_page(session, origin.url("/gone"), store)
+    assert record.outcome is Outcome.HTTP_ERROR and data is None
+
+
+async def test_small_body_cut_short_keeps_what_arrived_then_resumes(
+    session, origin: Origin, store: Store
+):
+    body = Body(100_000, seed=53)
+    origin.resources["/cut"] = Resource(body, drop_after=[40_000])
+    url = origin.url("/cut")
+    final = store.tree.path_for(url)
+    with pytest.raises(DownloadError) as failed:
+        await download(session, url, store)
+    assert failed.value.record.outcome is Outcome.FAILED
+    assert only_part_left(final)
+    kept = part_path_for(final).stat().st_size
+    assert 0 < kept <= 40_000 and failed.value.record.received == kept
+    assert part_path_for(final).read_bytes() == body.bytes()[:kept]
+    state = load_state(part_path_for(final))
+    assert state is not None and state.etag == '"v1"' and state.expected_length == body.size
+
+    record = await download(session, url, store)
+    assert record.outcome is Outcome.STORED and record.resumed_from == kept
+    assert origin.requests[-1].headers["range"] == f"bytes={kept}-"
+    assert sha256_file(final) == body.sha256() == record.sha256
+
+
+async def test_small_body_with_wrong_sha256_publishes_nothing(
+    session, origin: Origin, store: Store
+):
+    origin.resources["/d"] = Resource(Body(1000, seed=54))
+    url = origin.url("/d")
+    with pytest.raises(DownloadError) as failed:
+        await download(session, url, store, expected_sha256="0" * 64)
+    assert "DigestMismatchError" in str(failed.value.record.error)
+    final = store.tree.path_for(url)
+    assert not final.exists() and not part_path_for(final).exists()
+
+
+async def test_file_stored_beside_a_directory_is_revalidated(
+    session, origin: Origin, store: Store
+):
+    origin.resources["/a/b"] = Resource(Body(500, seed=56), etag='"b"')
+    origin.resources["/a"] = Resource(Body(500, seed=55))
+    await download(session, origin.url("/a/b"), store)
+    first = await download(session, origin.url("/a"), store)  # `a` is a directory: a%%file
+    assert first.path is not None and first.path.endswith("a%%file")
+    again = await download(session, origin.url("/a"), store)
+    assert origin.requests[-1].headers["if-none-match"] == '"v1"'
+    assert again.outcome is Outcome.NOT_MODIFIED and again.sha256 == first.sha256
+
+
+async def test_a_leftover_part_without_state_is_overwritten(session, origin: Origin, store: Store):
+    body = Body(3000, seed=57)
+    origin.resources["/left"] = Resource(body)
+    url = origin.url("/left")
+    final = store.tree.path_for(url)
+    store.tree.ensure_parent(final)
+    part_path_for(final).write_bytes(b"x" * 5000)  # no state beside it: cannot be resumed
+    record = await download(session, url, store)
+    assert record.outcome is Outcome.STORED and record.resumed_from == 0
+    assert "range" not in origin.requests[-1].headers
+    assert sha256_file(final) == body.sha256() and not part_path_for(final).exists()
+
+
+async def test_no_state_file_outlives_its_part(session, origin: Origin, store: Store):
+    body = Body(2 * MiB, seed=58)
+    origin.resources["/s"] = Resource(body, drop_after=[MiB])
+    url = origin.url("/s")
+    final = store.tree.path_for(url)
+    with pytest.raises(DownloadError):
+        await download(session, url, store)
+    assert state_path_for(part_path_for(final)).exists()  # a resumable `.part` and its state
+    record = await download(session, url, store)
+    assert record.outcome is Outcome.STORED and record.resumed_from > 0
+    assert not part_path_for(final).exists()
+    assert not state_path_for(part_path_for(final)).exists()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import multiprocessing
+import sqlite3
+import threading
 from pathlib import Path
 
 from storage.latest import FLUSH_ENTRIES, LatestEntry, LatestIndex
@@ -81,3 +83,25 @@ def test_urls_with_undecodable_bytes_are_kept(tmp_path: Path) -> None:
     found = again.get(url)
     assert found is not None and found.url == url
     again.close()
+
+
+def test_a_flush_waits_for_another_writers_lock_then_goes_through(tmp_path: Path) -> None:
+    index = LatestIndex(tmp_path)
+    index.put(LatestEntry(url="http://h/a", path="files/h/a", size=1, sha256="0" * 64))
+    index.flush()  # the file exists now
+    other = sqlite3.connect(index.path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(0.3, lambda: other.execute("COMMIT"))
+    try:
+        release.start()
+        index.put(LatestEntry(url="http://h/b", path="files/h/b", size=2, sha256="1" * 64))
+        index.flush()  # would raise "database is locked" if it did not wait
+        release.join()
+        again = LatestIndex(tmp_path)
+        entry = again.get("http://h/b")
+        assert entry is not None and entry.size == 2
+        again.close()
+    finally:
+        release.cancel()
+        other.close()
+        index.close()

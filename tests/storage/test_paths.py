@@ -167,6 +167,49 @@ def test_mapped_paths_can_be_created_on_disk(urls: list[str]) -> None:
             assert resolved.is_relative_to(tree.root.resolve())
 
 
+# URLs made of the characters `MirrorTree.path_for`'s fast path accepts, with the names that
+# still need the general rules (dot segments, devices, reserved suffixes, trailing dots, long).
+_PLAIN_SEGMENTS = st.one_of(
+    st.from_regex(r"[A-Za-z0-9._-]{0,12}", fullmatch=True),
+    st.sampled_from(
+        ["", ".", "..", "...", "a.", "CON", "nul.txt", "Com1", "x.part", "x.PART.json", "a" * 199,
+         "a" * 200, "a" * 201, "b" * 120, "index.html"]
+    ),
+)
+_PLAIN_URLS = st.builds(
+    lambda scheme, host, port, segments: f"{scheme}://{host}{port}/" + "/".join(segments),
+    st.sampled_from(["http", "https"]),
+    st.one_of(
+        st.sampled_from(["h", "H.Example.COM.", "127.0.0.1", "..", ".", "a-b", "con"]),
+        st.from_regex(r"[A-Za-z0-9.\-]{1,20}", fullmatch=True),
+    ),
+    st.one_of(st.just(""), st.integers(0, 99999).map(lambda p: f":{p}"), st.just(":080")),
+    st.lists(_PLAIN_SEGMENTS, max_size=40),
+)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(_PLAIN_URLS)
+def test_fast_mapping_of_plain_urls_matches_the_general_one(url: str) -> None:
+    tree = MirrorTree("/srv/out/files")
+    try:
+        rel = mirror_relpath(url)
+    except InvalidMirrorURL:
+        with pytest.raises(InvalidMirrorURL):
+            tree.path_for(url)
+        return
+    assert tree.path_for(url) == tree.root.joinpath(*rel.parts)
+    assert tree.path_for(url) == tree.root.joinpath(*rel.parts)  # again, host segment cached
+
+
+def test_plain_urls_take_the_fast_mapping() -> None:
+    tree = MirrorTree("/srv/out/files")
+    assert tree._plain_relpath("http://Example.com:8080/a/b.html") == "example.com+8080/a/b.html"
+    assert tree._plain_relpath("https://h/dir/") == "h/dir/index.html"
+    assert tree._plain_relpath("http://h/a/../b") is None  # dot segments: the general rules
+    assert tree._plain_relpath("http://h/a?q=1") is None
+
+
 # --- file / directory clash ------------------------------------------------------------------
 
 

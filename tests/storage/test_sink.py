@@ -301,3 +301,67 @@ async def test_after_a_failed_write_no_later_batch_reaches_the_file(tmp_path: Pa
     assert not sink.is_open and not final.exists()
     # The .part is the body's prefix up to the failure: resuming from its size stays correct.
     assert part_path_for(final).read_bytes() == batches[0]
+
+
+async def test_put_writes_and_hashes_a_whole_body_at_once(tmp_path: Path):
+    final = tmp_path / "page.html"
+    sink = BodySink(final)
+    await sink.open()
+    sink.put(DATA[:5000])
+    assert part_path_for(final).read_bytes() == DATA[:5000]  # written before commit
+    result = await sink.commit(
+        expected_size=5000, expected_sha256=hashlib.sha256(DATA[:5000]).hexdigest()
+    )
+    assert result.size == 5000 and final.read_bytes() == DATA[:5000]
+
+
+async def test_put_after_resumed_prefix_appends(tmp_path: Path):
+    final = tmp_path / "f.bin"
+    part_path_for(final).write_bytes(DATA[:700])
+    sink = BodySink(final)
+    await sink.open(700)
+    sink.put(DATA[700:2000])
+    result = await sink.commit(expected_size=2000)
+    assert result.sha256 == hashlib.sha256(DATA[:2000]).hexdigest()
+    assert final.read_bytes() == DATA[:2000]
+
+
+async def test_put_refuses_while_written_chunks_wait(tmp_path: Path):
+    sink = BodySink(tmp_path / "f.bin")
+    await sink.open()
+    await sink.write(b"queued")
+    with pytest.raises(StorageError):
+        sink.put(b"more")
+    await sink.close()
+
+
+async def test_open_at_zero_empties_a_stale_part(tmp_path: Path):
+    final = tmp_path / "f.bin"
+    part_path_for(final).write_bytes(b"stale bytes of another attempt")
+    sink = BodySink(final)
+    await sink.open()
+    sink.put(b"new")
+    await sink.commit(expected_size=3)
+    assert final.read_bytes() == b"new"
+
+
+async def test_open_new_creates_a_locked_empty_part_only_when_there_is_none(tmp_path: Path):
+    final = tmp_path / "f.bin"
+    sink = BodySink(final)
+    assert sink.open_new() is True
+    assert sink.is_open and part_path_for(final).stat().st_size == 0
+    other = BodySink(final)
+    assert other.open_new() is False  # there is one now: the caller reads its state first
+    with pytest.raises(PathBusyError):
+        await other.open()
+    sink.put(b"body")
+    await sink.commit(expected_size=4)
+    assert final.read_bytes() == b"body"
+
+
+async def test_open_new_leaves_an_existing_part_untouched(tmp_path: Path):
+    final = tmp_path / "f.bin"
+    part_path_for(final).write_bytes(b"resumable bytes")
+    sink = BodySink(final)
+    assert sink.open_new() is False and not sink.is_open
+    assert part_path_for(final).read_bytes() == b"resumable bytes"

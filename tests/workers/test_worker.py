@@ -4,7 +4,11 @@ site: links sent once, redirects as tasks or followed, the start gate of `crawl 
 from __future__ import annotations
 
 import collections
+import gc
 import os
+import subprocess
+import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,9 +20,17 @@ from crawler.demo_site import SiteSpec, site_in_thread
 from crawler.frontier import open_frontier
 from storage import Outcome, Store
 from tests.workers.support import by_url, crawl, records
+from workers import worker as worker_module
 from workers.job import frontier_settings
-from workers.process import make_session
-from workers.supervisor import GATE_OPEN, START_FD_ENV, wait_at_gate
+from workers.process import GC_THRESHOLDS, _crawl_gc, make_session
+from workers.supervisor import (
+    GATE_OPEN,
+    START_FD_ENV,
+    _Child,
+    _open_pidfd,
+    _wait_for_an_exit,
+    wait_at_gate,
+)
 from workers.worker import Worker, WorkerExit, WorkerOptions
 
 
@@ -79,6 +91,24 @@ async def test_a_worker_hands_each_link_to_the_frontier_once(tmp_path: Path) -> 
     assert {r.url for r in found} >= set(served.site.page_urls())
 
 
+async def test_small_pages_are_parsed_from_the_bytes_storage_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read_back: list[Path] = []
+    read_small = worker_module._read_small
+
+    def counting_read(path: Path) -> bytes:
+        read_back.append(path)
+        return read_small(path)
+
+    monkeypatch.setattr(worker_module, "_read_small", counting_read)
+    with site_in_thread(SiteSpec(pages=60, hosts=1)) as served:
+        await crawl_in_process(tmp_path, served.seeds)
+        found = records(tmp_path / "out")
+    assert {r.url for r in found} >= set(served.site.page_urls())
+    assert read_back == []
+
+
 async def test_a_redirect_becomes_a_link_with_its_hop_count(tmp_path: Path) -> None:
     with site_in_thread(SiteSpec(pages=10, hosts=1)) as served:
         seed = served.seeds[0]
@@ -133,6 +163,28 @@ async def test_a_redirect_chain_ends_after_max_redirects_hops(
 
 
 # --- the start gate ---------------------------------------------------------------------------
+
+
+def test_the_supervisor_wakes_as_soon_as_a_child_exits() -> None:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    child = _Child(0, process, pidfd=_open_pidfd(process.pid))
+    try:
+        assert child.pidfd is not None  # Linux: an exit makes the pidfd readable
+        started = time.monotonic()
+        _wait_for_an_exit([child], 120.0)
+        # Woken by the exit, not by the end of the 120 s wait.
+        assert time.monotonic() - started < 60
+        assert process.wait(timeout=10) == 0
+    finally:
+        child.close_pidfd()
+
+
+def test_a_worker_tunes_the_cycle_collector_only_while_it_runs() -> None:
+    before, frozen = gc.get_threshold(), gc.get_freeze_count()
+    with _crawl_gc():
+        assert gc.get_threshold() == GC_THRESHOLDS
+        assert gc.get_freeze_count() > frozen  # start-up objects are left out of collections
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
 
 
 def test_a_child_without_a_gate_goes_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
