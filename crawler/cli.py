@@ -196,7 +196,7 @@ def status(out: str | None, redis: str | None, job: str | None, as_json: bool) -
         return
     for key, value in report.items():
         if key == "busiest_hosts":
-            click.echo("busiest hosts:")
+            click.echo("busiest hosts:" if value else "busiest hosts: none queued")
             for host, queued in value:
                 click.echo(f"  {host:40} {queued:>10,}")
         else:
