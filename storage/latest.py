@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from crawler.sqlite_lock import begin_immediate
 from storage.resume import header_safe
 
 __all__ = ["LatestEntry", "LatestIndex", "conditional_headers"]
@@ -149,7 +150,7 @@ class LatestIndex:
         puts = [(key, text) for key, text in self._pending.items() if text is not None]
         gone = [(key,) for key, text in self._pending.items() if text is None]
         db = self._connection()
-        _begin_immediate(db)
+        begin_immediate(db, BUSY_TIMEOUT_S)
         try:
             db.executemany("INSERT OR REPLACE INTO latest VALUES (?, ?)", puts)
             db.executemany("DELETE FROM latest WHERE url = ?", gone)
@@ -161,39 +162,6 @@ class LatestIndex:
 
 
 _FIELD_NAMES = tuple(f.name for f in fields(LatestEntry))
-# Waiting for another process's write lock: first try after this long, doubling up to the max.
-BUSY_PAUSE_MIN_S = 0.0002
-BUSY_PAUSE_MAX_S = 0.002
-
-
-def _begin_immediate(db: sqlite3.Connection) -> None:
-    """Take the write lock, waiting for another process's in short steps: SQLite's own busy
-    handler sleeps up to 100 ms between tries, on the worker's event loop, while a flush holds
-    the lock for a millisecond or two."""
-    db.execute("PRAGMA busy_timeout = 0")  # each try answers at once
-    try:
-        deadline = time.monotonic() + BUSY_TIMEOUT_S
-        pause = BUSY_PAUSE_MIN_S
-        while True:
-            try:
-                db.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as exc:
-                if not _is_busy(exc) or time.monotonic() >= deadline:
-                    raise
-            time.sleep(pause)
-            pause = min(pause * 2, BUSY_PAUSE_MAX_S)
-    finally:
-        db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-
-
-def _is_busy(exc: sqlite3.OperationalError) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is not None:
-        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-    return "locked" in str(exc) or "busy" in str(exc)
-
-
 def _key(url: str) -> str:
     # URLs may carry lone surrogates (undecodable bytes kept as surrogateescape): SQLite needs
     # valid UTF-8, so those are stored as escapes.

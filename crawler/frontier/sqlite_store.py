@@ -20,6 +20,8 @@ from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from crawler.sqlite_lock import begin_immediate
+
 from .admission import Admitted, unpack_body
 from .base import CommitResult, Settle, SettleKind
 from .settings import FrontierSettings
@@ -30,9 +32,6 @@ __all__ = ["SqliteStore", "stored_job"]
 QUEUED, LEASED, DELAYED, DONE, SKIPPED, FAILED, DEAD = range(7)
 RECLAIM_PER_LEASE = 1000
 BUSY_TIMEOUT_MS = 60_000
-# Waiting for another process's write lock: first try after this long, doubling up to the max.
-BUSY_PAUSE_MIN_S = 0.0002
-BUSY_PAUSE_MAX_S = 0.002
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB) WITHOUT ROWID;
@@ -80,13 +79,6 @@ _FINAL_STATES = {SKIPPED: FinalState.SKIPPED, FAILED: FinalState.FAILED, DEAD: F
 _KIND_STATE = {SettleKind.DONE: DONE, SettleKind.SKIPPED: SKIPPED, SettleKind.FAILED: FAILED}
 
 
-def _is_busy(exc: sqlite3.OperationalError) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is not None:
-        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-    return "locked" in str(exc) or "busy" in str(exc)
-
-
 def stored_job(path: str) -> str | None:
     """The job a frontier file holds (None when it holds none), read without writing."""
     try:
@@ -124,7 +116,7 @@ class SqliteStore:
     @contextmanager
     def _write(self) -> Iterator[float]:
         """BEGIN IMMEDIATE ... COMMIT; yields the time read once the write lock is held."""
-        self._begin_immediate()
+        begin_immediate(self.db, BUSY_TIMEOUT_MS / 1000)
         try:
             yield time.time()
         except BaseException:
@@ -137,29 +129,6 @@ class SqliteStore:
             if self.db.in_transaction:
                 self.db.execute("ROLLBACK")
             raise
-
-    def _begin_immediate(self) -> None:
-        """Take the write lock, waiting for another process's in short steps.
-
-        SQLite's own busy handler sleeps 1, 2, 5 ... up to 100 ms between tries, while a
-        frontier transaction holds the lock for a millisecond or two: with two worker
-        processes, each would spend a good part of its time asleep with acks waiting.
-        """
-        self.db.execute("PRAGMA busy_timeout = 0")  # each try answers at once
-        try:
-            deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
-            pause = BUSY_PAUSE_MIN_S
-            while True:
-                try:
-                    self.db.execute("BEGIN IMMEDIATE")
-                    return
-                except sqlite3.OperationalError as exc:
-                    if not _is_busy(exc) or time.monotonic() >= deadline:
-                        raise
-                time.sleep(pause)
-                pause = min(pause * 2, BUSY_PAUSE_MAX_S)
-        finally:
-            self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
     # ---- job -----------------------------------------------------------------------------
 

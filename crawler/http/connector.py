@@ -28,6 +28,7 @@ from crawler.http.dns_cache import HostResolver
 from crawler.http.errors import (
     ClientConnectionError,
     ConnectionKeyInfo,
+    ConnectionTimeoutError,
     ServerDisconnectedError,
 )
 from crawler.http.pool import Pool, PoolStats
@@ -35,7 +36,13 @@ from crawler.http.resolver import AbstractResolver, DefaultResolver
 from crawler.http.timeouts import ClientTimeout
 from crawler.http.tls import SSLSetting, resolve_ssl
 
-__all__ = ["BaseConnector", "ConnectionKey", "TCPConnector", "UnixConnector"]
+__all__ = [
+    "BaseConnector",
+    "ConnectionKey",
+    "TCPConnector",
+    "UnixConnector",
+    "connect_within_timeout",
+]
 
 # One receive buffer per connector, shared by its connections: a protocol's buffer is only in
 # use during its own buffer_updated() call, and every body piece is copied out of it there.
@@ -441,3 +448,26 @@ def make_key(
         server_hostname if is_ssl else None,
     )
 
+
+
+async def connect_within_timeout(
+    connector: BaseConnector,
+    key: ConnectionKey,
+    url: URL,
+    timeout: ClientTimeout,
+    *,
+    fresh: bool = False,
+) -> Connection:
+    """`connector.connect(key)` bounded by `timeout.connect` (waiting for a pool slot included),
+    which raises `ConnectionTimeoutError` naming the host."""
+    if not timeout.connect:
+        return await connector.connect(key, None, timeout, fresh=fresh)
+    try:
+        async with asyncio.timeout(timeout.connect):
+            return await connector.connect(key, None, timeout, fresh=fresh)
+    except TimeoutError as exc:
+        if isinstance(exc, ConnectionTimeoutError):
+            raise
+        raise ConnectionTimeoutError(
+            f"Connection timeout to host {url.host}:{url.port} (connect={timeout.connect} s)"
+        ) from None

@@ -28,14 +28,19 @@ from crawler.http._wire import (
 )
 from crawler.http.auth import BasicAuth
 from crawler.http.connection import Connection, ExchangeOptions
-from crawler.http.connector import BaseConnector, ConnectionKey, TCPConnector, make_key
+from crawler.http.connector import (
+    BaseConnector,
+    ConnectionKey,
+    TCPConnector,
+    connect_within_timeout,
+    make_key,
+)
 from crawler.http.cookies import AbstractCookieJar, CookieJar, LooseCookies
 from crawler.http.decoders import DEFAULT_MAX_OUTPUT, accept_encoding
 from crawler.http.errors import (
     ClientConnectionResetError,
     ClientOSError,
     ClientResponseError,
-    ConnectionTimeoutError,
     RedirectClientError,
     RequestInfo,
     ServerDisconnectedError,
@@ -438,7 +443,9 @@ class ClientSession:
             # A kept-alive connection ready now needs no timer (most requests of a crawl).
             conn = take_idle(key) if attempt == 1 and take_idle is not None else None
             if conn is None:
-                conn = await self._connect(connector, key, url, timeout, fresh=attempt > 1)
+                conn = await connect_within_timeout(
+                    connector, key, url, timeout, fresh=attempt > 1
+                )
             try:
                 response_head, body = await send_request(
                     conn,
@@ -473,28 +480,6 @@ class ClientSession:
                 raise
             return conn, response_head, body
         raise AssertionError("unreachable")  # pragma: no cover
-
-    @staticmethod
-    async def _connect(
-        connector: BaseConnector,
-        key: ConnectionKey,
-        url: URL,
-        timeout: ClientTimeout,
-        *,
-        fresh: bool,
-    ) -> Connection:
-        """`connector.connect`, bounded by the connect timeout."""
-        if not timeout.connect:
-            return await connector.connect(key, None, timeout, fresh=fresh)
-        try:
-            async with asyncio.timeout(timeout.connect):
-                return await connector.connect(key, None, timeout, fresh=fresh)
-        except TimeoutError as exc:
-            if isinstance(exc, ConnectionTimeoutError):
-                raise
-            raise ConnectionTimeoutError(
-                f"Connection timeout to host {url.host}:{url.port} (connect={timeout.connect} s)"
-            ) from None
 
     # --- request pieces ---
 

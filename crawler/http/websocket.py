@@ -18,7 +18,7 @@ from yarl import URL
 
 from crawler.http import dialer, proxy_env
 from crawler.http.auth import BasicAuth
-from crawler.http.connector import make_key
+from crawler.http.connector import connect_within_timeout
 from crawler.http.dns_cache import HostResolver
 from crawler.http.errors import (
     ConnectionKeyInfo,
@@ -326,31 +326,9 @@ async def _open_transport(
         # A forward proxy relays requests, not an upgraded connection: plain ws:// needs a
         # CONNECT tunnel too, which the connector only builds for https.
         return await _open_plain_tunnel(url, proxy, proxy_auth, proxy_headers, timeout)
-    maker = getattr(connector, "make_key", None)
-    tunnel = proxy is not None
-    if maker is not None:
-        key = maker(
-            url,
-            ssl=ssl,
-            proxy=proxy,
-            proxy_auth=proxy_auth if tunnel else None,
-            proxy_headers=proxy_headers if tunnel else None,
-            server_hostname=server_hostname,
-        )
-    else:
-        key = make_key(url, ssl=ssl, proxy=proxy, server_hostname=server_hostname)
-    if timeout.connect:
-        try:
-            async with asyncio.timeout(timeout.connect):
-                conn = await connector.connect(key, None, timeout)
-        except TimeoutError as exc:
-            if isinstance(exc, ConnectionTimeoutError):
-                raise
-            raise ConnectionTimeoutError(
-                f"Connection timeout to host {url.host}:{url.port} (connect={timeout.connect} s)"
-            ) from None
-    else:
-        conn = await connector.connect(key, None, timeout)
+    # Past the check above a proxy means an https URL: the session's key names the tunnel.
+    key = session._key_for(url, ssl, proxy, proxy_auth, proxy_headers, server_hostname)
+    conn = await connect_within_timeout(connector, key, url, timeout)
     return conn.detach()
 
 
