@@ -128,12 +128,16 @@ class StreamReader:
 
     # --- producer side ---
 
-    def feed_data(self, data: bytes) -> None:
+    def feed_data(self, data: bytes | bytearray | memoryview) -> None:
         """Append bytes (empty bytes are ignored). Not allowed after `feed_eof`."""
         if not data:
             return
         if self._eof:
             raise RuntimeError("feed_data() after feed_eof()")
+        if type(data) is not bytes:
+            # Only views into our own blocks may sit in the buffer as non-bytes: the readers
+            # release a block for each of those. A caller's bytearray could also change later.
+            data = bytes(data)
         self._target = None  # later bytes must not overtake these
         self._buffer.append(data)
         size = self._size + len(data)

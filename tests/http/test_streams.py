@@ -217,6 +217,20 @@ async def test_bytes_written_in_place_read_back_exactly_and_in_order_with_fed_on
     assert await stream.read() == expected
 
 
+async def test_fed_bytearrays_and_views_mix_with_in_place_pieces_and_are_copied() -> None:
+    stream = StreamReader(limit=2**16)
+    mutable = bytearray(b"fed-array|")
+    write_in_place(stream, b"in-place-1|")
+    stream.feed_data(mutable)
+    stream.feed_data(memoryview(b"fed-view|"))
+    write_in_place(stream, b"in-place-2")
+    mutable[:] = b"X" * len(mutable)  # the caller reuses its buffer: what was fed must stay
+    stream.feed_eof()
+    assert await stream.read(11) == b"in-place-1|"
+    assert await stream.readany() == b"fed-array|"
+    assert await stream.read() == b"fed-view|in-place-2"
+
+
 async def test_in_place_pieces_serve_every_kind_of_read() -> None:
     stream = StreamReader()
     for part in (b"line one\nli", b"ne two\n", b"0123456789", b"abc"):
