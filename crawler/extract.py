@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import codecs
 import re
-from itertools import repeat
 
 import yarl
 from selectolax.lexbor import LexborHTMLParser
@@ -57,6 +56,13 @@ _DOT_SEGMENT = re.compile(r"/\.\.?(?:/|$)")
 _STRIP = "".join(chr(c) for c in range(0x21))
 _REMOVE_INSIDE = str.maketrans("", "", "\t\n\r")
 _NEEDS_CLEANING = re.compile(r"[\t\n\r\\]")
+
+
+# Resolved references remembered across pages (see `_resolve_all`): most links of a site are
+# the same few hundred navigation references on every page. Cleared, not evicted, when full.
+_RESOLVED_MAX = 100_000
+_resolved: dict[tuple[str, str, bool], str | None] = {}
+_ABSOLUTE = ("http://", "https://")
 
 
 class _Base:
@@ -192,6 +198,39 @@ def _resolve(raw: str, base: _Base) -> str | None:
     return _relative(rest, base)
 
 
+def _resolve_all(refs: list[str], base: _Base) -> list[str | None]:
+    """`_resolve` of each reference, from the shared cache where possible.
+
+    The result of `_resolve(ref, base)` depends on `ref` and on one prefix of the base: the
+    origin for references starting with "/" (absolute paths, and scheme-relative ones, which
+    depend only on the scheme it holds), the directory for relative paths that start with a
+    character other than "?", "#" or whitespace and have no ":" (and for "http://" and
+    "https://" URLs, which depend on nothing of it), plus whether the base is plain. Those are
+    the cache keys. The rest depend on more of the base ("?query", "", "http:?q" resolve
+    against its path or whole URL) or are rare, and are resolved each time.
+    """
+    cache = _resolved
+    if len(cache) > _RESOLVED_MAX:
+        cache.clear()
+    origin, directory, plain = base.origin, base.directory, base.plain
+    out: list[str | None] = []
+    for ref in refs:
+        first = ref[:1]
+        if first == "/":
+            key = (origin, ref, plain)
+        elif first > " " and first not in "?#" and (":" not in ref or ref.startswith(_ABSOLUTE)):
+            key = (directory, ref, plain)
+        else:
+            out.append(_resolve(ref, base))
+            continue
+        try:
+            out.append(cache[key])
+        except KeyError:
+            cache[key] = url = _resolve(ref, base)
+            out.append(url)
+    return out
+
+
 def resolve_link(ref: str, base_url: str) -> str | None:
     """One attribute value resolved against `base_url` (an absolute http(s) URL).
 
@@ -257,7 +296,7 @@ def extract_links(
         resolved_base = _resolve(base_href, document_base)
         if resolved_base is not None:
             base = _Base(resolved_base)
-    found = dict.fromkeys(url for url in map(_resolve, refs, repeat(base)) if url is not None)
+    found = dict.fromkeys(url for url in _resolve_all(refs, base) if url is not None)
     found.pop(_checked(document_base.url) or document_base.url, None)
     return list(found)
 

@@ -10,6 +10,7 @@ import yarl
 from hypothesis import given
 from hypothesis import strategies as st
 
+from crawler import extract as extract_module
 from crawler.extract import (
     extract_links,
     extract_links_from_body,
@@ -98,6 +99,69 @@ def test_relative_references_resolve_like_urljoin(
     if not ref or ref.startswith("//"):
         return
     assert resolve_link(ref, RFC_BASE) == urljoin(RFC_BASE, ref)
+
+
+# Bases that share origins and directories but differ in path, query, scheme and plainness,
+# so a cached resolution that depended on more than its key would show up as a difference.
+_CACHE_BASES = [
+    "http://a.test/b/c/d;p?q",
+    "http://a.test/b/c/e",
+    "http://a.test/b/x",
+    "http://a.test/",
+    "https://a.test/b/c/d",
+    "http://a.test/b/c/%7Ed%20e?q=1",
+    "http://a.test/b/c/\u00e9t\u00e9",
+    "http://a.test:8080/b/c/d",
+]
+_REF_PIECES = st.sampled_from(
+    [
+        "/",
+        "a",
+        "..",
+        ".",
+        "?",
+        "#",
+        ":",
+        "//",
+        "\\",
+        "\t",
+        " ",
+        "http:",
+        "https:",
+        "http://h",
+        "mailto:",
+        "%2e",
+        "b.html",
+        "\u00e9",
+        "@",
+        "x=1",
+    ]
+)
+
+
+@given(
+    refs=st.lists(st.lists(_REF_PIECES, max_size=5).map("".join), min_size=1, max_size=8),
+    order=st.permutations(range(len(_CACHE_BASES))),
+)
+def test_cached_resolution_matches_resolving_each_reference(
+    refs: list[str], order: list[int]
+) -> None:
+    # The cache is shared by every page: resolving the same references against bases in any
+    # order must give exactly what a fresh resolution gives.
+    for index in order:
+        base = extract_module._Base(_CACHE_BASES[index])
+        expected = [extract_module._resolve(ref, base) for ref in refs]
+        assert extract_module._resolve_all(refs, base) == expected
+        assert extract_module._resolve_all(refs, base) == expected  # now from the cache
+
+
+def test_resolution_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(extract_module, "_RESOLVED_MAX", 10)
+    monkeypatch.setattr(extract_module, "_resolved", {})
+    for page in range(50):
+        html = "".join(f'<a href="/p{page}-{i}">x</a>' for i in range(5))
+        assert len(extract_links(html, "http://a.test/")) == 5
+    assert len(extract_module._resolved) <= 10 + 5
 
 
 def test_empty_path_segments_are_kept_as_rfc_3986_says() -> None:
@@ -393,11 +457,16 @@ def test_remembered_resolutions_still_depend_on_each_page() -> None:
     second = extract_links(html, "http://site.test/two/page.html")
     other = extract_links(html, "https://other.test/one/page.html")
     again = extract_links(html, "http://site.test/one/page.html")
-    assert first == again == [
-        "http://site.test/one/next.html", "http://site.test/top", "http://x.test/a"
-    ]
+    assert (
+        first
+        == again
+        == ["http://site.test/one/next.html", "http://site.test/top", "http://x.test/a"]
+    )
     assert second == ["http://site.test/two/next.html", "http://site.test/top", "http://x.test/a"]
-    assert other == ["https://other.test/one/next.html", "https://other.test/top", "http://x.test/a"]
+    assert other == [
+        "https://other.test/one/next.html",
+        "https://other.test/top",
+        "http://x.test/a",
+    ]
     based = extract_links('<base href="http://cdn.test/b/">' + html, "http://site.test/one/p")
     assert based == ["http://cdn.test/b/next.html", "http://cdn.test/top", "http://x.test/a"]
-

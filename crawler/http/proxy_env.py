@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import netrc
 import os
-import urllib.request
 from pathlib import Path
 
 from yarl import URL
@@ -35,6 +34,9 @@ def proxy_from_env(url: URL) -> tuple[URL | None, BasicAuth | None]:
     scheme = _ENV_SCHEME.get(url.scheme)
     if scheme is None or not url.host:
         return None, None
+    # Imported here: urllib.request costs every process ~6 ms, and only trust_env needs it.
+    import urllib.request
+
     proxies = urllib.request.getproxies_environment()
     raw = proxies.get(scheme) or proxies.get("all")
     if not raw:
@@ -53,6 +55,8 @@ def proxy_from_env(url: URL) -> tuple[URL | None, BasicAuth | None]:
 
 def _bypassed(url: URL) -> bool:
     """Whether NO_PROXY (any case) says to reach this host directly."""
+    import urllib.request
+
     host = url.host or ""
     if url.explicit_port:
         # proxy_bypass_environment matches both "host" and "host:port" entries from this.
