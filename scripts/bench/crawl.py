@@ -43,6 +43,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _bytecode import compile_trees  # noqa: E402
+
 from crawler.demo_site import NginxSite, SiteSpec, build_site, write_site  # noqa: E402
 from crawler.demo_site.server import bind_sockets  # noqa: E402
 from storage import read_records  # noqa: E402
@@ -114,15 +118,6 @@ def scratch_root(requested: str | None) -> Path:
     if shm.is_dir() and os.access(shm, os.W_OK):
         return Path(tempfile.mkdtemp(prefix="crawl-bench-", dir=shm))
     return Path(tempfile.mkdtemp(prefix="crawl-bench-"))
-
-
-def compile_trees(trees: list[Path], prefix: str) -> None:
-    """Bytecode for our packages in each source tree, under `prefix` (PYTHONPYCACHEPREFIX)."""
-    env = dict(os.environ, PYTHONPYCACHEPREFIX=prefix)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    for tree in trees:
-        packages = [str(tree / name) for name in ("crawler", "storage", "workers")]
-        subprocess.run([sys.executable, "-m", "compileall", "-q", *packages], env=env, check=True)
 
 
 def generate(pages: int, folder: Path) -> None:
