@@ -48,65 +48,9 @@ CONTENDERS = ("ours", "mirror", "curl", "wget", "aria2c", "aiohttp")
 # Our contenders run from this source tree with its bytecode compiled once (see _bytecode).
 OURS = ("ours", "mirror")
 ROOT = Path(__file__).resolve().parents[2]
+# The Python contenders run in this script's own minimal child (see its docstring).
+CHILD = Path(__file__).with_name("_download_child.py")
 TOOLS = {"curl": "curl", "wget": "wget", "aria2c": "aria2c"}
-
-
-# --- the Python contenders (run as children of this script) ----------------------------------
-
-
-def _vm_hwm() -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-async def _ours(url: str, out: Path, fsync: str) -> str:
-    from crawler.http import ClientSession
-    from storage import Store, download
-
-    with Store(out, writer_id="bench", fsync=fsync) as store:
-        async with ClientSession() as session:
-            record = await download(session, url, store)
-            stats = session.connector.stats()
-    if record.outcome.value != "stored" or stats.acquired or stats.waiters:
-        raise SystemExit(f"download failed: {record.outcome} {record.error} {stats}")
-    return record.sha256 or ""
-
-
-async def _aiohttp(url: str, out: Path) -> str:
-    import aiohttp
-
-    target = out / "aiohttp.bin"
-    async with aiohttp.ClientSession() as session, session.get(url) as resp:
-        resp.raise_for_status()
-        with target.open("wb", buffering=0) as file:
-            async for chunk in resp.content.iter_chunked(64 * 1024):
-                file.write(chunk)
-    return ""
-
-
-def run_child(args: argparse.Namespace) -> None:
-    import asyncio
-
-    try:
-        import uvloop
-
-        run = uvloop.run
-    except ImportError:
-        run = asyncio.run
-    if args.child == "ours":
-        __import__("storage")
-        __import__("crawler.http")
-        started = time.perf_counter()
-        digest = run(_ours(args.url, args.out, args.fsync))
-    else:
-        __import__("aiohttp")
-        started = time.perf_counter()
-        digest = run(_aiohttp(args.url, args.out))
-    seconds = time.perf_counter() - started
-    print(json.dumps({"seconds": seconds, "hwm": _vm_hwm(), "sha256": digest}))
 
 
 # --- running and measuring one contender -----------------------------------------------------
@@ -131,11 +75,8 @@ def _hwm_of(pid: int) -> int:
 
 
 def command_for(name: str, url: str, out: Path, args: argparse.Namespace) -> list[str]:
-    me = [sys.executable, __file__, "--url", url, "--out", str(out), "--fsync", args.fsync]
-    if name == "ours":
-        return [*me, "--child", "ours"]
-    if name == "aiohttp":
-        return [*me, "--child", "aiohttp"]
+    if name in ("ours", "aiohttp"):
+        return [sys.executable, str(CHILD), name, url, str(out), args.fsync]
     if name == "mirror":
         crawl = shutil.which("crawl") or "crawl"
         return [crawl, "mirror", url, "--out", str(out / "mirror"), "--no-progress"]
@@ -257,13 +198,7 @@ def main() -> None:
     parser.add_argument(
         "--verify", action="store_true", help="also check each saved file's sha256 (slower)"
     )
-    parser.add_argument("--child", choices=("ours", "aiohttp"), help=argparse.SUPPRESS)
-    parser.add_argument("--url", help=argparse.SUPPRESS)
-    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
-        run_child(args)
-        return
 
     names = [n for n in args.contenders.split(",") if n]
     for name in names:
