@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import sys
 import time
 from collections.abc import Callable
 
@@ -111,15 +112,20 @@ def main() -> None:
     args = parser.parse_args()
 
     body = generated_page(args.links)
-    contenders = {"crawler.extract": ours(body), "scrapy LinkExtractor": scrapys(body)}
+    contenders = {"crawler.extract": ours(body)}
+    try:
+        contenders["scrapy LinkExtractor"] = scrapys(body)
+    except ImportError:
+        print("scrapy is not installed (pip install -e '.[bench]'): skipped", file=sys.stderr)
     print(f"page: {len(body):,} bytes, {args.links} links")
     results = {}
     for name, run in contenders.items():
         found = len(run())
         results[name] = pages_per_second(run, args.seconds)
         print(f"{name:22} {results[name]:>10,.0f} pages/s  ({found} links)")
-    ratio = results["crawler.extract"] / results["scrapy LinkExtractor"]
-    print(f"ratio crawler.extract / scrapy: {ratio:.1f}x")
+    if "scrapy LinkExtractor" in results:
+        ratio = results["crawler.extract"] / results["scrapy LinkExtractor"]
+        print(f"ratio crawler.extract / scrapy: {ratio:.1f}x")
 
 
 if __name__ == "__main__":
