@@ -387,6 +387,10 @@ class ClientSession:
                     plan.strip_for_new_origin()
                     auth = None
                 method, url = hop.method, hop.url
+                if url.raw_user is not None:
+                    # Credentials in a Location are for the URL they are in, as a caller's are:
+                    # Basic auth there (and on its same-origin hops), never in the request.
+                    auth, url = BasicAuth.from_url(url), url.with_user(None)
                 if proxy is None and self._trust_env:
                     # The environment's proxy depends on the URL (scheme, NO_PROXY): ask again,
                     # so a hop to a bypassed host goes direct, without the proxy's credentials.

@@ -310,6 +310,30 @@ async def test_url_credentials_never_follow_a_redirect_to_another_origin(httpbin
     assert "Authorization" not in headers
 
 
+async def test_credentials_in_a_location_become_basic_auth_for_that_url(httpbin) -> None:
+    # httpbin's /basic-auth/u/p answers 200 only to those credentials, 401 otherwise.
+    target = URL(httpbin.url).with_user("u").with_password("p") / "basic-auth" / "u" / "p"
+    url = URL(httpbin.url + "/redirect-to").with_query(url=str(target))
+    async with ClientSession() as session, session.get(url) as response:
+        assert response.status == 200
+        assert [hop.status for hop in response.history] == [302]
+        assert response.url.user is None and response.url.password is None
+        assert (await response.json()) == {"authenticated": True, "user": "u"}
+        assert response.request_info.headers["Authorization"] == BasicAuth("u", "p").encode()
+
+
+async def test_credentials_in_a_location_replace_the_callers_auth(httpbin) -> None:
+    target = URL(httpbin.url).with_user("u").with_password("p") / "basic-auth" / "u" / "p"
+    url = URL(httpbin.url + "/redirect-to").with_query(url=str(target))
+    async with (
+        ClientSession() as session,
+        session.get(url, auth=BasicAuth("caller", "secret")) as response,
+    ):
+        assert response.status == 200
+        sent = response.request_info.headers["Authorization"]
+    assert sent == BasicAuth("u", "p").encode()
+
+
 # --- redirects with bodies -------------------------------------------------------------------
 
 
