@@ -7,11 +7,18 @@ new entry of a URL and loses at most the last unflushed batch, which only means 
 fetched whole instead of revalidated next time. The record logs stay the full history; this is
 only the "latest" view. A table, not a file per URL: creating a file costs more than fetching a
 small page does.
+
+Durability follows the store's fsync policy: with `never` SQLite does not sync either
+(`synchronous = OFF`), so a download pays no fsync at all, as the user asked; the file then
+survives a killed process but not always a power loss. Since the index is only a cache of what
+is stored, a file SQLite cannot read is moved aside (`latest.sqlite.unreadable-<time>`) and
+started afresh: those URLs are fetched whole again instead of revalidated.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -23,6 +30,8 @@ from crawler.sqlite_lock import begin_immediate
 from storage.resume import header_safe
 
 __all__ = ["LatestEntry", "LatestIndex", "conditional_headers"]
+
+log = logging.getLogger("crawl.storage")
 
 LATEST_FILE = Path("state") / "latest.sqlite"
 BUSY_TIMEOUT_S = 60.0
@@ -61,8 +70,10 @@ class LatestIndex:
     Safe to call from several threads (one connection, one lock).
     """
 
-    def __init__(self, out_dir: str | os.PathLike[str]) -> None:
+    def __init__(self, out_dir: str | os.PathLike[str], *, durable: bool = True) -> None:
         self.path = Path(out_dir) / LATEST_FILE
+        # NORMAL in WAL mode: a committed batch survives a power loss; OFF: no fsync ever.
+        self._synchronous = "NORMAL" if durable else "OFF"
         self._db: sqlite3.Connection | None = None
         self._lock = threading.Lock()
         self._pending: dict[str, str | None] = {}  # key -> entry JSON, None: forget
@@ -71,22 +82,40 @@ class LatestIndex:
     def _connection(self) -> sqlite3.Connection:
         if self._db is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(
-                self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
-            )
             try:
-                db.execute("PRAGMA journal_mode = WAL")
-                # WAL with NORMAL keeps every committed batch across a killed process.
-                db.execute("PRAGMA synchronous = NORMAL")
-                db.execute(
-                    "CREATE TABLE IF NOT EXISTS latest (url TEXT PRIMARY KEY, entry TEXT NOT NULL)"
-                    " WITHOUT ROWID"
+                self._db = self._open()
+            except sqlite3.OperationalError:
+                raise  # locked or out of space: the file is fine, the caller sees why
+            except sqlite3.DatabaseError as exc:
+                aside = self.path.with_name(f"{self.path.name}.unreadable-{time.time():.0f}")
+                log.warning(
+                    "%s is unreadable (%s): moved to %s, starting anew", self.path, exc, aside
                 )
-            except BaseException:
-                db.close()
-                raise
-            self._db = db
+                for suffix in ("", "-wal", "-shm"):
+                    source = Path(f"{self.path}{suffix}")
+                    if source.exists():
+                        os.replace(source, f"{aside}{suffix}")
+                self._db = self._open()
         return self._db
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(
+            self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        )
+        try:
+            # Set before the switch to WAL, so that switch does not sync either when OFF.
+            db.execute(f"PRAGMA synchronous = {self._synchronous}")
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS latest (url TEXT PRIMARY KEY, entry TEXT NOT NULL)"
+                " WITHOUT ROWID"
+            )
+            # A damaged file can open and still fail on its first read: read once here.
+            db.execute("SELECT 1 FROM latest LIMIT 1").fetchall()
+        except BaseException:
+            db.close()
+            raise
+        return db
 
     def get(self, url: str) -> LatestEntry | None:
         """The entry for `url`, or None (missing or unreadable)."""
@@ -162,6 +191,8 @@ class LatestIndex:
 
 
 _FIELD_NAMES = tuple(f.name for f in fields(LatestEntry))
+
+
 def _key(url: str) -> str:
     # URLs may carry lone surrogates (undecodable bytes kept as surrogateescape): SQLite needs
     # valid UTF-8, so those are stored as escapes.

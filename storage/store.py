@@ -54,7 +54,8 @@ class Store:
         self.fsync = FsyncPolicy(fsync)
         self.tree = MirrorTree(self.out_dir / FILES_DIR)
         self.tmp_dir = self.out_dir / TMP_DIR
-        self.latest = LatestIndex(self.out_dir)
+        # With fsync never, the latest index does not sync either (see storage.latest).
+        self.latest = LatestIndex(self.out_dir, durable=self.fsync is not FsyncPolicy.NEVER)
         self.records = RecordLog(self.out_dir, self.writer_id, fsync=FsyncPolicy(records_fsync))
         self.warc: WarcWriter | None = None
         if warc:

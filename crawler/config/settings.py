@@ -125,7 +125,9 @@ class Settings:
     )
     fsync: FsyncPolicy = field(
         default=FsyncPolicy.ON_CLOSE,
-        metadata=_meta(choice(FsyncPolicy), "always, on-close or never"),
+        metadata=_meta(
+            choice(FsyncPolicy), "always, on-close or never (never: no fsync, index included)"
+        ),
     )
     progress: bool | None = field(
         default=None,

@@ -7,6 +7,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
+from storage import Store
 from storage.latest import FLUSH_ENTRIES, LatestEntry, LatestIndex
 
 
@@ -105,3 +106,36 @@ def test_a_flush_waits_for_another_writers_lock_then_goes_through(tmp_path: Path
         release.cancel()
         other.close()
         index.close()
+
+
+def synchronous_of(index: LatestIndex) -> int:
+    return index._connection().execute("PRAGMA synchronous").fetchone()[0]
+
+
+def test_the_stores_fsync_policy_decides_whether_the_index_syncs(tmp_path: Path) -> None:
+    # 0 = OFF (never syncs), 1 = NORMAL (WAL: a committed batch survives a power loss).
+    with Store(tmp_path / "never", fsync="never") as store:
+        assert synchronous_of(store.latest) == 0
+    with Store(tmp_path / "on-close", fsync="on-close") as store:
+        assert synchronous_of(store.latest) == 1
+    with Store(tmp_path / "always", fsync="always") as store:
+        assert synchronous_of(store.latest) == 1
+
+
+def test_an_unreadable_index_is_moved_aside_and_started_anew(tmp_path: Path, caplog) -> None:
+    index = LatestIndex(tmp_path)
+    index.put(entry("http://a/x"))
+    index.close()
+    damaged = tmp_path / "state" / "latest.sqlite"
+    damaged.write_bytes(b"not a database, whatever a power loss left" * 100)
+    again = LatestIndex(tmp_path)
+    with caplog.at_level("WARNING", logger="crawl.storage"):
+        assert again.get("http://a/x") is None
+        again.put(entry("http://a/y"))
+        again.flush()
+    assert again.get("http://a/y") == entry("http://a/y")
+    again.close()
+    kept = list((tmp_path / "state").glob("latest.sqlite.unreadable-*"))
+    assert len(kept) == 1 and kept[0].read_bytes().startswith(b"not a database")
+    assert "unreadable" in caplog.text
+    assert LatestIndex(tmp_path).get("http://a/y") == entry("http://a/y")
