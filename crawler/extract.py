@@ -59,8 +59,9 @@ _NEEDS_CLEANING = re.compile(r"[\t\n\r\\]")
 
 
 # Resolved references remembered across pages (see `_resolve_all`): most links of a site are
-# the same few hundred navigation references on every page. Cleared, not evicted, when full.
-_RESOLVED_MAX = 100_000
+# the same few hundred navigation references on every page. Cleared, not evicted, when full;
+# full is a few MB (about 5 MB for 20,000 article-length URLs).
+_RESOLVED_MAX = 20_000
 _resolved: dict[tuple[str, str, bool], str | None] = {}
 _ABSOLUTE = ("http://", "https://")
 
