@@ -294,18 +294,39 @@ class WebSocketProtocol(asyncio.Protocol):
     def is_lost(self) -> bool:
         return self._lost.done()
 
-    def send(self, event: Event) -> None:
-        """Frame `event` and hand it to the transport; ClientConnectionResetError if closing."""
+    def send(self, event: Event, *, compress: bool = True) -> None:
+        """Frame `event` and hand it to the transport; ClientConnectionResetError if closing.
+
+        `compress=False` sends a message uncompressed on a permessage-deflate connection.
+        """
         transport = self.transport
         if transport is None or self._lost.done() or transport.is_closing():
             raise ClientConnectionResetError("Cannot write to closing transport")
         try:
-            data = self._ws.send(event)
+            data = self._ws.send(event) if compress else self._send_uncompressed(event)
         except LocalProtocolError as exc:
             raise ClientConnectionResetError(
                 f"Cannot send {type(event).__name__}: the WebSocket is {self._ws.state.name}"
             ) from exc
         transport.write(data)
+
+    def _send_uncompressed(self, event: Event) -> bytes:
+        """`event` framed without the negotiated extensions (RSV1 clear).
+
+        RFC 7692 section 6 lets any message go uncompressed, and the compressor's context is
+        left as it was for the next compressed one. wsproto has no per-message switch, so its
+        frame protocol's extension list is emptied for this one synchronous call; should a
+        later wsproto keep it elsewhere, the message simply goes compressed.
+        """
+        frames = getattr(self._ws.connection, "_proto", None)
+        extensions = getattr(frames, "extensions", None)
+        if not extensions:
+            return self._ws.send(event)
+        frames.extensions = []  # type: ignore[union-attr]
+        try:
+            return self._ws.send(event)
+        finally:
+            frames.extensions = extensions  # type: ignore[union-attr]
 
     def _send_quietly(self, event: Event) -> None:
         # Replies (pong, close echo) the server may no longer be able to take: nothing to report.

@@ -118,21 +118,34 @@ class ClientWebSocketResponse:
 
     # --- sending -------------------------------------------------------------------------
 
-    def send_str(self, data: str) -> Sent:
-        """Send a TEXT message (written before this returns; await it for back-pressure)."""
+    def send_str(self, data: str, compress: int | None = None) -> Sent:
+        """Send a TEXT message (written before this returns; await it for back-pressure).
+
+        `compress=0` sends this one message uncompressed on a compressed connection (already
+        compressed data, say); None or window bits (9..15) use the connection's setting: with
+        context takeover one compressor serves every message, so its window is the one the
+        handshake agreed on. On a connection without compression nothing is compressed.
+        """
         if not isinstance(data, str):
             raise TypeError(f"data argument must be str, got {type(data).__name__}")
-        return self._send(TextMessage(data=data))
+        return self._send(TextMessage(data=data), compress)
 
-    def send_bytes(self, data: bytes | bytearray | memoryview) -> Sent:
-        """Send a BINARY message (written before this returns; await it for back-pressure)."""
+    def send_bytes(self, data: bytes | bytearray | memoryview, compress: int | None = None) -> Sent:
+        """Send a BINARY message (written before this returns; await it for back-pressure).
+        `compress` as for `send_str`."""
         if not isinstance(data, bytes | bytearray | memoryview):
             raise TypeError(f"data argument must be bytes-like, got {type(data).__name__}")
-        return self._send(BytesMessage(data=bytes(data)))
+        return self._send(BytesMessage(data=bytes(data)), compress)
 
-    def send_json(self, data: Any, *, dumps: Callable[[Any], str] = json.dumps) -> Sent:
-        """Send `dumps(data)` as a TEXT message."""
-        return self.send_str(dumps(data))
+    def send_json(
+        self,
+        data: Any,
+        compress: int | None = None,
+        *,
+        dumps: Callable[[Any], str] = json.dumps,
+    ) -> Sent:
+        """Send `dumps(data)` as a TEXT message; `compress` as for `send_str`."""
+        return self.send_str(dumps(data), compress)
 
     def ping(self, message: bytes | str = b"") -> Sent:
         return self._send(Ping(payload=_control_payload(message)))
@@ -140,10 +153,12 @@ class ClientWebSocketResponse:
     def pong(self, message: bytes | str = b"") -> Sent:
         return self._send(Pong(payload=_control_payload(message)))
 
-    def _send(self, event: TextMessage | BytesMessage | Ping | Pong) -> Sent:
+    def _send(
+        self, event: TextMessage | BytesMessage | Ping | Pong, compress: int | None = None
+    ) -> Sent:
         # Framing and writing now, in call order, keeps every message whole and in order
         # whatever number of tasks send; raises ClientConnectionResetError once closing.
-        self._protocol.send(event)
+        self._protocol.send(event, compress=_compresses(compress))
         return Sent(self._protocol)
 
     # --- receiving -----------------------------------------------------------------------
@@ -293,3 +308,16 @@ class Sent:
     def close(self) -> None:
         if self._coro is not None:
             self._coro.close()
+
+
+def _compresses(compress: int | None) -> bool:
+    """Whether a message goes compressed (when the connection compresses at all)."""
+    if compress is None:
+        return True
+    if isinstance(compress, bool) or not isinstance(compress, int):
+        raise TypeError(f"compress must be an int or None, got {type(compress).__name__}")
+    if compress == 0:
+        return False
+    if not 9 <= compress <= 15:
+        raise ValueError(f"compress must be 0 (off) or window bits 9..15, got {compress}")
+    return True

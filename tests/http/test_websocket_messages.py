@@ -85,6 +85,70 @@ async def test_send_methods_check_their_argument_types(ws_server: WebSocketTestS
             await ws.ping(b"x" * 126)
 
 
+class _RecordingTransport:
+    """The connection's transport, with every write kept: the frames as they went out."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+        self._transport.write(data)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._transport, name)
+
+
+def _recording(ws: ClientWebSocketResponse) -> _RecordingTransport:
+    recorder = _RecordingTransport(ws._protocol.transport)  # type: ignore[arg-type]
+    ws._protocol.transport = recorder  # type: ignore[assignment]
+    return recorder
+
+
+RSV1 = 0x40  # the frame header bit permessage-deflate sets on a compressed message
+
+
+async def test_compress_zero_sends_one_message_uncompressed(ws_server: WebSocketTestServer) -> None:
+    text = "compressible " * 2000
+    async with await connect(ws_server) as ws:
+        assert ws.compress  # permessage-deflate was negotiated
+        frames = _recording(ws)
+        await ws.send_str(text)
+        await ws.send_str(text, compress=0)
+        await ws.send_bytes(text.encode(), compress=0)
+        await ws.send_json({"t": text}, compress=15)
+        await ws.send_str(text)  # the compressor's context survived the plain messages
+        first_bytes = [write[0] for write in frames.writes]
+        assert [bool(b & RSV1) for b in first_bytes] == [True, False, False, True, True]
+        assert len(frames.writes[1]) > len(text) > len(frames.writes[0])
+        assert await ws.receive_str() == text
+        assert await ws.receive_str() == text
+        assert await ws.receive_bytes() == text.encode()
+        assert await ws.receive_json() == {"t": text}
+        assert await ws.receive_str() == text
+
+
+async def test_compress_on_a_connection_without_compression_sends_plain_frames(
+    ws_server: WebSocketTestServer,
+) -> None:
+    async with await connect(ws_server, compress=0) as ws:
+        frames = _recording(ws)
+        await ws.send_str("abc", compress=15)
+        assert not frames.writes[0][0] & RSV1
+        assert await ws.receive_str() == "abc"
+
+
+async def test_a_bad_per_message_compress_is_refused(ws_server: WebSocketTestServer) -> None:
+    async with await connect(ws_server) as ws:
+        with pytest.raises(ValueError, match=r"9\.\.15"):
+            ws.send_str("x", compress=7)
+        with pytest.raises(TypeError):
+            ws.send_bytes(b"x", compress="fast")  # type: ignore[arg-type]
+        await ws.send_str("still open")
+        assert await ws.receive_str() == "still open"
+
+
 @pytest.mark.parametrize("compress", [15, 0])
 async def test_large_messages_both_ways(ws_server: WebSocketTestServer, compress: int) -> None:
     blob = bytes(range(256)) * (3 * 1024 * 4)  # 3 MiB, under the 4 MiB default limit
