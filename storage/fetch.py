@@ -9,7 +9,8 @@ The life of a download, top to bottom:
 Works with any `ClientSession`-like object of the aiohttp client API (our `crawler.http`):
 `session.get(url, headers=..., allow_redirects=...)` as an async context manager, and
 `resp.content.iter_chunked(n)`; a `resp.content` with `readinto` (ours) fills the sink's own
-buffers instead, so the body is copied once on its way to disk.
+buffers instead, so the body is copied once on its way to disk, and one that `can_splice` (ours,
+on a plain connection) moves a large body from the socket into the file inside the kernel.
 """
 
 from __future__ import annotations
@@ -61,6 +62,10 @@ STATELESS_BODY_BYTES = 1 << 20
 # written, hashed and renamed at once (`_receive_small`), and handed to the caller of
 # `fetch_page` (a crawler parses it for links without reading the file back).
 SMALL_BODY_BYTES = 256 << 10
+# A body with at least this much still to come, of known length, on a plain connection, is
+# spliced from the socket into the file (see `_stream_spliced`), in moves of at most a step.
+SPLICE_MIN_BYTES = 4 << 20
+SPLICE_STEP_BYTES = 8 << 20
 # Bodies of answers we do not store (errors, redirects) are archived up to this size.
 UNSTORED_BODY_LIMIT = 8 << 20
 
@@ -373,26 +378,29 @@ class _Download:
 
     async def _stream(self, resp: Any, expected: int | None) -> bool:
         """Body chunks into the sink. True when cut at max_size."""
-        if hasattr(resp.content, "readinto"):
-            return await self._stream_into(resp.content, expected)
-        sink, limit, progress = self.sink, self.max_size, self.progress
+        content = resp.content
+        if (
+            expected is not None
+            and expected - self.sink.size >= SPLICE_MIN_BYTES
+            and getattr(content, "can_splice", False)
+        ):
+            return await self._stream_spliced(content, expected)
+        if hasattr(content, "readinto"):
+            return await self._stream_into(content, expected)
+        sink, limit = self.sink, self.max_size
         next_checkpoint = sink.size + CHECKPOINT_BYTES
-        async for chunk in resp.content.iter_chunked(self.chunk_size):
+        async for chunk in content.iter_chunked(self.chunk_size):
             if limit is not None and sink.size + len(chunk) > limit:
                 await sink.write(chunk[: limit - sink.size])
                 return True
             await sink.write(chunk)
-            if progress is not None:
-                progress(sink.size, expected)
-            if sink.size >= next_checkpoint:
-                next_checkpoint = sink.size + CHECKPOINT_BYTES
-                self._save_state()
+            next_checkpoint = self._progressed(expected, next_checkpoint)
         return False
 
     async def _stream_into(self, content: Any, expected: int | None) -> bool:
         """The body read straight into the sink's buffers (our client's `readinto`): the bytes
         are copied once, from the socket, and written and hashed from there."""
-        sink, limit, progress = self.sink, self.max_size, self.progress
+        sink, limit = self.sink, self.max_size
         next_checkpoint = sink.size + CHECKPOINT_BYTES
         while True:
             room = await sink.room()
@@ -405,11 +413,32 @@ class _Download:
                 await sink.wrote(limit - sink.size)
                 return True
             await sink.wrote(count)
-            if progress is not None:
-                progress(sink.size, expected)
-            if sink.size >= next_checkpoint:
-                next_checkpoint = sink.size + CHECKPOINT_BYTES
-                self._save_state()
+            next_checkpoint = self._progressed(expected, next_checkpoint)
+
+    async def _stream_spliced(self, content: Any, expected: int) -> bool:
+        """The body moved from the socket into the `.part` inside the kernel (our client's
+        `splice_into`), never copied through Python; the sink hashes it from the page cache.
+        The length is known and within max_size (checked before), so it is never cut."""
+        sink = self.sink
+        next_checkpoint = sink.size + CHECKPOINT_BYTES
+        while True:
+            fd = await sink.splice_target()
+            count = await content.splice_into(fd, min(SPLICE_STEP_BYTES, expected - sink.size))
+            if not count:
+                return False
+            await sink.spliced(count)
+            next_checkpoint = self._progressed(expected, next_checkpoint)
+
+    def _progressed(self, expected: int | None, next_checkpoint: int) -> int:
+        """After bytes went into the sink: tell the progress callback, and save the resume
+        state once `next_checkpoint` is passed. Returns the next checkpoint."""
+        size = self.sink.size
+        if self.progress is not None:
+            self.progress(size, expected)
+        if size < next_checkpoint:
+            return next_checkpoint
+        self._save_state()
+        return size + CHECKPOINT_BYTES
 
     async def _already_whole(self, resp: Any, decision: Decision, plan: ResumePlan) -> None:
         ref = await self._archive_unstored(resp)

@@ -6,10 +6,13 @@ sha256 (both release the GIL), so the event loop keeps reading the socket while 
 the digest work; a lane runs its batches in order, and after a failed write it runs no more.
 Up to `MAX_IN_FLIGHT` batches are on their way at once, which bounds memory at a few MiB.
 
-Three ways in: `write(chunk)` takes bytes objects (kept, not copied, until written),
+Four ways in: `write(chunk)` takes bytes objects (kept, not copied, until written),
 `room()` + `wrote(n)` lend the sink's own reusable batch buffers, so a reader can put the
 bytes straight there (`StreamReader.readinto`): one copy from the socket, none after it; and
-`put(data)` writes and hashes a small body held whole at once, without batches or threads.
+`put(data)` writes and hashes a small body held whole at once, without batches or threads;
+`splice_target()` + `spliced(n)` let a caller put bytes in the file itself (spliced from the
+socket, never in user space), which the sink then hashes from the page cache through a
+read-only mapping, on the hash lane.
 
 `commit()` checks the size (Content-Length or Content-Range), the sha256 when one is expected,
 fsyncs according to the policy, and renames the `.part` into place atomically while it still
@@ -24,6 +27,7 @@ import enum
 import errno
 import fcntl
 import hashlib
+import mmap
 import os
 import threading
 from collections import deque
@@ -273,6 +277,44 @@ class BodySink:
         if len(lent) - self._lent_fill < MIN_ROOM:
             await self._submit_lent()
 
+    async def splice_target(self) -> int:
+        """The `.part`'s descriptor, positioned after every byte accepted so far, for a caller
+        that puts the next bytes in the file itself (a splice from the socket); then it calls
+        `spliced(n)`. Waits until earlier batches are written (not hashed)."""
+        self._require_fd()
+        if self._pending:
+            await self._submit()
+        if self._lent_fill:
+            await self._submit_lent()
+        for batch in list(self._in_flight):
+            await asyncio.wrap_future(batch.written)
+        return self._require_fd()
+
+    async def spliced(self, count: int) -> None:
+        """Accept the `count` bytes just put in the file through `splice_target()`: they are
+        hashed from the page cache (mapped, not read back) on the hash lane."""
+        fd = self._require_fd()
+        if count <= 0:
+            return
+        start = self._size
+        self._size += count
+        if not self._threaded:
+            _hash_window(self._hasher, _map_window(fd, start, count))
+            if self.fsync is FsyncPolicy.ALWAYS:
+                os.fsync(fd)
+            return
+        while len(self._in_flight) >= MAX_IN_FLIGHT:
+            await self._wait_oldest()
+        window = _map_window(fd, start, count)
+        if self.fsync is FsyncPolicy.ALWAYS:
+            written = self._write_lane.submit(os.fsync, fd)
+        else:
+            written = Future()
+            written.set_result(None)
+        self._in_flight.append(
+            _Batch(written, self._hash_lane.submit(_hash_window, self._hasher, window), None)
+        )
+
     async def flush(self) -> None:
         """Write every accepted chunk to the `.part` (the sink stays open)."""
         self._require_fd()
@@ -479,6 +521,35 @@ def _write_batch(fd: int, chunks: Sequence[bytes | memoryview], sync: bool) -> N
 def _hash_batch(hasher: hashlib._Hash, chunks: Sequence[bytes | memoryview]) -> None:
     for chunk in chunks:
         hasher.update(chunk)
+
+
+@dataclass(slots=True)
+class _Window:
+    """Bytes of the file seen through a read-only mapping (offsets must be page-aligned)."""
+
+    mapping: mmap.mmap
+    skip: int
+    length: int
+
+
+def _map_window(fd: int, start: int, length: int) -> _Window:
+    aligned = start - start % mmap.ALLOCATIONGRANULARITY
+    mapping = mmap.mmap(
+        fd, start - aligned + length, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ, offset=aligned
+    )
+    return _Window(mapping, start - aligned, length)
+
+
+def _hash_window(hasher: hashlib._Hash, window: _Window) -> None:
+    # hashlib lets go of the GIL for big inputs; the page faults happen in that time too.
+    try:
+        with (
+            memoryview(window.mapping) as view,
+            view[window.skip : window.skip + window.length] as part,
+        ):
+            hasher.update(part)
+    finally:
+        window.mapping.close()
 
 
 def _write_all(fd: int, chunks: Sequence[bytes | memoryview]) -> None:

@@ -374,6 +374,20 @@ class ResponseParser:
         if size > left:
             raise BodyError("unexpected data after the response")
 
+    def consume_body(self, count: int) -> None:
+        """`count` bytes of a counted identity body were taken off the socket by the caller
+        without passing through `feed` (spliced from the socket into a file). Ends the message
+        when they were the last; more than `body_left` is the caller's bug."""
+        left = self._identity_left
+        if left is None or left < 0 or not 0 <= count <= left:
+            raise ValueError(f"consume_body({count}) with {self.body_left} body bytes left")
+        if count < left:
+            self._identity_left = left - count
+            return
+        self._identity_left = None
+        self._state = _DONE
+        self._receiver.on_message_complete(self._head_keep_alive)
+
     def feed_eof(self) -> None:
         """The peer closed. Ends a read-until-close body; anything else unfinished is an error."""
         if self._state == _BODY and self._until_close:
@@ -453,9 +467,7 @@ class ResponseParser:
             return
         self._state = _BODY
         bodyless = status in (204, 304) or self._head_request
-        self._until_close = (
-            not bodyless and not self._chunked and self._content_length is None
-        )
+        self._until_close = not bodyless and not self._chunked and self._content_length is None
         self._head_keep_alive = head.keep_alive
         self._receiver.on_head(head)
         if self._head_request:

@@ -22,6 +22,7 @@ import enum
 import socket
 from typing import TYPE_CHECKING, Any
 
+from crawler.http import _splice
 from crawler.http._wire import (
     MAX_FIELD_SIZE,
     MAX_HEADERS,
@@ -125,6 +126,8 @@ class Connection(asyncio.BufferedProtocol):
         "_read_paused",
         "_read_timer",
         "_request_sent",
+        "_sock_fd",
+        "_splice_hold",
         "_to_stream",
         "_view",
         "_write_paused",
@@ -164,6 +167,8 @@ class Connection(asyncio.BufferedProtocol):
         self._keep_alive = False
         self._must_close = False
         self._request_sent = True
+        self._sock_fd = -1  # the plain socket's descriptor: bodies may be spliced from it
+        self._splice_hold = False  # reading stays paused between two splices
         self._read_paused = False
         self._write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
@@ -186,6 +191,12 @@ class Connection(asyncio.BufferedProtocol):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass
+        plain = (
+            sock is not None
+            and transport.get_extra_info("sslcontext") is None
+            and transport.get_extra_info("ssl_object") is None
+        )
+        self._sock_fd = sock.fileno() if plain and _splice.SPLICE_AVAILABLE else -1
 
     def get_buffer(self, sizehint: int) -> memoryview:
         payload = self._payload
@@ -275,6 +286,8 @@ class Connection(asyncio.BufferedProtocol):
                 pass
 
     def resume_reading(self) -> None:
+        if self._splice_hold:
+            return  # the body's next bytes wait in the socket for a splice
         if self._read_paused and self.transport is not None:
             self._read_paused = False
             if self._read_timer is not None:
@@ -292,11 +305,7 @@ class Connection(asyncio.BufferedProtocol):
 
     def is_reusable(self) -> bool:
         transport = self.transport
-        return (
-            self.state is ConnState.IDLE
-            and transport is not None
-            and not transport.is_closing()
-        )
+        return self.state is ConnState.IDLE and transport is not None and not transport.is_closing()
 
     def start_exchange(
         self,
@@ -431,6 +440,95 @@ class Connection(asyncio.BufferedProtocol):
             self._pool._release(self)
         else:
             self.close()
+
+    # --- splicing a body into a file ------------------------------------------------------------
+
+    def splice_ready(self) -> bool:
+        """True when the rest of this body can go from the socket to a file in the kernel: a
+        plain socket, a counted identity body with bytes to come, nothing to decode."""
+        return (
+            self._sock_fd >= 0
+            and self.state is ConnState.ACTIVE
+            and not self._body_done
+            and self._decoder is None
+            and self._parser.direct_body
+            and self._parser.body_left > 0
+        )
+
+    async def splice_body(self, fd: int, limit: int) -> int | None:
+        """Move up to `limit` bytes of the body from the socket to the file `fd` (at its
+        position), without them passing through user space; how many moved. None: no thread is
+        free right now (nothing moved; copy this part instead).
+
+        Reading stays paused after a move that did not end the body, so the next move finds the
+        bytes still in the socket; the stream resumes it (`end_splice_hold`) before it waits for
+        bytes itself. When the move fails after some bytes reached the file, their count is
+        returned and the error is the stream's, raised by its next read. A failure before any
+        byte raises at once. The connection is closed either way.
+        """
+        if not self.splice_ready():
+            raise RuntimeError("splice_body() on a body that cannot be spliced")
+        move = _splice.BodyMove(
+            self._sock_fd, fd, min(limit, self._parser.body_left), self._options.sock_read
+        )
+        self.hold_for_splice()
+        started = move.try_start()
+        if started is None:
+            self.end_splice_hold()
+            return None
+        try:
+            result = await asyncio.wrap_future(started)
+        except asyncio.CancelledError:
+            move.cancel()
+            # The thread may still take a few bytes off the socket before it stops: the body's
+            # framing is lost, so the connection goes, and later reads raise rather than miss.
+            self._splice_hold = False
+            self.fail(ClientPayloadError("Response payload is not completed: cancelled"))
+            raise
+        if self.state is not ConnState.ACTIVE:
+            # Closed meanwhile (the session, a failed upload): the bytes are in the file, and
+            # the stream already holds the error its next read raises.
+            self._splice_hold = False
+            return result.moved
+        return self._spliced(result)
+
+    def hold_for_splice(self) -> None:
+        """Stop reading the socket: the body's next bytes are to be spliced from it."""
+        self._splice_hold = True
+        self.pause_reading()
+
+    def end_splice_hold(self) -> None:
+        """Let the transport read again after splicing (someone reads the stream instead)."""
+        if self._splice_hold:
+            self._splice_hold = False
+            if self.state is ConnState.ACTIVE:
+                self.resume_reading()
+
+    def _spliced(self, result: _splice.MoveResult) -> int:
+        moved = result.moved
+        if moved:
+            self._last_read = self._loop.time()
+            payload = self._payload
+            if payload is not None:
+                payload.total_bytes += moved
+            try:
+                self._parser.consume_body(moved)  # the last bytes end the message
+            except ValueError as exc:
+                self.fail(ClientPayloadError(f"spliced body: {exc}"))
+                return moved
+            if self._body_done:
+                self._splice_hold = False
+                self._end_exchange()
+                return moved
+        failure = _splice_failure(result, self._options.sock_read)
+        if failure is None:
+            return moved
+        self._splice_hold = False
+        if not moved:
+            self.fail(failure)
+            raise failure
+        self.fail(failure)  # the stream raises it on the next read
+        return moved
 
     # --- parser receiver -----------------------------------------------------------------------
 
@@ -580,3 +678,15 @@ class Connection(asyncio.BufferedProtocol):
         if self.transport is None:
             return default
         return self.transport.get_extra_info(name, default)
+
+
+def _splice_failure(result: _splice.MoveResult, sock_read: float | None) -> BaseException | None:
+    """The client error for a move that stopped short; None when it did not."""
+    if result.timed_out:
+        return SocketTimeoutError(f"no data from the server for {sock_read} s (sock_read)")
+    if result.eof:
+        return ClientPayloadError("Response payload is not completed: connection closed")
+    if result.error is not None:
+        return ClientPayloadError(f"Response payload is not completed: {result.error!r}")
+    # The file, not the server, failed: the caller's own error, as a failed write() would be.
+    return result.write_error

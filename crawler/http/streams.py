@@ -15,9 +15,10 @@ out of the blocks: no body-sized object is made per socket read, and memory is r
 from __future__ import annotations
 
 import asyncio
+import os
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from typing import Protocol
+from typing import Protocol, cast
 
 __all__ = ["DEFAULT_LIMIT", "EofStream", "FlowControl", "StreamReader"]
 
@@ -40,6 +41,18 @@ class FlowControl(Protocol):
     def pause_reading(self) -> None: ...
 
     def resume_reading(self) -> None: ...
+
+
+class SpliceSource(FlowControl, Protocol):
+    """A connection that can move body bytes from its socket into a file in the kernel."""
+
+    def splice_ready(self) -> bool: ...
+
+    async def splice_body(self, fd: int, limit: int) -> int | None: ...
+
+    def hold_for_splice(self) -> None: ...
+
+    def end_splice_hold(self) -> None: ...
 
 
 class _Block:
@@ -82,6 +95,7 @@ class StreamReader:
         "_reading_into",
         "_size",
         "_space_waiter",
+        "_splice_hold",
         "_target",
         "_target_filled",
         "_waiter",
@@ -121,6 +135,7 @@ class StreamReader:
         self._target_filled = 0
         self._reading_into = False
         self._lent = 0  # what the last write_buffer() lent: 0, _TO_BLOCK or _TO_TARGET
+        self._splice_hold = False  # the protocol keeps reading paused between splices
 
     def __repr__(self) -> str:
         state = "eof" if self._eof else "open"
@@ -235,6 +250,7 @@ class StreamReader:
         """Stop steering the protocol's reading (its exchange is over; buffered data stays)."""
         self._protocol = None
         self._paused = False
+        self._splice_hold = False
 
     def on_eof(self, callback: Callable[[], None]) -> None:
         """Call `callback` when `feed_eof` happens (at once if it already has)."""
@@ -331,6 +347,61 @@ class StreamReader:
             self._target_filled = 0
             return filled
         return self._copy_into(view) if self._buffer else 0
+
+    @property
+    def can_splice(self) -> bool:
+        """True when `splice_into` can move the body's bytes from the socket into a file in the
+        kernel (a plain connection, a body of known length, nothing to decode)."""
+        ready = getattr(self._protocol, "splice_ready", None)
+        return ready is not None and bool(ready())
+
+    async def splice_into(self, fd: int, limit: int) -> int:
+        """Put up to `limit` next bytes of the body into the file `fd`, at its position; the
+        count, 0 at the end.
+
+        Bytes already buffered are written from memory; the rest goes from the socket to the
+        file inside the kernel when the connection can (`can_splice`), else through a read.
+        Like every read: one reader at a time, and the stream's error is raised after the bytes
+        that came before it.
+        """
+        if self._exception is not None:
+            raise self._exception
+        if limit <= 0:
+            return 0
+        if not self._splice_hold and self.can_splice:
+            # Stop reading now: the socket keeps what is still to come for the next splice,
+            # instead of filling the buffer again while the buffered bytes are written.
+            cast(SpliceSource, self._protocol).hold_for_splice()
+            self._splice_hold = True
+        if self._buffer:
+            data = self._read_nowait(limit)
+            _write_all(fd, data)
+            return len(data)
+        if self._eof:
+            return 0
+        if self._waiter is not None or self._reading_into:
+            raise RuntimeError("StreamReader is already being read by another task")
+        if self.can_splice:
+            source = cast(SpliceSource, self._protocol)
+            self._reading_into = True
+            try:
+                moved = await source.splice_body(fd, limit)
+            except BaseException:
+                self._splice_hold = False  # the connection ended its hold (or closed)
+                raise
+            finally:
+                self._reading_into = False
+            if moved:
+                self._splice_hold = not self._eof and self._exception is None
+                return moved
+            self._splice_hold = False  # no thread was free: this part is read and copied
+            if self._exception is not None:
+                raise self._exception
+        scratch = memoryview(bytearray(min(limit, self._block_size)))
+        count = await self.readinto(scratch)
+        if count:
+            _write_all(fd, scratch[:count])
+        return count
 
     async def readany(self) -> bytes:
         """The next buffered piece, whatever its size; b"" at the end."""
@@ -430,6 +501,10 @@ class StreamReader:
     async def _wait(self) -> None:
         if self._waiter is not None:
             raise RuntimeError("StreamReader is already being read by another task")
+        if self._splice_hold:
+            # The last splice left the socket unread; a reader waiting for bytes needs them.
+            self._splice_hold = False
+            cast(SpliceSource, self._protocol).end_splice_hold()
         waiter = self._waiter = asyncio.get_running_loop().create_future()
         try:
             await waiter
@@ -593,6 +668,12 @@ class StreamReader:
                 self._space_waiter = None
                 if not space.done():
                     space.set_result(None)
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 class _Iterator:

@@ -106,9 +106,7 @@ async def test_server_ignoring_if_range_with_new_etag_is_fetched_again(
     assert sha256_file(store.absolute(record.path)) == fresh.sha256()
 
 
-async def test_416_on_a_whole_part_completes_without_a_body(
-    session, origin: Origin, store: Store
-):
+async def test_416_on_a_whole_part_completes_without_a_body(session, origin: Origin, store: Store):
     body = Body(MiB, seed=7)
     origin.resources["/whole"] = Resource(body, drop_after=[body.size])
     url = origin.url("/whole")
@@ -322,18 +320,14 @@ async def test_close_delimited_body_cut_short_is_not_marked_complete(
     assert not store.tree.path_for(origin.url("/eof")).exists()
 
 
-async def test_gzip_body_is_stored_decoded_and_not_resumable(
-    session, origin: Origin, store: Store
-):
+async def test_gzip_body_is_stored_decoded_and_not_resumable(session, origin: Origin, store: Store):
     body = Body(300_000, seed=23)
     origin.resources["/gz"] = Resource(body, gzip_body=True)
     record = await download(session, origin.url("/gz"), store)
     assert record.outcome is Outcome.STORED and record.sha256 == body.sha256()
 
 
-async def test_same_path_downloaded_twice_at_once_fails_one(
-    session, origin: Origin, store: Store
-):
+async def test_same_path_downloaded_twice_at_once_fails_one(session, origin: Origin, store: Store):
     body = Body(16 * MiB, seed=24)
     origin.resources["/twice"] = Resource(body)
     url = origin.url("/twice")
@@ -347,7 +341,12 @@ async def test_same_path_downloaded_twice_at_once_fails_one(
     assert sha256_file(store.tree.path_for(url)) == body.sha256()
 
 
-async def test_cancelled_download_leaves_a_resumable_part(session, origin: Origin, store: Store):
+@pytest.mark.parametrize("spliced", [True, False], ids=["spliced", "read"])
+async def test_cancelled_download_leaves_a_resumable_part(
+    session, origin: Origin, store: Store, monkeypatch, spliced: bool
+):
+    if not spliced:
+        monkeypatch.setattr("storage.fetch.SPLICE_MIN_BYTES", 1 << 62)
     body = Body(32 * MiB, seed=25)
     origin.resources["/slow"] = Resource(body)
     url = origin.url("/slow")
@@ -408,8 +407,12 @@ async def test_hostile_url_stays_inside_files(session, origin: Origin, store: St
 
 @pytest.fixture
 def readinto_calls(monkeypatch) -> list[int]:
-    """Counts StreamReader.readinto calls, so a test can tell the in-place path was taken."""
+    """Counts StreamReader.readinto calls, so a test can tell the in-place path was taken.
+    Splicing is turned off: these tests are about the path a TLS or encoded body takes (see
+    test_splice_download.py for the spliced one)."""
     from crawler.http.streams import StreamReader
+
+    monkeypatch.setattr("storage.fetch.SPLICE_MIN_BYTES", 1 << 62)
 
     calls: list[int] = []
     real = StreamReader.readinto
@@ -485,9 +488,7 @@ async def test_close_delimited_body_over_max_size_is_cut_exactly_in_place(
     assert part.read_bytes() == body.bytes()[: 2 * MiB + 1]
 
 
-async def test_a_session_without_readinto_streams_chunks_instead(
-    origin: Origin, store: Store
-):
+async def test_a_session_without_readinto_streams_chunks_instead(origin: Origin, store: Store):
     import aiohttp  # a test peer with the same client API (no readinto on its streams)
 
     body = Body(6 * MiB + 9, seed=44)
@@ -563,9 +564,7 @@ async def test_small_body_with_wrong_sha256_publishes_nothing(
     assert not final.exists() and not part_path_for(final).exists()
 
 
-async def test_file_stored_beside_a_directory_is_revalidated(
-    session, origin: Origin, store: Store
-):
+async def test_file_stored_beside_a_directory_is_revalidated(session, origin: Origin, store: Store):
     origin.resources["/a/b"] = Resource(Body(500, seed=56), etag='"b"')
     origin.resources["/a"] = Resource(Body(500, seed=55))
     await download(session, origin.url("/a/b"), store)
