@@ -7,7 +7,8 @@ saved, by each contender in its own fresh process, into one temporary folder on 
 filesystem; the output is deleted (and the disk synced) before every run so the page cache
 treats all alike. Contenders:
   ours     storage.download(session, url, store), what `crawl mirror` does per file
-           (streamed to a .part, sha256 on the fly, verified and renamed)
+           (spliced from the socket into a .part inside the kernel, sha256 from the page
+           cache while it arrives, verified and renamed)
   mirror   the `crawl mirror URL --out DIR` command itself, start-up and frontier included
   curl     curl -o FILE          wget     wget -O FILE
   aria2c   aria2c -x1 -s1 --file-allocation=none (one connection)
@@ -19,8 +20,10 @@ is printed too, with its ratio to curl's whole run. Peak RSS: each contender run
 exec, so a child forked from this script would count its size); Python children also report
 their VmHWM at exit. Without /usr/bin/time, VmHWM is read from /proc/<pid>/status while the
 child runs (that polling slows a busy child a little). Best and median of --rounds; ratios are
-to curl's. Our code runs with its bytecode compiled once beforehand, as an installed package
-has it (see _bytecode.py): the rivals never compile at start-up either.
+to curl's. Every contender runs --warmup times untimed first (cold binaries and libraries
+would otherwise slow whoever starts first). Our code runs with its bytecode compiled once
+beforehand, as an installed package has it (see _bytecode.py): the rivals never compile at
+start-up either.
 """
 
 from __future__ import annotations
@@ -193,6 +196,9 @@ def main() -> None:
         default="never",
         help="our storage's fsync policy (never: like curl and wget, which do not fsync)",
     )
+    parser.add_argument(
+        "--warmup", type=int, default=1, help="untimed runs of each contender first (1)"
+    )
     parser.add_argument("--server", choices=("auto", "nginx", "python"), default="auto")
     parser.add_argument("--dir", type=Path, help="temp folder for data and output (system temp)")
     parser.add_argument(
@@ -223,12 +229,27 @@ def main() -> None:
                 f"(fsync {args.fsync} for ours); best of {args.rounds}",
                 flush=True,
             )
+            for _ in range(args.warmup):
+                for name in names:
+                    # Untimed: the first start of each tool reads its binaries and libraries
+                    # from disk; whoever went first would pay for everyone.
+                    clear(out)
+                    measure(name, url, out, args)
             runs: dict[str, list[Run]] = {n: [] for n in names}
             for round_number in range(args.rounds):
                 shift = round_number % len(names)
                 for name in names[shift:] + names[:shift]:
                     clear(out)
-                    runs[name].append(measure(name, url, out, args))
+                    run = measure(name, url, out, args)
+                    runs[name].append(run)
+                    moved = run.transfer_seconds
+                    detail = f" (transfer {moved:.2f} s)" if moved else ""
+                    seconds = run.process_seconds
+                    print(
+                        f"  round {round_number + 1}: {name:8} {seconds:6.2f} s{detail}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
             clear(out)
         report(runs, args.size_mib * MiB)
 
