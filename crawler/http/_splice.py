@@ -6,15 +6,17 @@ would be copied twice (socket to our buffer, our buffer to the page cache) and p
 Python objects on the way. Only an identity body whose length is known qualifies: there is no
 framing to strip and nothing to decode.
 
-`BodyMove` does one bounded move on a worker thread of its own pool, with blocking `poll`
-between non-blocking splices, so the event loop goes on with other work meanwhile. It works on
-duplicates of the socket and file descriptors: whatever the owners do meanwhile (the connection
-closed on a timeout, the file closed on a cancellation) cannot make it read or write another
-file that got the same descriptor number. `cancel()` wakes it through an eventfd.
+`BodyMove` does one bounded move on a thread of its own, with blocking `poll` between
+non-blocking splices, so the event loop goes on with other work meanwhile. The thread is a
+daemon: a loop stopped without cancelling its tasks never wakes it, and interpreter exit must
+not wait for a silent server on its account. It works on duplicates of the socket and file
+descriptors: whatever the owners do meanwhile (the connection closed on a timeout, the file
+closed on a cancellation) cannot make it read or write another file that got the same
+descriptor number. `cancel()` wakes it through an eventfd.
 
-The pool is small and never queues: when every thread is busy, `try_start` says no and the
-caller copies through user space for that step instead, so a thousand concurrent downloads
-never wait behind each other for a thread.
+At most `THREADS` moves run at once, and none ever queues: when all are running, `try_start`
+says no and the caller copies through user space for that step instead, so a thousand
+concurrent downloads never wait behind each other for a thread.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import fcntl
 import os
 import select
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 __all__ = ["SPLICE_AVAILABLE", "BodyMove", "MoveResult"]
@@ -37,7 +39,6 @@ THREADS = 16
 
 _FLAGS = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
-_pool = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="http-splice")
 _slots = threading.BoundedSemaphore(THREADS)
 
 
@@ -76,12 +77,17 @@ class BodyMove:
         if not _slots.acquire(blocking=False):
             self._close()
             return None
+        done: Future[MoveResult] = Future()
+        done.set_running_or_notify_cancel()
         try:
-            return _pool.submit(self._run)
+            thread = threading.Thread(target=self._run, args=(done,), name="http-splice")
+            thread.daemon = True
+            thread.start()
         except BaseException:
             _slots.release()
             self._close()
             raise
+        return done
 
     def cancel(self) -> None:
         """Stop as soon as possible (the thread closes the descriptors itself)."""
@@ -89,11 +95,22 @@ class BodyMove:
             if self._wake >= 0:
                 os.eventfd_write(self._wake, 1)
 
-    def _run(self) -> MoveResult:
+    def _run(self, done: Future[MoveResult]) -> None:
         try:
-            return self._move()
-        finally:
+            result = self._move()
+        except BaseException as exc:  # a bug, not an I/O error (those are in the result)
+            self._finish()
+            done.set_exception(exc)
+        else:
+            # Descriptors closed before anyone hears of the end: the `.part` is no longer held
+            # (its lock included) once the caller goes on, say to resume it.
+            self._finish()
+            done.set_result(result)
+
+    def _finish(self) -> None:
+        try:
             self._close()
+        finally:
             _slots.release()
 
     def _move(self) -> MoveResult:

@@ -13,6 +13,8 @@ import gzip
 import inspect
 import os
 import ssl
+import subprocess
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
@@ -365,3 +367,47 @@ async def test_tls_body_is_not_spliced_and_lands_whole(
         assert await splice_all(resp.content, tmp_path / "tls.bin") == len(body)
     assert (tmp_path / "tls.bin").read_bytes() == body
     assert kernel_moves == []
+
+
+ABANDONED_SPLICE = """
+import asyncio, os, sys
+from crawler.http import ClientSession, _splice
+
+async def serve(reader, writer):
+    await reader.readuntil(b"\\r\\n\\r\\n")
+    writer.write(b"HTTP/1.1 200 OK\\r\\nContent-Length: 9000000\\r\\n\\r\\n" + b"x" * 5_000_000)
+    await writer.drain()
+    await asyncio.sleep(3600)  # then silence, and no sock_read timeout to end it
+
+async def start(path):
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    session = ClientSession()
+    resp = await session.get(f"http://127.0.0.1:{port}/")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+
+    async def splice_all():
+        while await resp.content.splice_into(fd, 1 << 20):
+            pass
+
+    asyncio.get_running_loop().create_task(splice_all())
+    while _splice._slots._value == _splice.THREADS:  # until a thread waits in the kernel
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.2)
+
+loop = asyncio.new_event_loop()
+loop.run_until_complete(start(sys.argv[1]))
+print("abandoned", flush=True)  # the loop stops here, its tasks never cancelled
+"""
+
+
+def test_a_splice_abandoned_with_its_loop_does_not_keep_the_process_alive(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", ABANDONED_SPLICE, str(tmp_path / "out.bin")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "abandoned" in done.stdout
