@@ -69,7 +69,7 @@ _ABSOLUTE = ("http://", "https://")
 class _Base:
     """A base URL cut into the prefixes that relative references are glued onto."""
 
-    __slots__ = ("directory", "origin", "plain", "scheme", "url", "without_query")
+    __slots__ = ("climbs", "directory", "origin", "plain", "scheme", "url", "without_query")
 
     def __init__(self, url: str) -> None:
         scheme, separator, rest = url.partition("://")
@@ -89,6 +89,9 @@ class _Base:
         self.directory = self.origin + path[: path.rfind("/") + 1]
         # A base that passes the fast check lets URL-safe relative references skip it.
         self.plain = _ORIGIN.match(url) is not None and _SAFE_URL.fullmatch(url) is not None
+        # Whether "../x" may be cached as "x" against the parent directory (`_climbed_key`).
+        folders = self.directory[len(self.origin) :]
+        self.climbs = self.plain and "%" not in folders and "/." not in folders
 
 
 def _remove_dot_segments(path: str) -> str:
@@ -214,13 +217,18 @@ def _resolve_all(refs: list[str], base: _Base) -> list[str | None]:
     if len(cache) > _RESOLVED_MAX:
         cache.clear()
     origin, directory, plain = base.origin, base.directory, base.plain
+    climbs = base.climbs
     out: list[str | None] = []
     for ref in refs:
         first = ref[:1]
         if first == "/":
             key = (origin, ref, plain)
-        elif first > " " and first not in "?#" and (":" not in ref or ref.startswith(_ABSOLUTE)):
+        elif ref.startswith(_ABSOLUTE):
+            key = ("", ref, False)  # an http(s) URL resolves the same against any base
+        elif first > " " and first not in "?#" and ":" not in ref:
             key = (directory, ref, plain)
+            if climbs and first == "." and ref.startswith("../") and _SAFE_URL.fullmatch(ref):
+                key = _climbed_key(ref, directory, len(origin), plain)
         else:
             out.append(_resolve(ref, base))
             continue
@@ -230,6 +238,27 @@ def _resolve_all(refs: list[str], base: _Base) -> list[str | None]:
             cache[key] = url = _resolve(ref, base)
             out.append(url)
     return out
+
+
+def _climbed_key(
+    ref: str, directory: str, origin_length: int, plain: bool
+) -> tuple[str, str, bool]:
+    """The cache key of a "../rest" reference: "rest" against the parent directory.
+
+    RFC 3986's remove_dot_segments turns "/a/b/" + "../rest" into "/a/" + "rest" (and "/" +
+    "../rest" into "/" + "rest"): a ".." just drops the directory's last segment, as long as
+    that directory holds no dot segments and no percent-escapes that could decode to them
+    (`_Base.climbs`), and the reference is URL-safe as it is (no clean-up, such as '\\' to '/',
+    changes it first). Keyed so, the pages of sibling folders share their "../" links.
+    """
+    path = directory[origin_length:]
+    while ref.startswith("../"):
+        rest = ref[3:]
+        if rest[:1] in ("", "/", "?", "#"):
+            break  # "../", "..//x", "../?q": resolved against more than a directory
+        ref = rest
+        path = path[: path[:-1].rfind("/") + 1] or "/"
+    return (directory[:origin_length] + path, ref, plain)
 
 
 def resolve_link(ref: str, base_url: str) -> str | None:

@@ -7,7 +7,7 @@ from urllib.parse import urljoin
 
 import pytest
 import yarl
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crawler import extract as extract_module
@@ -105,6 +105,10 @@ def test_relative_references_resolve_like_urljoin(
 # so a cached resolution that depended on more than its key would show up as a difference.
 _CACHE_BASES = [
     "http://a.test/b/c/d;p?q",
+    "http://a.test/b/y/z",
+    "http://a.test/b//w",
+    "http://a.test/b/./c/d",
+    "http://a.test/b/%2e%2e/c/d",
     "http://a.test/b/c/e",
     "http://a.test/b/x",
     "http://a.test/",
@@ -118,6 +122,7 @@ _REF_PIECES = st.sampled_from(
         "/",
         "a",
         "..",
+        "../",
         ".",
         "?",
         "#",
@@ -139,6 +144,7 @@ _REF_PIECES = st.sampled_from(
 )
 
 
+@settings(max_examples=1000)
 @given(
     refs=st.lists(st.lists(_REF_PIECES, max_size=5).map("".join), min_size=1, max_size=8),
     order=st.permutations(range(len(_CACHE_BASES))),
@@ -153,6 +159,50 @@ def test_cached_resolution_matches_resolving_each_reference(
         expected = [extract_module._resolve(ref, base) for ref in refs]
         assert extract_module._resolve_all(refs, base) == expected
         assert extract_module._resolve_all(refs, base) == expected  # now from the cache
+
+
+@pytest.mark.parametrize(
+    "ref",
+    [
+        *("../a", "../../a", "../../../../a", "../.x", "../", "..//a", "../?q", "../\\"),
+        *("../\\a", "../%2e/a", "../\t../a"),
+    ],
+)
+def test_parent_references_cached_per_parent_match_resolving_each(ref: str) -> None:
+    # "../x" is cached as "x" against the parent folder: every base must still get exactly
+    # what resolving it afresh gives, including bases with "//", "." or "%2e" in their folders.
+    bases = [
+        "http://a.test/b/c/d",
+        "http://a.test/b/e/f",
+        "http://a.test/b/",
+        "http://a.test/b/x",
+        "http://a.test/x",
+        "http://a.test/b//c/d",
+        "http://a.test/b/./c/d",
+        "http://a.test/b/%2e%2e/c/d",
+        "http://a.test/b/c/d/../e",
+    ]
+    extract_module._resolved.clear()
+    for _ in range(2):  # the second round reads what the first one cached
+        for url in bases:
+            base = extract_module._Base(url)
+            assert extract_module._resolve_all([ref], base) == [extract_module._resolve(ref, base)]
+
+
+@pytest.mark.parametrize("rest", ["a", "\\", "\\a", "\ta", "a b", "\u00e9", "%2e%2e/a", "./a"])
+def test_a_climbed_reference_never_reads_another_references_entry(rest: str) -> None:
+    # "../rest" from /b/c/ shares its key with "rest" from /b/: only right when both resolve
+    # alike, which clean-up (a backslash read as "/", say) could break.
+    extract_module._resolved.clear()
+    parent, child = (
+        extract_module._Base("http://a.test/b/x"),
+        extract_module._Base("http://a.test/b/c/d"),
+    )
+    extract_module._resolve_all([rest], parent)
+    climbed = "../" + rest
+    assert extract_module._resolve_all([climbed], child) == [
+        extract_module._resolve(climbed, child)
+    ]
 
 
 def test_resolution_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
