@@ -8,7 +8,9 @@ reading; draining it resumes reading.
 
 Inside a plain body (the parser's `direct_body`: identity framing, nothing to decode) the socket
 is read straight into the stream's own memory (`StreamReader.write_buffer`), or into the buffer
-of a pending `readinto`: those bytes are never copied by us.
+of a pending `readinto`: those bytes are never copied by us. On a plain socket such a body can
+also skip user space altogether: `splice_body` moves it into a file inside the kernel
+(`_splice.py`) while reading stays paused, and the parser only counts it (`consume_body`).
 
 When a response ends cleanly and the server allows keep-alive, the connection goes back to its
 pool at once (its body is already buffered). Any other ending closes it. Its lifecycle is
