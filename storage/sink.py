@@ -11,8 +11,8 @@ Four ways in: `write(chunk)` takes bytes objects (kept, not copied, until writte
 bytes straight there (`StreamReader.readinto`): one copy from the socket, none after it; and
 `put(data)` writes and hashes a small body held whole at once, without batches or threads;
 `splice_target()` + `spliced(n)` let a caller put bytes in the file itself (spliced from the
-socket, never in user space), which the sink then hashes from the page cache through a
-read-only mapping, on the hash lane.
+socket, never in user space), which the sink's hash lane then reads back from the page cache
+and hashes.
 
 `commit()` checks the size (Content-Length or Content-Range), the sha256 when one is expected,
 fsyncs according to the policy, and renames the `.part` into place atomically while it still
@@ -27,7 +27,6 @@ import enum
 import errno
 import fcntl
 import hashlib
-import mmap
 import os
 import threading
 from collections import deque
@@ -51,7 +50,7 @@ BATCH_BUFFERS = 512
 MAX_IN_FLIGHT = 4
 # A lent buffer with less room than this goes to disk rather than take a sliver of a read.
 MIN_ROOM = 64 << 10
-_READ_BACK_BYTES = 1 << 20
+_READ_BACK_BYTES = 256 << 10  # read back in pieces that stay in the CPU cache for hashing
 
 # Shared by every sink; a sink's lanes keep its own batches in order.
 _IO_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="storage-io")
@@ -170,6 +169,7 @@ class BodySink:
         self._in_flight: deque[_Batch] = deque()
         self._write_lane = _Lane()
         self._hash_lane = _Lane()
+        self._read_back: bytearray | None = None  # what the hash lane reads the file into
 
     @property
     def size(self) -> int:
@@ -211,7 +211,9 @@ class BodySink:
                     )
                 os.ftruncate(fd, offset)
                 os.lseek(fd, offset, os.SEEK_SET)
-                await self._run(_hash_prefix, fd, self._hasher, offset)
+                await self._run(
+                    _hash_range, fd, self._hasher, 0, offset, self._read_back_buffer()
+                )
             else:
                 # A fresh descriptor is at offset 0 already; a stale `.part` is emptied.
                 os.ftruncate(fd, 0)
@@ -291,29 +293,37 @@ class BodySink:
         return self._require_fd()
 
     async def spliced(self, count: int) -> None:
-        """Accept the `count` bytes just put in the file through `splice_target()`: they are
-        hashed from the page cache (mapped, not read back) on the hash lane."""
+        """Accept the `count` bytes just put in the file through `splice_target()`: the hash
+        lane reads them back (from the page cache, where they still are) and hashes them."""
         fd = self._require_fd()
         if count <= 0:
             return
         start = self._size
         self._size += count
         if not self._threaded:
-            _hash_window(self._hasher, _map_window(fd, start, count))
+            _hash_range(fd, self._hasher, start, count, self._read_back_buffer())
             if self.fsync is FsyncPolicy.ALWAYS:
                 os.fsync(fd)
             return
         while len(self._in_flight) >= MAX_IN_FLIGHT:
             await self._wait_oldest()
-        window = _map_window(fd, start, count)
+        window = _Window(os.dup(fd), start, count)  # closing the sink cannot pull it away
         if self.fsync is FsyncPolicy.ALWAYS:
             written = self._write_lane.submit(os.fsync, fd)
         else:
             written = Future()
             written.set_result(None)
-        self._in_flight.append(
-            _Batch(written, self._hash_lane.submit(_hash_window, self._hasher, window), None)
+        hashed = self._hash_lane.submit(
+            _hash_window, self._hasher, window, self._read_back_buffer()
         )
+        hashed.add_done_callback(window.close)  # also when cancelled before it ran
+        self._in_flight.append(_Batch(written, hashed, None))
+
+    def _read_back_buffer(self) -> bytearray:
+        # One per sink: its hash lane runs one job at a time.
+        if self._read_back is None:
+            self._read_back = bytearray(_READ_BACK_BYTES)
+        return self._read_back
 
     async def flush(self) -> None:
         """Write every accepted chunk to the `.part` (the sink stays open)."""
@@ -525,31 +535,23 @@ def _hash_batch(hasher: hashlib._Hash, chunks: Sequence[bytes | memoryview]) -> 
 
 @dataclass(slots=True)
 class _Window:
-    """Bytes of the file seen through a read-only mapping (offsets must be page-aligned)."""
+    """Bytes of the file to hash, read through a descriptor of its own (closed once used)."""
 
-    mapping: mmap.mmap
-    skip: int
+    fd: int
+    start: int
     length: int
 
-
-def _map_window(fd: int, start: int, length: int) -> _Window:
-    aligned = start - start % mmap.ALLOCATIONGRANULARITY
-    mapping = mmap.mmap(
-        fd, start - aligned + length, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ, offset=aligned
-    )
-    return _Window(mapping, start - aligned, length)
+    def close(self, _future: object = None) -> None:
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            os.close(fd)
 
 
-def _hash_window(hasher: hashlib._Hash, window: _Window) -> None:
-    # hashlib lets go of the GIL for big inputs; the page faults happen in that time too.
+def _hash_window(hasher: hashlib._Hash, window: _Window, buffer: bytearray) -> None:
     try:
-        with (
-            memoryview(window.mapping) as view,
-            view[window.skip : window.skip + window.length] as part,
-        ):
-            hasher.update(part)
+        _hash_range(window.fd, hasher, window.start, window.length, buffer)
     finally:
-        window.mapping.close()
+        window.close()
 
 
 def _write_all(fd: int, chunks: Sequence[bytes | memoryview]) -> None:
@@ -566,14 +568,23 @@ def _write_all(fd: int, chunks: Sequence[bytes | memoryview]) -> None:
             buffers[0] = memoryview(buffers[0])[written:]
 
 
-def _hash_prefix(fd: int, hasher: hashlib._Hash, length: int) -> None:
-    position = 0
-    while position < length:
-        block = os.pread(fd, min(_READ_BACK_BYTES, length - position), position)
-        if not block:
-            raise StorageError(f"fd {fd}: file shorter than {length} bytes while hashing")
-        hasher.update(block)
-        position += len(block)
+def _hash_range(
+    fd: int, hasher: hashlib._Hash, start: int, length: int, buffer: bytearray
+) -> None:
+    """Feed bytes [start, start + length) of the file to `hasher`, read into `buffer`.
+
+    Read back rather than mapped: on this path a mapping cost a page fault per 4 KiB and
+    mmap/munmap calls that serialize with them, and its kernel time swung several-fold on a
+    busy machine; a read from the page cache is one copy and steady.
+    """
+    view = memoryview(buffer)
+    position, end = start, start + length
+    while position < end:
+        count = os.preadv(fd, [view[: min(len(view), end - position)]], position)
+        if count <= 0:
+            raise StorageError(f"fd {fd}: file shorter than {end} bytes while hashing")
+        hasher.update(view[:count])
+        position += count
 
 
 def _fsync_directory(path: Path) -> None:
