@@ -4,6 +4,7 @@ partial file), with the bytes moved inside the kernel and hashed from the page c
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import resource
@@ -167,3 +168,23 @@ async def test_a_full_disk_mid_splice_fails_keeps_the_part_and_resumes(
     record = await download(session, url, store)
     assert record.outcome is Outcome.STORED and 0 < record.resumed_from <= kept
     assert sha256_file(final) == body.sha256() == record.sha256
+
+
+async def test_a_sink_abandoned_mid_hash_leaves_no_descriptor_open(tmp_path: Path):
+    # Each spliced window is hashed through a duplicate descriptor: one job running, others
+    # queued, then the sink is dropped at once (a cancelled download). Every duplicate closes.
+    before = set(os.listdir("/proc/self/fd"))
+    data = os.urandom(8 * MiB)
+    sink = BodySink(tmp_path / "f.bin")
+    await sink.open()
+    for _ in range(4):
+        fd = await sink.splice_target()
+        os.write(fd, data)
+        await sink.spliced(len(data))
+    sink.close_now()
+    for _ in range(500):
+        if set(os.listdir("/proc/self/fd")) <= before:
+            break
+        await asyncio.sleep(0.01)
+    assert set(os.listdir("/proc/self/fd")) <= before
+    assert part_path_for(tmp_path / "f.bin").stat().st_size == 4 * len(data)
