@@ -33,12 +33,16 @@ from crawler.http import (
 )
 from tests.http.raw_server import ServerState, raw_server, read_request
 from tests.http.test_faults import assert_nothing_leaked, assert_pool_empty, reset
+from tests.support.binaries import require_feature
 from tests.support.tls_certs import make_pki
 
 MiB = 1 << 20
 STEP = 1 * MiB
 
-pytestmark = pytest.mark.skipif(not _splice.SPLICE_AVAILABLE, reason="splice(2) is Linux-only")
+
+@pytest.fixture(autouse=True)
+def _needs_splice() -> None:
+    require_feature(_splice.SPLICE_AVAILABLE, "splice(2) and eventfd are Linux-only")
 
 
 RUNNERS: dict[str, Callable[[Coroutine[Any, Any, None]], None]] = {

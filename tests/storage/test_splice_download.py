@@ -20,10 +20,14 @@ from storage.fetch import SPLICE_MIN_BYTES
 from storage.sink import BodySink, FsyncPolicy, part_path_for
 from tests.storage.origin import Body, Origin, Resource
 from tests.storage.test_download import only_part_left, sha256_file
+from tests.support.binaries import require_feature
 
 MiB = 1 << 20
 
-pytestmark = pytest.mark.skipif(not _splice.SPLICE_AVAILABLE, reason="splice(2) is Linux-only")
+
+@pytest.fixture(autouse=True)
+def _needs_splice() -> None:
+    require_feature(_splice.SPLICE_AVAILABLE, "splice(2) and eventfd are Linux-only")
 
 
 @pytest.fixture

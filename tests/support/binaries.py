@@ -38,3 +38,12 @@ def require_binary(name: str) -> str:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+def require_feature(available: bool, message: str) -> None:
+    """Skip (fail under CI=true, which runs on Linux) when a platform feature is missing."""
+    if available:
+        return
+    if in_ci():
+        pytest.fail(message)
+    pytest.skip(message)
