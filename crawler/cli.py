@@ -261,13 +261,17 @@ def _read_seeds(lines: Iterable[str]) -> Iterable[str]:
 
 
 def _run_crawl(settings: Settings, seeds: list[str]) -> int:
-    from crawler.frontier import FrontierError
     from workers.run import run_crawl
 
     try:
         return run_crawl(settings, seeds)
-    except FrontierError as error:
-        raise click.ClickException(str(error)) from None
+    except Exception as error:
+        # The frontier (and asyncio under it) is imported only after the workers started.
+        from crawler.frontier import FrontierError
+
+        if isinstance(error, FrontierError):
+            raise click.ClickException(str(error)) from None
+        raise
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ terminal, a log line every `interval` seconds otherwise (text or JSON), and a su
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 import enum
 import json
@@ -407,6 +406,8 @@ class ProgressReporter:
 
     async def run(self) -> None:
         """Report every interval until cancelled."""
+        import asyncio  # here: `crawl run` imports this module before it starts its workers
+
         while True:
             await asyncio.sleep(max(0.0, self._next_due - self.clock()))
             self.tick()

@@ -7,7 +7,6 @@ running `crawl worker`: the frontier is all they share.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import sys
@@ -82,6 +81,9 @@ def run_crawl(settings: Settings, seeds: list[str]) -> int:
 
 
 def _seed(settings: Settings, seeds: list[str]) -> None:
+    # Imported only now, while the worker processes already start behind the gate.
+    import asyncio
+
     added, duplicates, rejected = asyncio.run(seed_job(settings, seeds))
     for url, reason in rejected:
         click.echo(f"seed not added: {url}: {reason}", err=True)
