@@ -197,6 +197,8 @@ class RecordLog:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._fd: int | None = None
         self._size = 0
+        # One packer for the log's life: `msgpack.packb` builds a new one per record.
+        self._packer = msgpack.Packer(use_bin_type=True)
         self._seq = self._last_sequence()
         self._open(self._seq, repair=True)
 
@@ -205,7 +207,7 @@ class RecordLog:
         return self.directory / f"{self.writer_id}.{self._seq:06d}{LOG_SUFFIX}"
 
     def append(self, record: FetchRecord) -> None:
-        frame = encode_frame(msgpack.packb(record.to_map(), use_bin_type=True))
+        frame = encode_frame(self._packer.pack(record.to_map()))
         if self._size and self._size + len(frame) > self.rotate_bytes:
             self._close_file()
             self._seq += 1
