@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from crawler.http import _splice
 from storage import Store
 from tests.storage.origin import Origin
 
@@ -51,3 +52,18 @@ def store(out_dir: Path) -> Iterator[Store]:
 def warc_store(out_dir: Path) -> Iterator[Store]:
     with Store(out_dir, writer_id="test", warc=True) as opened:
         yield opened
+
+
+@pytest.fixture
+def kernel_moved(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Bytes each splice thread moved, so a test can tell the kernel path was taken."""
+    moved: list[int] = []
+    real = _splice.BodyMove._move
+
+    def counting(self: _splice.BodyMove) -> _splice.MoveResult:
+        result = real(self)
+        moved.append(result.moved)
+        return result
+
+    monkeypatch.setattr(_splice.BodyMove, "_move", counting)
+    return moved

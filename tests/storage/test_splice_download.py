@@ -30,21 +30,6 @@ def _needs_splice() -> None:
     require_feature(_splice.SPLICE_AVAILABLE, "splice(2) and eventfd are Linux-only")
 
 
-@pytest.fixture
-def kernel_moved(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Bytes each splice thread moved, so a test can tell the kernel path was taken."""
-    moved: list[int] = []
-    real = _splice.BodyMove._move
-
-    def counting(self: _splice.BodyMove) -> _splice.MoveResult:
-        result = real(self)
-        moved.append(result.moved)
-        return result
-
-    monkeypatch.setattr(_splice.BodyMove, "_move", counting)
-    return moved
-
-
 def assert_pool_empty(session) -> None:  # type: ignore[no-untyped-def]
     stats = session.connector.stats()
     assert (stats.acquired, stats.opening, stats.waiters) == (0, 0, 0), stats
@@ -91,33 +76,6 @@ async def test_body_below_the_threshold_is_read_not_spliced(
     origin.resources["/mid"] = Resource(body)
     record = await download(session, origin.url("/mid"), store)
     assert record.sha256 == body.sha256() and kernel_moved == []
-
-
-async def test_dropped_connection_mid_splice_resumes_byte_identical(
-    session, origin: Origin, store: Store, kernel_moved: list[int]
-):
-    body = Body(24 * MiB + 99, seed=52)
-    drop = 13 * MiB + 4321
-    origin.resources["/cut"] = Resource(body, drop_after=[drop])
-    url = origin.url("/cut")
-    final = store.tree.path_for(url)
-    with pytest.raises(DownloadError) as failed:
-        await download(session, url, store)
-    assert failed.value.record.outcome is Outcome.FAILED
-    assert only_part_left(final)
-    kept = part_path_for(final).stat().st_size
-    assert 0 < kept <= drop
-    assert part_path_for(final).read_bytes() == body.bytes()[:kept]
-    first = sum(kernel_moved)
-    assert first > 0
-    assert_pool_empty(session)
-
-    record = await download(session, url, store)
-    assert origin.requests[-1].headers["range"] == f"bytes={kept}-"
-    assert record.outcome is Outcome.STORED and record.resumed_from == kept
-    assert sha256_file(final) == body.sha256() == record.sha256
-    assert sum(kernel_moved) > first  # the resumed part was spliced too
-    assert_pool_empty(session)
 
 
 async def test_fsync_always_with_splice(session, origin: Origin, out_dir: Path):
