@@ -212,14 +212,31 @@ def _resolve_all(refs: list[str], base: _Base) -> list[str | None]:
     "https://" URLs, which depend on nothing of it), plus whether the base is plain. Those are
     the cache keys. The rest depend on more of the base ("?query", "", "http:?q" resolve
     against its path or whole URL) or are rare, and are resolved each time.
+
+    Before the cache come shortcuts for the usual links, for less than a cache lookup costs:
+    on a plain page, a URL-safe path without ":" or dot segments resolves to the origin or the
+    directory glued to it, and on any page a URL-safe "http://" or "https://" URL needs only
+    `_checked`; both are exactly what `_resolve` would build.
     """
     cache = _resolved
     if len(cache) > _RESOLVED_MAX:
         cache.clear()
     origin, directory, plain = base.origin, base.directory, base.plain
     climbs = base.climbs
+    safe = _SAFE_URL.fullmatch
     out: list[str | None] = []
     for ref in refs:
+        core = ref.partition("#")[0] if "#" in ref else ref
+        if core and safe(core) is not None:
+            if ":" not in core:
+                url = _glued(core, origin, directory, climbs) if plain else None
+                if url is not None:
+                    out.append(url)
+                    continue
+            elif core.startswith(_ABSOLUTE):
+                # Nothing for `_resolve` to clean up: only the checks of `_checked` are left.
+                out.append(_checked(core))
+                continue
         first = ref[:1]
         if first == "/":
             key = (origin, ref, plain)
@@ -238,6 +255,25 @@ def _resolve_all(refs: list[str], base: _Base) -> list[str | None]:
             cache[key] = url = _resolve(ref, base)
             out.append(url)
     return out
+
+
+def _glued(core: str, origin: str, directory: str, climbs: bool) -> str | None:
+    """`core` (URL-safe, no ":" or "#") against a plain base by concatenation, or None when
+    that would not be what `_resolve` gives (a scheme-relative or "?" reference, or dot
+    segments left to remove)."""
+    first = core[0]
+    if first == "/":
+        if core[1:2] == "/":
+            return None
+        url = origin + core
+    elif first == "?":
+        return None
+    elif climbs and first == "." and core.startswith("../"):
+        parent, rest, _plain = _climbed_key(core, directory, len(origin), True)
+        url = parent + rest
+    else:
+        url = directory + core
+    return None if "/." in url else url
 
 
 def _climbed_key(

@@ -3,6 +3,8 @@
 Workers open one `Store` per process and call `download(session, url, store)` per fetch.
 """
 
+from typing import TYPE_CHECKING
+
 from storage.errors import (
     DigestMismatchError,
     DownloadError,
@@ -12,7 +14,6 @@ from storage.errors import (
     StorageError,
     UnsafePathError,
 )
-from storage.export import export_csv, export_jsonl
 from storage.fetch import download, fetch_page
 from storage.latest import LatestEntry, LatestIndex
 from storage.paths import MirrorTree, mirror_relpath
@@ -28,6 +29,9 @@ from storage.records import (
 from storage.sink import BodySink, FsyncPolicy, SinkResult
 from storage.store import Store
 from storage.warc import WarcWriter
+
+if TYPE_CHECKING:
+    from storage.export import export_csv, export_jsonl
 
 __all__ = [
     "BodySink",
@@ -58,3 +62,13 @@ __all__ = [
     "mirror_relpath",
     "read_records",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The exporters (csv, json) load on first use: only `crawl export` needs them, and every
+    # worker and download imports this package.
+    if name in ("export_csv", "export_jsonl"):
+        from storage import export
+
+        return getattr(export, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -18,15 +18,18 @@ import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from crawler.config import Settings
 from crawler.frontier import Frontier, open_frontier
 from crawler.http import ClientSession, ClientTimeout, DummyCookieJar, TCPConnector
-from crawler.robots import Robots
 from storage import Store
 from workers.job import PROGRESS_DIR, SETTINGS_ENV, frontier_settings, frontier_target
 from workers.progress import CrawlCounters
 from workers.worker import Worker, WorkerExit, WorkerOptions
+
+if TYPE_CHECKING:
+    from crawler.robots import Robots
 
 log = logging.getLogger("crawl.worker")
 
@@ -128,9 +131,13 @@ async def _main(settings: Settings, index: int) -> int:
         warc_max_size=settings.warc_max_size,
     )
     session = make_session(settings)
-    robots = Robots(
-        frontier, robots_fetcher(session), user_agent=settings.user_agent, enabled=settings.robots
-    )
+    robots: Robots | None = None
+    if settings.robots:
+        # Imported only when asked for: --no-robots then pays neither protego's import nor a
+        # check per fetch.
+        from crawler.robots import Robots
+
+        robots = Robots(frontier, robots_fetcher(session), user_agent=settings.user_agent)
     worker = Worker(
         frontier,
         session,

@@ -32,15 +32,17 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from crawler.extract import extract_links_from_body, is_html, resolve_link
 from crawler.frontier import Frontier, FrontierUnavailable, Link, Outcome, Task
-from crawler.robots import Robots
 from storage import DownloadError, FetchRecord, Store, fetch_page
 from storage import Outcome as StoreOutcome
 from workers.outcomes import Action, Verdict, classify_error, classify_record
 from workers.progress import CrawlCounters, FetchResult
+
+if TYPE_CHECKING:
+    from crawler.robots import Robots
 
 log = logging.getLogger("crawl.worker")
 T = TypeVar("T")

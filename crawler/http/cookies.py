@@ -20,7 +20,6 @@ import ipaddress
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from http.cookies import BaseCookie, CookieError, Morsel, SimpleCookie
 from typing import Any
 
@@ -68,6 +67,9 @@ def _expiry(morsel: Morsel[str], now: float) -> float | None:
             return now + int(max_age)
     expires = morsel["expires"]
     if expires:
+        # email.utils costs every process a few ms of start-up; most never see an Expires.
+        from email.utils import parsedate_to_datetime
+
         try:
             return parsedate_to_datetime(expires).timestamp()
         except (TypeError, ValueError, IndexError, OverflowError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import sqlite3
 import threading
@@ -41,6 +42,23 @@ def test_entries_outlive_the_index_and_are_seen_by_another(tmp_path: Path) -> No
     assert second.get("http://a/x") is None
     second.close()
     assert LatestIndex(tmp_path).get("http://a/x") is None
+
+
+def test_entries_an_older_writer_stored_as_json_are_still_read(tmp_path: Path) -> None:
+    # Entries were JSON text before they were msgpack: an output folder from then still
+    # revalidates instead of fetching everything whole again.
+    old = LatestIndex(tmp_path)
+    old.put(entry("http://a/new"))
+    old.close()
+    stored = entry("http://a/old")
+    fields = {name: getattr(stored, name) for name in stored.__slots__}
+    with sqlite3.connect(tmp_path / "state" / "latest.sqlite") as db:
+        db.execute("INSERT INTO latest VALUES (?, ?)", ("http://a/old", json.dumps(fields)))
+    db.close()
+    index = LatestIndex(tmp_path)
+    assert index.get("http://a/old") == stored
+    assert index.get("http://a/new") == entry("http://a/new")
+    index.close()
 
 
 def _put_many(folder: str, start: int) -> None:
