@@ -40,7 +40,7 @@ from storage.resume import (
     remove_state,
     save_state,
 )
-from storage.sink import BodySink, FsyncPolicy, part_path_for
+from storage.sink import BodySink, FsyncPolicy
 from storage.store import Store
 from storage.warc import WarcRef
 
@@ -188,8 +188,8 @@ class _Download:
         else:
             self.final_path = Path(self.dest).absolute()
             self.final_path.parent.mkdir(parents=True, exist_ok=True)
-        self.part_path = part_path_for(self.final_path)
         self.sink = BodySink(self.final_path, fsync=self.store.fsync)
+        self.part_path = self.sink.part_path
 
     # --- the life of a download --------------------------------------------------------------
 
