@@ -78,7 +78,9 @@ class LatestIndex:
         self._synchronous = "NORMAL" if durable else "OFF"
         self._db: sqlite3.Connection | None = None
         self._lock = threading.Lock()
-        self._pending: dict[str, bytes | str | None] = {}  # key -> packed entry, None: forget
+        self._pending: dict[str, bytes | None] = {}  # key -> packed entry, None: forget
+        # Used under the lock only: a Packer keeps one buffer, which threads must not share.
+        self._packer = msgpack.Packer(unicode_errors="surrogateescape")
         self._pending_since = 0.0
 
     def _connection(self) -> sqlite3.Connection:
@@ -124,7 +126,7 @@ class LatestIndex:
         key = _key(url)
         with self._lock:
             if key in self._pending:
-                text = self._pending[key]
+                stored = self._pending[key]
             elif self._db is None and not self.path.exists():
                 return None  # nothing stored yet: do not create the file for a lookup
             else:
@@ -133,20 +135,19 @@ class LatestIndex:
                     .execute("SELECT entry FROM latest WHERE url = ?", (key,))
                     .fetchone()
                 )
-                text = None if row is None else row[0]
-        if text is None:
+                stored = None if row is None else row[0]
+        if stored is None:
             return None
         try:
-            # msgpack since it costs a fifth of JSON per stored page; JSON from older writers.
-            raw = json.loads(text) if isinstance(text, str) else _unpack(text)
+            # msgpack (a quarter of JSON's cost per stored page); JSON text from older writers.
+            raw = json.loads(stored) if isinstance(stored, str) else _unpack(stored)
             entry = LatestEntry(**{k: v for k, v in raw.items() if k in _FIELD_NAMES})
         except (TypeError, ValueError, AttributeError, msgpack.UnpackException):
             return None
         return entry if entry.url == url else None
 
     def put(self, entry: LatestEntry) -> None:
-        packed = _pack({name: getattr(entry, name) for name in _FIELD_NAMES})
-        self._stage(_key(entry.url), packed)
+        self._stage(_key(entry.url), {name: getattr(entry, name) for name in _FIELD_NAMES})
 
     def forget(self, url: str) -> None:
         self._stage(_key(url), None)
@@ -165,11 +166,11 @@ class LatestIndex:
                     self._db.close()
                     self._db = None
 
-    def _stage(self, key: str, text: bytes | None) -> None:
+    def _stage(self, key: str, entry_fields: dict[str, object] | None) -> None:
         with self._lock:
             if not self._pending:
                 self._pending_since = time.monotonic()
-            self._pending[key] = text
+            self._pending[key] = None if entry_fields is None else self._packer.pack(entry_fields)
             if (
                 len(self._pending) >= FLUSH_ENTRIES
                 or time.monotonic() - self._pending_since >= FLUSH_SECONDS
@@ -179,8 +180,8 @@ class LatestIndex:
     def _flush_locked(self) -> None:
         if not self._pending:
             return
-        puts = [(key, text) for key, text in self._pending.items() if text is not None]
-        gone = [(key,) for key, text in self._pending.items() if text is None]
+        puts = [(key, packed) for key, packed in self._pending.items() if packed is not None]
+        gone = [(key,) for key, packed in self._pending.items() if packed is None]
         db = self._connection()
         begin_immediate(db, BUSY_TIMEOUT_S)
         try:
@@ -194,11 +195,10 @@ class LatestIndex:
 
 
 _FIELD_NAMES = tuple(f.name for f in fields(LatestEntry))
-# URLs may carry lone surrogates (undecodable bytes, see `_key`): kept as they are.
-_pack = msgpack.Packer(unicode_errors="surrogateescape").pack
 
 
 def _unpack(packed: bytes) -> dict[str, object]:
+    # URLs may carry lone surrogates (undecodable bytes, see `_key`): kept as they are.
     return msgpack.unpackb(packed, unicode_errors="surrogateescape")
 
 
