@@ -27,11 +27,15 @@ def is_busy(exc: sqlite3.OperationalError) -> bool:
     return "locked" in str(exc) or "busy" in str(exc)
 
 
-def begin_immediate(db: sqlite3.Connection, timeout_s: float) -> None:
-    """``BEGIN IMMEDIATE`` on `db`, waiting up to `timeout_s` for the write lock in short steps.
+def begin_immediate(
+    db: sqlite3.Connection, timeout_s: float, *, busy_timeout_s: float | None = None
+) -> None:
+    """``BEGIN IMMEDIATE`` on `db`, waiting up to `timeout_s` for the write lock in short steps
+    (0: one try, no wait).
 
     Raises the last `sqlite3.OperationalError` when the lock is still held after `timeout_s`,
-    or at once for any other error. `db`'s busy timeout is `timeout_s` again afterwards.
+    or at once for any other error. `db`'s busy timeout is `busy_timeout_s` afterwards
+    (default: `timeout_s`).
     """
     db.execute("PRAGMA busy_timeout = 0")  # each try answers at once
     try:
@@ -47,4 +51,5 @@ def begin_immediate(db: sqlite3.Connection, timeout_s: float) -> None:
             time.sleep(pause)
             pause = min(pause * 2, BUSY_PAUSE_MAX_S)
     finally:
-        db.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
+        restore = timeout_s if busy_timeout_s is None else busy_timeout_s
+        db.execute(f"PRAGMA busy_timeout = {int(restore * 1000)}")

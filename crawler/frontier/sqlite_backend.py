@@ -6,21 +6,29 @@ transaction (see sqlite_store.py). A crawl stopped at any point, killed included
 from the file: committed steps are kept, and leases of the dead process expire back into
 their queues (or call `recover_leases()` when no other process of the job is alive).
 
-Why a dedicated thread: sqlite3 calls block, on disk and on the file lock another process may
-hold for a moment. Each `SqliteFrontier` owns one connection living on one worker thread
-(a single-thread executor), so the event loop never waits on SQLite, the connection is never
-shared between threads, and calls from many asyncio tasks are serialized in arrival order.
-Acks from concurrent fetch tasks are group-committed into one transaction, so the thread hop
-costs once per batch, not once per URL.
+Where the SQL runs: on the event loop's own thread, unless it would have to wait. A step is
+a fraction of a millisecond of Python and SQLite, and sending it to a thread costs more than
+that: every statement lets go of the GIL, the loop takes it, and the step waits for it back,
+each handover a futex wake (a crawl's worker made eight of them per page; running the steps on
+the loop made the whole crawl about 10% faster). What can block goes to the one thread of a
+single-thread executor instead, so the loop never sleeps on SQLite:
+  - a write step that finds the write lock held by another process (tried once without
+    waiting, `WriteLockBusy`), which the thread then waits for;
+  - the WAL checkpoints, which sync the file: automatic checkpoints are off on this connection,
+    and one is sent to the thread every `CHECKPOINT_EVERY` steps;
+  - closing, which checkpoints too.
+While anything sent to the thread is unfinished, every later step goes there as well, behind
+it: steps keep their order, and the connection is never used by two threads at once. Acks
+from concurrent fetch tasks are group-committed into one transaction either way.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
+import logging
 import sqlite3
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
@@ -28,12 +36,17 @@ from .admission import Admitted
 from .base import CommitResult, FrontierBase, Settle
 from .errors import FrontierConfigError, FrontierError, FrontierUnavailable
 from .settings import FrontierSettings, check_job_name
-from .sqlite_store import SqliteStore
+from .sqlite_store import SqliteStore, WriteLockBusy
 from .task import FinalRecord, FrontierStats, HostBacklog, Task
 
 __all__ = ["SqliteFrontier"]
 
 T = TypeVar("T")
+log = logging.getLogger("crawl.frontier")
+
+# Steps between two WAL checkpoints (each step writes a few pages; SQLite's own automatic
+# checkpoint comes at 1,000 pages).
+CHECKPOINT_EVERY = 64
 
 
 class SqliteFrontier(FrontierBase):
@@ -46,6 +59,9 @@ class SqliteFrontier(FrontierBase):
         self._store = store
         self._executor = executor
         self.path = store.path
+        # The last call sent to the thread: until it is done, every call goes there too.
+        self._on_thread: Future[object] | None = None
+        self._steps_since_checkpoint = 0
 
     @classmethod
     async def open(
@@ -74,10 +90,23 @@ class SqliteFrontier(FrontierBase):
         store.settings = merged
         return cls(store, executor, job, merged)
 
-    async def _call(self, fn: Callable[..., T], *args: object) -> T:
-        loop = asyncio.get_running_loop()
+    async def _call(self, fn: Callable[..., T], *args: object, inline: bool = True) -> T:
+        """`fn(*args)` on the store: here when nothing waits on the thread and it need not
+        wait itself (see the module docstring), else on the thread, in order."""
         try:
-            return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
+            if inline and self._thread_idle():
+                store = self._store
+                store.waits = False
+                try:
+                    result = fn(*args)
+                except WriteLockBusy:
+                    pass  # another process writes: wait for it on the thread
+                else:
+                    self._count_step()
+                    return result
+                finally:
+                    store.waits = True
+            return await asyncio.wrap_future(self._send(fn, *args))
         except sqlite3.OperationalError as exc:
             text = str(exc)
             if "locked" in text or "busy" in text:
@@ -86,6 +115,20 @@ class SqliteFrontier(FrontierBase):
             raise FrontierError(f"frontier file {self.path}: {text}") from exc
         except sqlite3.DatabaseError as exc:
             raise FrontierError(f"frontier file {self.path}: {exc}") from exc
+
+    def _thread_idle(self) -> bool:
+        return self._on_thread is None or self._on_thread.done()
+
+    def _send(self, fn: Callable[..., T], *args: object) -> Future[T]:
+        future = self._executor.submit(fn, *args)
+        self._on_thread = future  # type: ignore[assignment]
+        return future
+
+    def _count_step(self) -> None:
+        self._steps_since_checkpoint += 1
+        if self._steps_since_checkpoint >= CHECKPOINT_EVERY:
+            self._steps_since_checkpoint = 0
+            self._send(self._store.checkpoint).add_done_callback(_log_checkpoint_error)
 
     # ---- storage steps -------------------------------------------------------------------
 
@@ -112,7 +155,7 @@ class SqliteFrontier(FrontierBase):
 
     async def _close_store(self) -> None:
         try:
-            await self._call(self._store.close)
+            await self._call(self._store.close, inline=False)  # closing checkpoints: it syncs
         finally:
             self._executor.shutdown(wait=True)
 
@@ -162,11 +205,17 @@ class SqliteFrontier(FrontierBase):
         self._scope_revision = -1
 
 
+def _log_checkpoint_error(future: Future[None]) -> None:
+    # Not fatal: the WAL only grows until a later checkpoint (or the next process) succeeds.
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("frontier WAL checkpoint failed: %s", future.exception())
+
+
 def _open_store(
     path: str, settings: FrontierSettings, job: str
 ) -> tuple[SqliteStore, FrontierSettings]:
     try:
-        store = SqliteStore(path, settings)
+        store = SqliteStore(path, settings, autocheckpoint=False)
     except sqlite3.DatabaseError as exc:
         raise FrontierConfigError(f"cannot use {path} as a frontier file: {exc}") from exc
     try:

@@ -1,6 +1,7 @@
 """The SQLite frontier's storage steps: plain synchronous SQL, one transaction per step.
 
-`SqliteStore` is what `SqliteFrontier` runs on its dedicated thread. Every step that changes
+`SqliteStore` is what `SqliteFrontier` runs, on the event loop's thread or on its own (see
+sqlite_backend.py for which, and why). Every step that changes
 state runs inside ``BEGIN IMMEDIATE`` (the write lock is taken first, so two processes never
 deadlock upgrading a read lock) and reads the clock only once it holds the lock. WAL mode lets
 `stats()` read while another process writes. `synchronous=NORMAL` with WAL keeps every
@@ -20,18 +21,25 @@ from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from crawler.sqlite_lock import begin_immediate
+from crawler.sqlite_lock import begin_immediate, is_busy
 
 from .admission import Admitted, unpack_body
 from .base import CommitResult, Settle, SettleKind
 from .settings import FrontierSettings
 from .task import FinalRecord, FinalState, FrontierStats, HostBacklog, Task
 
-__all__ = ["SqliteStore", "stored_job"]
+__all__ = ["SqliteStore", "WriteLockBusy", "stored_job"]
 
 QUEUED, LEASED, DELAYED, DONE, SKIPPED, FAILED, DEAD = range(7)
 RECLAIM_PER_LEASE = 1000
 BUSY_TIMEOUT_MS = 60_000
+
+
+class WriteLockBusy(Exception):
+    """A step told not to wait (`SqliteStore.waits` False) found the write lock held by
+    another connection. Raised before the step changed or read anything: it can be run again
+    as it is."""
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB) WITHOUT ROWID;
@@ -95,15 +103,26 @@ def stored_job(path: str) -> str | None:
 
 
 class SqliteStore:
-    """One connection to one frontier file; use it from a single thread."""
+    """One connection to one frontier file; one thread at a time may use it (any thread: the
+    caller keeps the turns, as `SqliteFrontier` does).
 
-    def __init__(self, path: str, settings: FrontierSettings) -> None:
+    `waits`: whether a step waits for another connection's write lock (up to the busy
+    timeout) or raises `WriteLockBusy` at once. `autocheckpoint=False` leaves the WAL's
+    checkpoints (which sync the file) to explicit `checkpoint()` calls.
+    """
+
+    def __init__(self, path: str, settings: FrontierSettings, *, autocheckpoint: bool = True):
         self.path = path
         self.settings = settings
-        self.db = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+        self.waits = True
+        self.db = sqlite3.connect(
+            path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False
+        )
         self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         self.db.execute("PRAGMA journal_mode = WAL")
         self.db.execute("PRAGMA synchronous = NORMAL")
+        if not autocheckpoint:
+            self.db.execute("PRAGMA wal_autocheckpoint = 0")
         self._counts: dict[str, int] = defaultdict(int)
         with self._write():
             for statement in SCHEMA.split(";"):
@@ -113,10 +132,22 @@ class SqliteStore:
     def close(self) -> None:
         self.db.close()
 
+    def checkpoint(self) -> None:
+        """Copy what the WAL holds into the file (as far as readers allow), with its syncs."""
+        self.db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
     @contextmanager
     def _write(self) -> Iterator[float]:
         """BEGIN IMMEDIATE ... COMMIT; yields the time read once the write lock is held."""
-        begin_immediate(self.db, BUSY_TIMEOUT_MS / 1000)
+        busy_timeout_s = BUSY_TIMEOUT_MS / 1000
+        try:
+            begin_immediate(
+                self.db, busy_timeout_s if self.waits else 0.0, busy_timeout_s=busy_timeout_s
+            )
+        except sqlite3.OperationalError as exc:
+            if not self.waits and is_busy(exc):
+                raise WriteLockBusy(str(exc)) from exc
+            raise
         try:
             yield time.time()
         except BaseException:
