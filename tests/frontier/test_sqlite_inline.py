@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +15,7 @@ import pytest
 
 from crawler.frontier import SqliteFrontier, sqlite_backend
 from crawler.frontier.sqlite_store import SqliteStore
+from tests.support.sqlite_lock import write_lock_held
 
 
 @pytest.fixture
@@ -35,31 +34,6 @@ def spy(store: SqliteStore, name: str, threads: list[int]) -> None:
         return real(*args)
 
     setattr(store, name, wrapper)
-
-
-@contextmanager
-def write_lock_held(path: Path) -> Iterator[threading.Event]:
-    """Another connection (as another process would) holds the write lock until the event."""
-    release, held = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        other = sqlite3.connect(path, isolation_level=None)
-        try:
-            other.execute("BEGIN IMMEDIATE")
-            held.set()
-            release.wait(30)
-            other.execute("COMMIT")
-        finally:
-            other.close()
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    try:
-        assert held.wait(30)
-        yield release
-    finally:
-        release.set()
-        holder.join(30)
 
 
 async def test_steps_run_on_the_loop_thread_while_the_file_is_free(
