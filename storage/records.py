@@ -1,8 +1,11 @@
 """Fetch records: one msgpack map per fetch, appended to a per-writer log under `out/records/`.
 
 A writer owns its files (`<writer_id>.<seq>.rec`, rotated by size, locked with flock so two
-processes cannot share a writer id). Each record is one framed write (`storage.framing`), so a
-crash leaves at most a torn last frame; reopening the writer cuts it off before appending.
+processes cannot share a writer id). Each record is one frame (`storage.framing`), so a crash
+leaves at most a torn last frame; reopening the writer cuts it off before appending. Records are
+written as they are appended, or, once `hold()` was called, kept until `flush()` and written
+together: a crawler flushes just before its frontier commits the acks those records belong to,
+one write per batch of pages instead of one per page.
 `read_records(out_dir)` iterates every log and reports torn or damaged frames in a `ReadReport`
 instead of failing.
 """
@@ -40,6 +43,8 @@ __all__ = [
 RECORDS_DIR = "records"
 LOG_SUFFIX = ".rec"
 DEFAULT_ROTATE_BYTES = 256 << 20
+# Held records are written anyway once this many bytes of them wait (a few thousand records).
+HOLD_MAX_BYTES = 1 << 20
 _LOG_NAME = re.compile(r"^(?P<writer>.+)\.(?P<seq>\d{6})\.rec$")
 _WRITER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
@@ -197,6 +202,8 @@ class RecordLog:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._fd: int | None = None
         self._size = 0
+        self._held: list[bytes] | None = None  # frames waiting for flush(), once holding
+        self._held_bytes = 0
         # One packer for the log's life: `msgpack.packb` builds a new one per record.
         self._packer = msgpack.Packer(use_bin_type=True)
         self._seq = self._last_sequence()
@@ -208,21 +215,36 @@ class RecordLog:
 
     def append(self, record: FetchRecord) -> None:
         frame = encode_frame(self._packer.pack(record.to_map()))
-        if self._size and self._size + len(frame) > self.rotate_bytes:
-            self._close_file()
-            self._seq += 1
-            self._open(self._seq, repair=False)
-        fd = self._require_fd()
-        view = memoryview(frame)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        self._size += len(frame)
-        if self.fsync is FsyncPolicy.ALWAYS:
-            os.fsync(fd)
+        held = self._held
+        if held is None:
+            self._write_frames([frame])
+            return
+        held.append(frame)
+        self._held_bytes += len(frame)
+        if self._held_bytes >= HOLD_MAX_BYTES:
+            self.flush()
+
+    def hold(self) -> None:
+        """From now on keep appended records in memory until `flush()` (or `close()`), or until
+        HOLD_MAX_BYTES of them wait. A killed process loses the held ones: flush before anything
+        that relies on a record being on disk."""
+        self._require_fd()
+        if self._held is None:
+            self._held = []
+
+    def flush(self) -> None:
+        """Write the held records now (one write; fsync too with the `always` policy)."""
+        held = self._held
+        if held:
+            self._write_frames(held)
+            # Only once written: after a failed write they wait for the next flush, so a record
+            # is never dropped silently while the acks relying on it go through.
+            self._held = []
+            self._held_bytes = 0
 
     def close(self) -> None:
         if self._fd is not None:
+            self.flush()
             if self.fsync is not FsyncPolicy.NEVER:
                 os.fsync(self._fd)
             self._close_file()
@@ -237,6 +259,31 @@ class RecordLog:
         if self._fd is None:
             raise StorageError(f"record log {self.path} is closed")
         return self._fd
+
+    def _write_frames(self, frames: list[bytes]) -> None:
+        """Append whole frames, one write per log file; a file that is not empty is rotated
+        before a frame that would take it past `rotate_bytes`."""
+        start = 0
+        while start < len(frames):
+            end, size = start, self._size
+            while end < len(frames) and not (size and size + len(frames[end]) > self.rotate_bytes):
+                size += len(frames[end])
+                end += 1
+            if end == start:
+                self._close_file()
+                self._seq += 1
+                self._open(self._seq, repair=False)
+                continue
+            fd = self._require_fd()
+            data = frames[start] if end == start + 1 else b"".join(frames[start:end])
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            self._size = size
+            start = end
+        if self.fsync is FsyncPolicy.ALWAYS:
+            os.fsync(self._require_fd())
 
     def _last_sequence(self) -> int:
         sequences = [

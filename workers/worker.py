@@ -103,6 +103,11 @@ class Worker:
         self._stopping = asyncio.Event()
         self._work_ready = asyncio.Event()
         self._seen_links: set[str] = set()
+        # Records are written a batch at a time, just before the frontier commits the acks
+        # they belong to: a page the frontier calls done always has its record, and a batch of
+        # pages costs one write instead of one each.
+        store.records.hold()
+        frontier.before_settling(store.records.flush)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -125,6 +130,7 @@ class Worker:
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
+            self.store.records.flush()  # those of fetches whose acks did not go through
         if finished and exit_code is WorkerExit.FINISHED:
             return WorkerExit.FINISHED
         return WorkerExit.INTERRUPTED

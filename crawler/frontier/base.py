@@ -12,7 +12,7 @@ import abc
 import enum
 import random
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
@@ -84,6 +84,7 @@ class FrontierBase(abc.ABC):
         self._stored_seed_hosts: set[str] = set()
         self._leased: dict[str, Task] = {}
         self._settler: GroupCommit[Settle, bool] = GroupCommit(self._settle)
+        self._before_settle: list[Callable[[], object]] = []
         self._closed = False
 
     # ---- storage steps a backend provides ------------------------------------------------
@@ -192,6 +193,12 @@ class FrontierBase(abc.ABC):
         ]
         return sum(await self._settle(items)) if items else 0
 
+    def before_settling(self, hook: Callable[[], object]) -> None:
+        """`hook()` runs before every commit that ends leases (see `Frontier`)."""
+        hook_list = self._before_settle
+        if hook not in hook_list:
+            hook_list.append(hook)
+
     async def close(self) -> None:
         if self._closed:
             return
@@ -243,6 +250,8 @@ class FrontierBase(abc.ABC):
                     admitted, rejected = self._admitter.links(item.parent, item.links)
                     adds.extend(admitted)
                     out_of_scope += len(rejected)
+        for hook in self._before_settle:
+            hook()  # what must be on disk before these tasks are over (see `before_settling`)
         result = await self._commit(adds, items, out_of_scope)
         for item in items:
             self._leased.pop(item.id, None)

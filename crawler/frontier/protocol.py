@@ -18,7 +18,7 @@ Guarantees a caller may rely on, whatever the backend:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
@@ -82,6 +82,11 @@ class Frontier(Protocol):
 
     async def release(self, tasks: Iterable[str | Task]) -> int:
         """Hand leased tasks back untouched (no attempt counted), e.g. on a graceful stop."""
+
+    def before_settling(self, hook: Callable[[], object]) -> None:
+        """Call `hook()` (once per hook, however often given) before each commit that ends
+        leases (acks, retries, failures, releases): a worker writes what must be on disk before
+        the frontier calls a task done, such as its buffered records."""
 
     async def stats(self) -> FrontierStats:
         """Counters of the job, summed over partitions."""

@@ -279,3 +279,35 @@ async def test_clear_empties_the_job(backend: Backend) -> None:
     await frontier.clear()
     assert await frontier.is_finished()
     assert (await frontier.add(["http://a.test/1"])).added == 1
+
+
+async def test_hooks_run_before_each_commit_that_ends_leases(backend: Backend) -> None:
+    frontier = await backend.open(FAST)
+    await frontier.add([f"http://a.test/{i}" for i in range(4)])
+    tasks = await frontier.lease(4, "w")
+    seen_done: list[int] = []
+    stats_now: list[int] = []
+
+    def hook() -> None:
+        seen_done.append(len(stats_now))
+
+    frontier.before_settling(hook)
+    frontier.before_settling(hook)  # the same hook once only
+    real_commit = frontier._commit
+
+    async def commit(*args: object) -> object:
+        # The hook has run for this commit before it starts.
+        stats_now.append((await frontier.stats()).done)
+        assert len(seen_done) == len(stats_now)
+        return await real_commit(*args)  # type: ignore[arg-type]
+
+    frontier._commit = commit  # type: ignore[method-assign]
+    assert await frontier.ack(tasks[0])
+    assert await frontier.retry(tasks[1], 0.0)
+    assert await frontier.fail(tasks[2], "404")
+    assert await frontier.release([tasks[3]]) == 1
+    assert seen_done == [0, 1, 2, 3]
+    assert stats_now == [0, 1, 1, 1]
+    frontier._commit = real_commit  # type: ignore[method-assign]
+    await frontier.add(["http://a.test/new"])  # adding ends no lease: no hook
+    assert len(seen_done) == 4

@@ -11,6 +11,7 @@ from pathlib import Path
 import msgpack
 import pytest
 
+from storage import records as records_module
 from storage.errors import StorageError
 from storage.export import CSV_COLUMNS, export_csv, export_jsonl
 from storage.framing import HEADER_SIZE, MAGIC, ProblemKind, encode_frame, iter_frames
@@ -198,3 +199,89 @@ def test_export_of_a_log_with_a_torn_tail_reports_it(tmp_path: Path):
     report = export_jsonl(tmp_path, out)
     assert len(out.getvalue().splitlines()) == 1
     assert len(report.torn) == 1 and report.torn[0].path == path
+
+
+def urls_on_disk(out: Path) -> list[str]:
+    return [r.url for r in read_records(out)]
+
+
+def test_held_records_reach_the_disk_on_flush_in_one_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    writes: list[int] = []
+    real_write = os.write
+
+    def counting_write(fd: int, data: bytes | memoryview) -> int:
+        writes.append(len(data))
+        return real_write(fd, data)
+
+    with RecordLog(tmp_path, "w1") as log:
+        log.hold()
+        monkeypatch.setattr(os, "write", counting_write)
+        for n in range(30):
+            log.append(full_record(n))
+        assert urls_on_disk(tmp_path) == []
+        assert writes == []
+        log.flush()
+        assert len(writes) == 1
+        assert urls_on_disk(tmp_path) == [f"http://h/{n}" for n in range(30)]
+        log.append(full_record(30))
+        log.flush()
+        log.flush()  # nothing held: nothing written
+        assert len(writes) == 2
+    assert urls_on_disk(tmp_path) == [f"http://h/{n}" for n in range(31)]
+
+
+def test_closing_a_holding_log_writes_what_it_held(tmp_path: Path):
+    log = RecordLog(tmp_path, "w1")
+    log.hold()
+    log.append(full_record(1))
+    log.close()
+    assert urls_on_disk(tmp_path) == ["http://h/1"]
+
+
+def test_a_holding_log_writes_once_enough_bytes_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(records_module, "HOLD_MAX_BYTES", 3000)
+    with RecordLog(tmp_path, "w1") as log:
+        log.hold()
+        n = 0
+        while not urls_on_disk(tmp_path):
+            log.append(full_record(n))
+            n += 1
+            assert n < 50, "held records were never written"
+        assert 1 < n < 10
+
+
+def test_held_records_rotate_logs_inside_one_flush(tmp_path: Path):
+    with RecordLog(tmp_path, "w1", rotate_bytes=2000) as log:
+        log.hold()
+        for n in range(20):
+            log.append(full_record(n))
+        log.flush()
+    logs = sorted((tmp_path / "records").iterdir())
+    assert len(logs) > 3
+    frame = len(encode_frame(msgpack.packb(full_record(10).to_map(), use_bin_type=True)))
+    assert all(path.stat().st_size <= max(2000, frame) for path in logs)
+    assert urls_on_disk(tmp_path) == [f"http://h/{n}" for n in range(20)]
+
+
+def test_held_records_stay_held_when_the_write_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    with RecordLog(tmp_path, "w1") as log:
+        log.hold()
+        log.append(full_record(1))
+        real_write = os.write
+
+        def full_disk(fd: int, data: bytes | memoryview) -> int:
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(os, "write", full_disk)
+        with pytest.raises(OSError, match="No space"):
+            log.flush()
+        monkeypatch.setattr(os, "write", real_write)
+        log.append(full_record(2))
+        log.flush()
+    assert urls_on_disk(tmp_path) == ["http://h/1", "http://h/2"]

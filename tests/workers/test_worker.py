@@ -52,12 +52,16 @@ class CountingFrontier:
         return getattr(self.inner, name)
 
 
-async def crawl_in_process(tmp_path: Path, seeds: list[str], **options: Any) -> CountingFrontier:
+async def crawl_in_process(
+    tmp_path: Path, seeds: list[str], *, on_frontier: Any = None, **options: Any
+) -> CountingFrontier:
     settings = Settings(out=tmp_path / "out", robots=False, per_host=4, **options)
     frontier = await open_frontier(
         tmp_path / "out" / "frontier.sqlite", "unit", frontier_settings(settings)
     )
     await frontier.add(seeds)
+    if on_frontier is not None:
+        on_frontier(frontier)
     counting = CountingFrontier(frontier)
     session = make_session(settings)
     store = Store(settings.out, writer_id="unit")
@@ -89,6 +93,31 @@ async def test_a_worker_hands_each_link_to_the_frontier_once(tmp_path: Path) -> 
     assert max(counting.sent.values()) == 1
     # Every page's links were found and followed all the same.
     assert {r.url for r in found} >= set(served.site.page_urls())
+
+
+async def test_a_page_is_on_record_before_the_frontier_calls_it_done(tmp_path: Path) -> None:
+    """Records are written in batches; each batch before the commit of the acks it backs."""
+    commits: list[int] = []
+    missing: list[str] = []
+
+    def check_commits(frontier: Any) -> None:
+        real_commit = frontier._commit
+
+        async def commit(adds: Any, settles: Any, out_of_scope: int) -> Any:
+            on_disk = {r.url for r in records(tmp_path / "out")}
+            settled = {item.parent.url for item in settles if item.parent is not None}
+            missing.extend(settled - on_disk)
+            commits.append(len(settles))
+            return await real_commit(adds, settles, out_of_scope)
+
+        frontier._commit = commit
+
+    with site_in_thread(SiteSpec(pages=120, hosts=2)) as served:
+        await crawl_in_process(tmp_path, served.seeds, on_frontier=check_commits)
+        found = records(tmp_path / "out")
+    assert missing == [], "acked before its record was written"
+    assert sum(commits) == len(found) >= 120
+    assert max(commits) > 1  # several pages' records went out in one batch
 
 
 async def test_small_pages_are_parsed_from_the_bytes_storage_kept(
