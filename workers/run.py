@@ -23,6 +23,7 @@ from workers.job import (
     frontier_target,
 )
 from workers.progress import CounterSnapshot, ProgressReporter
+from workers.spare import take_spare
 from workers.supervisor import EXIT_INTERRUPTED, Supervisor
 
 __all__ = ["run_crawl", "seed_job"]
@@ -71,6 +72,7 @@ def run_crawl(settings: Settings, seeds: list[str]) -> int:
         settings.workers,
         env={SETTINGS_ENV: json.dumps(settings.to_dict())},
         on_tick=reporter.tick,
+        spare=take_spare(),  # worker 0, forked as `crawl` started (see workers.spare)
     )
     code = supervisor.run(before=lambda: _seed(settings, seeds))
     interrupted = code == EXIT_INTERRUPTED

@@ -16,6 +16,10 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from workers.spare import Spare
 
 log = logging.getLogger("crawl.supervisor")
 
@@ -46,7 +50,7 @@ def wait_at_gate() -> bool:
         os.close(int(fd))
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child before exec: SIGTERM when the supervisor dies (Linux), so a killed
     `crawl run` leaves no worker running without it."""
     try:
@@ -56,10 +60,20 @@ def _die_with_parent() -> None:
         pass
 
 
+class _Process(Protocol):
+    """What the supervisor needs of a child: `subprocess.Popen`, or `ForkedProcess`."""
+
+    pid: int
+
+    def poll(self) -> int | None: ...
+    def wait(self) -> int: ...
+    def send_signal(self, signum: int) -> None: ...
+
+
 @dataclass(slots=True)
 class _Child:
     index: int
-    process: subprocess.Popen[bytes]
+    process: _Process
     restarts: int = 0
     started: float = field(default_factory=time.monotonic)
     # Readable once the process has exited (Linux), so the supervisor wakes at once.
@@ -97,6 +111,7 @@ class Supervisor:
         *,
         env: Mapping[str, str] | None = None,
         on_tick: Callable[[], object] | None = None,
+        spare: Spare | None = None,
     ) -> None:
         if count < 1:
             raise ValueError("workers must be at least 1")
@@ -104,12 +119,24 @@ class Supervisor:
         self.count = count
         self.env = dict(env or {})
         self.on_tick = on_tick
+        # A worker forked early (workers.spare) that becomes worker 0 instead of a new process.
+        self._spare = spare
         self._children: dict[int, _Child] = {}
         self._stopping = False
         self._signals_seen = 0
 
+    def _child_env(self, index: int) -> dict[str, str]:
+        return {**self.env, "CRAWL_WORKER_INDEX": str(index)}
+
+    def _adopt_spare(self) -> Spare | None:
+        """The spare as worker 0 (not started yet), when there is one."""
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            self._children[0] = _Child(0, spare.process, pidfd=_open_pidfd(spare.process.pid))
+        return spare
+
     def _spawn(self, index: int, restarts: int = 0, gate: int | None = None) -> _Child:
-        env = dict(os.environ, **self.env, CRAWL_WORKER_INDEX=str(index))
+        env = dict(os.environ, **self._child_env(index))
         if gate is not None:
             env[START_FD_ENV] = str(gate)
         # Children get a process group of their own: a terminal's Ctrl-C reaches only the
@@ -119,7 +146,7 @@ class Supervisor:
             self.command,
             env=env,
             process_group=0,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
             pass_fds=() if gate is None else (gate,),
         )
         child = _Child(index, process, restarts, pidfd=_open_pidfd(process.pid))
@@ -151,7 +178,10 @@ class Supervisor:
         }
         try:
             if before is None:
-                for index in range(self.count):
+                spare = self._adopt_spare()
+                if spare is not None:
+                    spare.start(self._child_env(0))
+                for index in range(len(self._children), self.count):
                     self._spawn(index)
             else:
                 self._run_gated(before)
@@ -161,9 +191,11 @@ class Supervisor:
                 signal.signal(sig, handler)
 
     def _run_gated(self, before: Callable[[], object]) -> None:
+        spare = self._adopt_spare()
+        spawned = self.count - len(self._children)
         read_end, write_end = os.pipe()
         try:
-            for index in range(self.count):
+            for index in range(len(self._children), self.count):
                 self._spawn(index, gate=read_end)
         finally:
             os.close(read_end)
@@ -171,15 +203,19 @@ class Supervisor:
             before()
         except BaseException:
             os.close(write_end)  # end of file at the gate: the children exit at once
+            if spare is not None:
+                spare.let_go()
             for child in self._children.values():
                 child.process.wait()
                 child.close_pidfd()
             self._children.clear()
             raise
         try:
-            os.write(write_end, GATE_OPEN * self.count)
+            os.write(write_end, GATE_OPEN * spawned)
         finally:
             os.close(write_end)
+        if spare is not None:
+            spare.start(self._child_env(0))
 
     def _wait_all(self) -> int:
         failed = False
