@@ -347,6 +347,19 @@ class Connection(asyncio.BufferedProtocol):
             raise ClientConnectionResetError("cannot write: the connection is closed")
         transport.write(data)
 
+    def write_soon(self, data: bytes) -> None:
+        """`write(data)` at the start of the loop's next iteration, with the other request
+        heads of this one (see `_soon_writes`). Only for a request that writes nothing more
+        before its answer: nothing else may come between."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            raise ClientConnectionResetError("cannot write: the connection is closed")
+        pool = self._pool
+        if pool is None:
+            transport.write(data)
+            return
+        pool.soon_writes(self._loop).add(transport, data)
+
     async def drain(self) -> None:
         """Wait while the transport's write buffer is over its high-water mark."""
         if self.transport is None or self.transport.is_closing():

@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 from yarl import URL
 
 from crawler.http import dialer
+from crawler.http._soon_writes import SoonWrites
 from crawler.http.auth import BasicAuth
 from crawler.http.connection import Connection
 from crawler.http.dns_cache import HostResolver
@@ -102,6 +103,7 @@ class BaseConnector(ABC):
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._buffer = memoryview(bytearray(_READ_BUFFER_SIZE))
+        self._soon_writes: SoonWrites | None = None
         self._owned_by_session = False
         self._source_traceback = traceback.extract_stack(sys._getframe(1), limit=8)
 
@@ -139,6 +141,13 @@ class BaseConnector(ABC):
     @property
     def closed(self) -> bool:
         return self._closed
+
+    def soon_writes(self, loop: asyncio.AbstractEventLoop) -> SoonWrites:
+        """Where this connector's connections queue their request heads (see `_soon_writes`)."""
+        batch = self._soon_writes
+        if batch is None or batch.loop is not loop:
+            batch = self._soon_writes = SoonWrites(loop)
+        return batch
 
     def stats(self) -> PoolStats:
         """Acquired, opening, idle and waiting counts, to check for leaks."""

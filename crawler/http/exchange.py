@@ -41,7 +41,7 @@ async def send_request(
     """Write the request; return the response head (1xx answers skipped) and its body stream."""
     if payload is None:
         waiter = conn.start_exchange(head_request, options)
-        conn.write(head)
+        conn.write_soon(head)  # with the other request heads of this loop iteration
         return await waiter
     if isinstance(payload, BytesPayload) and not chunked and not expect100:
         body = payload.value
