@@ -11,7 +11,6 @@ import asyncio
 import enum
 import time
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 
 from crawler.http import (
     ClientConnectionError,
@@ -107,6 +106,9 @@ def retry_after_seconds(value: str | None, *, now: float | None = None) -> float
     value = value.strip()
     if value.isdigit():
         return float(value)
+    # Loaded only now: an HTTP-date here is rare (servers send seconds), and slow to import.
+    from email.utils import parsedate_to_datetime
+
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):

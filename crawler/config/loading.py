@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import difflib
 import os
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,8 @@ def _unknown(name: str, source: str) -> SettingsError:
 
 
 def _from_file(path: Path) -> dict[str, Any]:
+    import tomllib  # only with a crawl.toml: a worker gets its settings as JSON
+
     try:
         with path.open("rb") as file:
             document = tomllib.load(file)
