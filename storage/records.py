@@ -236,11 +236,13 @@ class RecordLog:
         """Write the held records now (one write; fsync too with the `always` policy)."""
         held = self._held
         if held:
-            self._write_frames(held)
-            # Only once written: after a failed write they wait for the next flush, so a record
-            # is never dropped silently while the acks relying on it go through.
-            self._held = []
-            self._held_bytes = 0
+            try:
+                # Takes written frames off the front: after a failed write only the unwritten
+                # ones wait for the next flush (never dropped while acks rely on them, never
+                # written twice).
+                self._write_frames(held)
+            finally:
+                self._held_bytes = sum(len(frame) for frame in held)
 
     def close(self) -> None:
         if self._fd is not None:
@@ -261,27 +263,26 @@ class RecordLog:
         return self._fd
 
     def _write_frames(self, frames: list[bytes]) -> None:
-        """Append whole frames, one write per log file; a file that is not empty is rotated
-        before a frame that would take it past `rotate_bytes`."""
-        start = 0
-        while start < len(frames):
-            end, size = start, self._size
+        """Append whole frames, one write per log file, taking each group off `frames` once it
+        is written; a file that is not empty is rotated before a frame that would take it past
+        `rotate_bytes`."""
+        while frames:
+            end, size = 0, self._size
             while end < len(frames) and not (size and size + len(frames[end]) > self.rotate_bytes):
                 size += len(frames[end])
                 end += 1
-            if end == start:
+            if end == 0:
                 self._close_file()
                 self._seq += 1
                 self._open(self._seq, repair=False)
                 continue
             fd = self._require_fd()
-            data = frames[start] if end == start + 1 else b"".join(frames[start:end])
-            view = memoryview(data)
+            view = memoryview(frames[0] if end == 1 else b"".join(frames[:end]))
             while view:
                 written = os.write(fd, view)
                 view = view[written:]
             self._size = size
-            start = end
+            del frames[:end]
         if self.fsync is FsyncPolicy.ALWAYS:
             os.fsync(self._require_fd())
 

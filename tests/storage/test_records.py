@@ -285,3 +285,29 @@ def test_held_records_stay_held_when_the_write_fails(
         log.append(full_record(2))
         log.flush()
     assert urls_on_disk(tmp_path) == ["http://h/1", "http://h/2"]
+
+
+def test_a_flush_that_fails_after_one_log_keeps_only_what_was_not_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    with RecordLog(tmp_path, "w1", rotate_bytes=2000) as log:
+        log.hold()
+        for n in range(20):
+            log.append(full_record(n))
+        real_write = os.write
+        writes = 0
+
+        def fails_second(fd: int, data: bytes | memoryview) -> int:
+            nonlocal writes
+            writes += 1
+            if writes == 2:
+                raise OSError(28, "No space left on device")
+            return real_write(fd, data)
+
+        monkeypatch.setattr(os, "write", fails_second)
+        with pytest.raises(OSError, match="No space"):
+            log.flush()
+        monkeypatch.setattr(os, "write", real_write)
+        log.flush()
+    urls = urls_on_disk(tmp_path)
+    assert urls == [f"http://h/{n}" for n in range(20)]  # each once, in order
