@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -182,12 +181,14 @@ class _Download:
 
     def _place(self) -> None:
         """Where the file goes; its folders exist afterwards (clashes resolved)."""
+        self.final_path: str | Path
         if self.dest is None:
-            self.final_path = self.store.tree.path_for(self.url)
+            self.final_path = self.store.tree.path_text_for(self.url)
             self.store.tree.ensure_parent(self.final_path)
         else:
-            self.final_path = Path(self.dest).absolute()
-            self.final_path.parent.mkdir(parents=True, exist_ok=True)
+            dest = Path(self.dest).absolute()
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            self.final_path = dest
         self.sink = BodySink(self.final_path, fsync=self.store.fsync)
         self.part_path = self.sink.part_path
 
@@ -332,7 +333,7 @@ class _Download:
             expected_size=expected, expected_sha256=self.expected_sha256
         )
         self.receiving = False
-        self._stored(result.path, result.size, result.sha256, ref)
+        self._stored(result.path_text, result.size, result.sha256, ref)
 
     async def _receive_small(self, resp: Any, expected: int) -> None:
         """A body known to be small: read whole, then written, hashed and renamed in one go.
@@ -374,7 +375,7 @@ class _Download:
         self.receiving = False
         if sink.start_offset == 0:
             self.body = data
-        self._stored(result.path, result.size, result.sha256, ref)
+        self._stored(result.path_text, result.size, result.sha256, ref)
 
     async def _stream(self, resp: Any, expected: int | None) -> bool:
         """Body chunks into the sink. True when cut at max_size."""
@@ -447,7 +448,7 @@ class _Download:
         result = await self.sink.commit(
             expected_size=decision.total_length, expected_sha256=self.expected_sha256
         )
-        self._stored(result.path, result.size, result.sha256, ref)
+        self._stored(result.path_text, result.size, result.sha256, ref)
 
     async def _not_modified(self, resp: Any, entry: LatestEntry) -> None:
         await self._drop_part()
@@ -497,7 +498,7 @@ class _Download:
     # --- WARC ----------------------------------------------------------------------------------
 
     async def _archive(
-        self, resp: Any, body: tuple[Path, int, int], truncated: str | None = None
+        self, resp: Any, body: tuple[str | Path, int, int], truncated: str | None = None
     ) -> WarcRef | None:
         warc = self.store.warc
         if warc is None:
@@ -519,7 +520,8 @@ class _Download:
         if self.store.warc is None:
             return None
         self.store.tmp_dir.mkdir(parents=True, exist_ok=True)
-        spool = BodySink(self.store.tmp_dir / f"{uuid.uuid4().hex}.body", fsync=FsyncPolicy.NEVER)
+        spool_path = self.store.tmp_dir / f"{os.urandom(16).hex()}.body"
+        spool = BodySink(spool_path, fsync=FsyncPolicy.NEVER)
         await spool.open(0)
         try:
             limit = min(self.max_size or UNSTORED_BODY_LIMIT, UNSTORED_BODY_LIMIT)
@@ -548,7 +550,7 @@ class _Download:
 
     # --- endings -------------------------------------------------------------------------------
 
-    def _stored(self, path: Path, size: int, sha256: str, ref: WarcRef | None) -> None:
+    def _stored(self, path: str, size: int, sha256: str, ref: WarcRef | None) -> None:
         self.record.path = self.store.relative(path)
         self.record.size = size
         self.record.sha256 = sha256
@@ -661,7 +663,7 @@ def _expected_size(resp: Any, decision: Decision, start: int, decoded: bool) -> 
     return decision.total_length
 
 
-def _file_size(path: Path) -> int:
+def _file_size(path: str | Path) -> int:
     try:
         return os.stat(path).st_size
     except OSError:

@@ -20,6 +20,7 @@ import re
 import stat
 import unicodedata
 from pathlib import Path, PurePosixPath
+from typing import TypeVar
 from urllib.parse import SplitResult, unquote_to_bytes, urlsplit
 
 from storage.errors import InvalidMirrorURL, StorageError, UnsafePathError
@@ -47,6 +48,9 @@ DEEP_FOLD_PREFIX = "%%deep~"
 DIRECTORY_INDEX = "index.html"
 _KNOWN_DIRS_MAX = 100_000
 _KNOWN_HOSTS_MAX = 10_000
+# Hot paths keep paths as str (pathlib's parsing costs more than a page's mapping); the helpers
+# that take either give back what they got.
+AnyPath = TypeVar("AnyPath", str, Path)
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # Characters no file name may hold on some OS we care about, plus `%` (our escape character).
@@ -89,8 +93,11 @@ def sanitize_segment(raw: bytes) -> str:
     return _shorten(_safe_name(raw))
 
 
-def displaced_path(path: Path) -> Path:
-    """Where the file of a URL goes when its mapped path is (or became) a directory."""
+def displaced_path(path: AnyPath) -> AnyPath:
+    """Where the file of a URL goes when its mapped path is (or became) a directory (a str for
+    a str, a Path for a Path)."""
+    if isinstance(path, str):
+        return path + DISPLACED_SUFFIX
     return path.with_name(path.name + DISPLACED_SUFFIX)
 
 
@@ -102,7 +109,7 @@ class MirrorTree:
         self._root_prefix = os.path.join(str(self.root), "")
         # Directories this tree has made or found: they are never moved or removed (only files
         # are displaced), so the next file in one needs no mkdir/lstat round.
-        self._known_dirs: set[Path] = set()
+        self._known_dirs: set[str] = set()
         self._hosts: dict[str, str] = {}  # scheme://host[:port] -> its mapped segment
 
     def path_for(self, url: str) -> Path:
@@ -111,6 +118,14 @@ class MirrorTree:
         if rel is None:
             return self.join(mirror_relpath(url))
         return self.root / rel
+
+    def path_text_for(self, url: str) -> str:
+        """`str(path_for(url))`, without making a Path for the usual URL: a crawl maps every
+        page, and pathlib's parsing would cost more than the mapping itself."""
+        rel = self._plain_relpath(url)
+        if rel is None:
+            return str(self.join(mirror_relpath(url)))
+        return self._root_prefix + rel
 
     def _plain_relpath(self, url: str) -> str | None:
         """`mirror_relpath(url)` as a string for the common URL that needs no decoding,
@@ -168,17 +183,17 @@ class MirrorTree:
                 continue
         return None
 
-    def ensure_parent(self, path: Path) -> None:
+    def ensure_parent(self, path: str | Path) -> None:
         """Create the directories above `path` inside the root.
 
         A regular file (or anything but a real directory) standing where a directory is needed
         is moved to `<name>%%file`, so the final tree is the same whatever order URLs arrive in:
         `/a` and `/a/b` end up as `a%%file` and `a/b`.
         """
-        parent = path.parent
+        parent = os.path.dirname(path)
         if parent in self._known_dirs:
             return
-        rel = path.relative_to(self.root)
+        rel = Path(path).relative_to(self.root)
         current = self.root
         os.makedirs(current, exist_ok=True)
         for part in rel.parts[:-1]:

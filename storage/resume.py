@@ -104,11 +104,11 @@ def is_entity_status(status: int) -> bool:
     return 200 <= status < 300 and status not in (204, 205, 206)
 
 
-def state_path_for(part_path: Path) -> Path:
-    return part_path.with_name(part_path.name + STATE_SUFFIX)
+def state_path_for(part_path: str | Path) -> Path:
+    return Path(os.fspath(part_path) + STATE_SUFFIX)
 
 
-def load_state(part_path: Path) -> ResumeState | None:
+def load_state(part_path: str | Path) -> ResumeState | None:
     """The state beside `part_path`, or None when missing or unreadable (then: start over)."""
     path = os.fspath(part_path) + STATE_SUFFIX
     if not os.access(path, os.F_OK):
@@ -132,7 +132,7 @@ def load_state(part_path: Path) -> ResumeState | None:
     return state
 
 
-def save_state(part_path: Path, state: ResumeState) -> None:
+def save_state(part_path: str | Path, state: ResumeState) -> None:
     """Write the state atomically (temp file + rename), so a crash leaves the old or the new."""
     state.updated_at = time.time()
     path = state_path_for(part_path)
@@ -141,9 +141,9 @@ def save_state(part_path: Path, state: ResumeState) -> None:
     os.replace(temp, path)
 
 
-def remove_state(part_path: Path) -> None:
+def remove_state(part_path: str | Path) -> None:
     try:
-        os.unlink(state_path_for(part_path))
+        os.unlink(os.fspath(part_path) + STATE_SUFFIX)
     except FileNotFoundError:
         pass
 

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from storage.errors import DigestMismatchError, PathBusyError, SizeMismatchError, StorageError
-from storage.paths import displaced_path
+from storage.paths import AnyPath, displaced_path
 
 __all__ = ["PART_SUFFIX", "BodySink", "FsyncPolicy", "SinkResult", "part_path_for"]
 
@@ -66,14 +66,22 @@ class FsyncPolicy(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class SinkResult:
-    """A committed body: where it is now, how big, and its sha256 (hex)."""
+    """A committed body: where it is now (`path`, or `path_text` without making a Path), how
+    big, and its sha256 (hex)."""
 
-    path: Path
+    path_text: str
     size: int
     sha256: str
 
+    @property
+    def path(self) -> Path:
+        return Path(self.path_text)
 
-def part_path_for(final_path: Path) -> Path:
+
+def part_path_for(final_path: AnyPath) -> AnyPath:
+    """The `.part` beside `final_path` (a str for a str, a Path for a Path)."""
+    if isinstance(final_path, str):
+        return final_path + PART_SUFFIX
     return Path(f"{final_path}{PART_SUFFIX}")  # `with_name` costs twice as much
 
 
@@ -148,7 +156,7 @@ class BodySink:
 
     def __init__(
         self,
-        final_path: Path,
+        final_path: str | Path,
         *,
         fsync: FsyncPolicy = FsyncPolicy.ON_CLOSE,
         threaded: bool = True,
@@ -356,8 +364,8 @@ class BodySink:
         final = self._rename_into_place()
         self._close_fd()
         if self.fsync is not FsyncPolicy.NEVER:
-            _fsync_directory(final.parent)
-        return SinkResult(path=final, size=self._size, sha256=digest)
+            _fsync_directory(os.path.dirname(final))
+        return SinkResult(path_text=os.fspath(final), size=self._size, sha256=digest)
 
     async def close(self) -> None:
         """Stop: write what was accepted, keep the `.part` for a later resume. Idempotent.
@@ -494,7 +502,7 @@ class BodySink:
         else:
             func(*args)
 
-    def _rename_into_place(self) -> Path:
+    def _rename_into_place(self) -> str | Path:
         target = self.final_path
         try:
             os.replace(self.part_path, target)
@@ -588,7 +596,7 @@ def _hash_range(
         position += count
 
 
-def _fsync_directory(path: Path) -> None:
+def _fsync_directory(path: str | Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(fd)

@@ -67,13 +67,13 @@ class Store:
                 gzip=warc_gzip,
             )
 
-    def relative(self, path: Path) -> str:
+    def relative(self, path: str | Path) -> str:
         """`path` relative to the output folder (POSIX form), or absolute when outside it."""
-        text = str(path)
+        text = os.fspath(path)
         if os.sep == "/" and text.startswith(self._out_prefix):
             return text[len(self._out_prefix) :]  # the common case, without pathlib's cost
         try:
-            return path.relative_to(self.out_dir).as_posix()
+            return Path(path).relative_to(self.out_dir).as_posix()
         except ValueError:
             return text
 

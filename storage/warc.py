@@ -70,7 +70,7 @@ def sha256_warc_digest(hex_digest: str) -> str:
 class _Window(io.RawIOBase):
     """Bytes [offset, offset + length) of a file, seekable within the window (for warcio)."""
 
-    def __init__(self, path: Path, offset: int, length: int) -> None:
+    def __init__(self, path: str | Path, offset: int, length: int) -> None:
         super().__init__()
         self._file: BinaryIO = open(path, "rb")  # noqa: SIM115 (closed in close())
         self._offset = offset
@@ -144,7 +144,7 @@ class WarcWriter:
         target_uri: str,
         request: HttpHead,
         response: HttpHead,
-        body: tuple[Path, int, int] | None,
+        body: tuple[str | Path, int, int] | None,
         *,
         truncated: str | None = None,
         decoded_encoding: str | None = None,
@@ -296,7 +296,7 @@ def _head(head: HttpHead, *, is_request: bool) -> StatusAndHeaders:
 
 
 def _response_headers(
-    head: HttpHead, body: tuple[Path, int, int] | None, decoded_encoding: str | None
+    head: HttpHead, body: tuple[str | Path, int, int] | None, decoded_encoding: str | None
 ) -> StatusAndHeaders:
     """The response head, adjusted so its framing matches the payload we actually store."""
     status = _head(head, is_request=False)

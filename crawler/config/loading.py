@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,6 +23,8 @@ _CLI_ALIASES = {"allow_domain": "allow_domains", "header": "headers"}
 
 
 def _unknown(name: str, source: str) -> SettingsError:
+    import difflib  # only for a misspelt setting
+
     close = difflib.get_close_matches(name, SETTING_NAMES, n=1)
     hint = f" (did you mean {close[0]}?)" if close else ""
     return SettingsError(f"unknown setting {name!r} in {source}{hint}")
