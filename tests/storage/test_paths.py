@@ -148,6 +148,7 @@ def test_any_url_maps_inside_the_root_deterministically(url: str) -> None:
     joined = os.path.normpath(root.joinpath(*rel.parts))
     assert joined.startswith(str(root) + os.sep)
     assert MirrorTree(root).path_for(url) == root.joinpath(*rel.parts)
+    assert MirrorTree(root).path_text_for(url) == str(root.joinpath(*rel.parts))
 
 
 @settings(max_examples=200, deadline=None)
@@ -200,6 +201,20 @@ def test_fast_mapping_of_plain_urls_matches_the_general_one(url: str) -> None:
         return
     assert tree.path_for(url) == tree.root.joinpath(*rel.parts)
     assert tree.path_for(url) == tree.root.joinpath(*rel.parts)  # again, host segment cached
+    assert tree.path_text_for(url) == str(tree.root.joinpath(*rel.parts))
+
+
+def test_str_paths_get_the_same_folders_and_displaced_names_as_paths(tmp_path: Path) -> None:
+    by_str, by_path = MirrorTree(tmp_path / "s"), MirrorTree(tmp_path / "p")
+    for url in ("http://h/a/b/c.html", "http://h/a/b/", "http://h/a?q=1"):
+        text = by_str.path_text_for(url)
+        by_str.ensure_parent(text)
+        by_path.ensure_parent(by_path.path_for(url))
+        assert os.path.isdir(os.path.dirname(text))
+        assert displaced_path(text) == str(displaced_path(Path(text)))
+    assert {p.relative_to(tmp_path / "s") for p in (tmp_path / "s").rglob("*")} == {
+        p.relative_to(tmp_path / "p") for p in (tmp_path / "p").rglob("*")
+    }
 
 
 def test_plain_urls_take_the_fast_mapping() -> None:

@@ -122,6 +122,22 @@ async def test_commit_beside_a_directory_that_took_the_name(tmp_path: Path):
     assert result.path.read_bytes() == b"file body"
 
 
+@pytest.mark.parametrize("clash", [False, True])
+async def test_a_sink_given_a_str_path_works_with_strs(tmp_path: Path, clash: bool):
+    final = str(tmp_path / "a")
+    sink = BodySink(final)
+    assert sink.part_path == final + ".part"
+    assert sink.open_new()
+    sink.put(b"page")
+    if clash:
+        os.mkdir(final)
+    result = await sink.commit(expected_size=4)
+    place = displaced_path(final) if clash else final
+    stored = result.path
+    assert result.path_text == place and stored == Path(place)
+    assert stored.read_bytes() == b"page" and not part_path_for(tmp_path / "a").exists()
+
+
 @pytest.mark.parametrize(
     ("policy", "expected_calls"),
     [(FsyncPolicy.NEVER, 0), (FsyncPolicy.ON_CLOSE, 2), (FsyncPolicy.ALWAYS, 4 + 2)],
