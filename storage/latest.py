@@ -43,6 +43,8 @@ FLUSH_SECONDS = 1.0
 
 @dataclass(slots=True)
 class LatestEntry:
+    # Stored as an array in this order (`LatestIndex.put`): a new field goes last, with a
+    # default, so entries written before it still read.
     url: str
     path: str  # relative to the output folder
     size: int
@@ -139,15 +141,28 @@ class LatestIndex:
         if stored is None:
             return None
         try:
-            # msgpack (a quarter of JSON's cost per stored page); JSON text from older writers.
+            # A msgpack array of the fields in `_FIELD_NAMES` order; older writers stored a
+            # msgpack map, and before that JSON text, of the same fields.
             raw = json.loads(stored) if isinstance(stored, str) else _unpack(stored)
-            entry = LatestEntry(**{k: v for k, v in raw.items() if k in _FIELD_NAMES})
+            if isinstance(raw, list):
+                entry = LatestEntry(*raw[: len(_FIELD_NAMES)])
+            else:
+                entry = LatestEntry(**{k: v for k, v in raw.items() if k in _FIELD_NAMES})
         except (TypeError, ValueError, AttributeError, msgpack.UnpackException):
             return None
         return entry if entry.url == url else None
 
     def put(self, entry: LatestEntry) -> None:
-        self._stage(_key(entry.url), {name: getattr(entry, name) for name in _FIELD_NAMES})
+        # An array, not a map: a crawl puts one entry per page, and the field names would be
+        # most of the packing and of the row (see `get`, which reads both).
+        self._stage(
+            _key(entry.url),
+            [
+                entry.url, entry.path, entry.size, entry.sha256, entry.etag,
+                entry.last_modified, entry.fetched_at, entry.warc_record_id, entry.warc_date,
+                entry.warc_target_uri,
+            ],
+        )  # fmt: skip
 
     def forget(self, url: str) -> None:
         self._stage(_key(url), None)
@@ -166,7 +181,7 @@ class LatestIndex:
                     self._db.close()
                     self._db = None
 
-    def _stage(self, key: str, entry_fields: dict[str, object] | None) -> None:
+    def _stage(self, key: str, entry_fields: list[object] | None) -> None:
         with self._lock:
             if not self._pending:
                 self._pending_since = time.monotonic()
@@ -194,7 +209,7 @@ class LatestIndex:
         self._pending.clear()
 
 
-_FIELD_NAMES = tuple(f.name for f in fields(LatestEntry))
+_FIELD_NAMES = tuple(f.name for f in fields(LatestEntry))  # new fields go last (see `put`)
 
 
 def _unpack(packed: bytes) -> dict[str, object]:

@@ -8,6 +8,8 @@ import sqlite3
 import threading
 from pathlib import Path
 
+import msgpack
+
 from storage import Store
 from storage.latest import FLUSH_ENTRIES, LatestEntry, LatestIndex
 
@@ -42,6 +44,33 @@ def test_entries_outlive_the_index_and_are_seen_by_another(tmp_path: Path) -> No
     assert second.get("http://a/x") is None
     second.close()
     assert LatestIndex(tmp_path).get("http://a/x") is None
+
+
+def test_every_field_comes_back_from_the_file(tmp_path: Path) -> None:
+    full = LatestEntry(
+        url="http://a/x", path="files/a/x", size=7, sha256="cd" * 32, etag='"e"',
+        last_modified="Wed, 02 Dec 2026 18:00:00 GMT", fetched_at=1.5, warc_record_id="<urn:1>",
+        warc_date="2026-12-02T18:00:00Z", warc_target_uri="http://a/x?final",
+    )  # fmt: skip
+    writer = LatestIndex(tmp_path)
+    writer.put(full)
+    writer.close()
+    assert LatestIndex(tmp_path).get("http://a/x") == full
+
+
+def test_entries_an_older_writer_stored_as_a_msgpack_map_are_still_read(tmp_path: Path) -> None:
+    stored = entry("http://a/map")
+    fields = {name: getattr(stored, name) for name in stored.__slots__}
+    LatestIndex(tmp_path).close()
+    (tmp_path / "state").mkdir(exist_ok=True)
+    with sqlite3.connect(tmp_path / "state" / "latest.sqlite") as db:
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS latest (url TEXT PRIMARY KEY, entry TEXT NOT NULL)"
+            " WITHOUT ROWID"
+        )
+        db.execute("INSERT INTO latest VALUES (?, ?)", ("http://a/map", msgpack.packb(fields)))
+    db.close()
+    assert LatestIndex(tmp_path).get("http://a/map") == stored
 
 
 def test_entries_an_older_writer_stored_as_json_are_still_read(tmp_path: Path) -> None:
