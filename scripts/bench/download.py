@@ -5,7 +5,9 @@
 One file (random bytes) is served by nginx (or a Python server, --server) over loopback and
 saved, by each contender in its own fresh process, into one temporary folder on the same
 filesystem; the output is deleted (and the disk synced) before every run so the page cache
-treats all alike. Contenders:
+treats all alike, and, as root with iproute2, the kernel's TCP metrics for loopback are
+flushed, so no run starts from the congestion window, RTT and reordering estimates the
+previous tool's connection left (Linux seeds a new connection from them). Contenders:
   ours     storage.download(session, url, store), what `crawl mirror` does per file
            (spliced from the socket into a .part inside the kernel, sha256 from the page
            cache while it arrives, verified and renamed)
@@ -164,6 +166,17 @@ def clear(out: Path) -> None:
         else:
             entry.unlink()
     os.sync()
+    forget_tcp_metrics()
+
+
+def forget_tcp_metrics() -> None:
+    """Drop what the kernel remembers of earlier loopback connections (see the module doc);
+    without root or `ip`, runs go on without it, and vary more."""
+    ip = shutil.which("ip")
+    if ip is None or os.geteuid() != 0:
+        return
+    for prefix in ("127.0.0.0/8", "::1"):
+        subprocess.run([ip, "tcp_metrics", "flush", prefix], capture_output=True, check=False)
 
 
 def make_file(path: Path, size: int) -> str:
