@@ -466,10 +466,9 @@ class _Download:
                 refers_to_record=entry.warc_record_id,
             )
             self._note_warc(ref)
-        entry.etag = resp.headers.get("ETag") or entry.etag
-        entry.last_modified = resp.headers.get("Last-Modified") or entry.last_modified
-        entry.fetched_at = self.record.fetched_at
-        self.store.latest.put(entry)
+        # The stored version stays; its record refreshes the validators (see storage.latest_logs).
+        self.record.etag = resp.headers.get("ETag") or entry.etag
+        self.record.last_modified = resp.headers.get("Last-Modified") or entry.last_modified
         self.record.path, self.record.size = entry.path, entry.size
         self.record.sha256 = entry.sha256
         self._finish(Outcome.NOT_MODIFIED)
@@ -551,24 +550,16 @@ class _Download:
     # --- endings -------------------------------------------------------------------------------
 
     def _stored(self, path: str, size: int, sha256: str, ref: WarcRef | None) -> None:
-        self.record.path = self.store.relative(path)
-        self.record.size = size
-        self.record.sha256 = sha256
+        # The record is all the latest index needs (storage.latest_logs reads it from there).
+        record = self.record
+        record.path = self.store.relative(path)
+        record.size = size
+        record.sha256 = sha256
         state = self.state
-        self.store.latest.put(
-            LatestEntry(
-                url=self.url,
-                path=self.record.path,
-                size=size,
-                sha256=sha256,
-                etag=state.etag if state else None,
-                last_modified=state.last_modified if state else None,
-                fetched_at=self.record.fetched_at,
-                warc_record_id=ref.record_id if ref else None,
-                warc_date=ref.date if ref else None,
-                warc_target_uri=self.record.final_url if ref else None,
-            )
-        )
+        if state is not None:
+            record.etag, record.last_modified = state.etag, state.last_modified
+        if ref is not None:
+            record.warc_date = ref.date
         self._finish(Outcome.STORED)
 
     def _finish(self, outcome: Outcome) -> None:

@@ -1,18 +1,20 @@
 """The last stored version of each URL: what a conditional re-fetch and a WARC revisit need.
 
 One SQLite table in `out/state/latest.sqlite` (WAL mode), keyed by URL, shared by the worker
-processes of an output folder. Entries are written in batches (at most `FLUSH_ENTRIES` or
-`FLUSH_SECONDS` old, and on `close`), each batch one transaction: a crash leaves the old or the
-new entry of a URL and loses at most the last unflushed batch, which only means those URLs are
-fetched whole instead of revalidated next time. The record logs stay the full history; this is
-only the "latest" view. A table, not a file per URL: creating a file costs more than fetching a
-small page does.
+processes of an output folder. It is derived from the fetch records (`storage.latest_logs`):
+a crawl writes nothing here, and a lookup that misses first reads what the record logs gained
+since the index last looked (each log from the offset stored with the index, one transaction
+per log), then looks again. A re-crawl pays for the index once, when it first needs it; a
+crawl that stores a page pays nothing beyond its record, which it writes anyway. `put()` stages
+entries directly (batched: at most `FLUSH_ENTRIES` or `FLUSH_SECONDS` old, and on `close`), as
+writers did before records carried their body's validators. The record logs stay the full
+history; this is only the "latest" view.
 
 Durability follows the store's fsync policy: with `never` SQLite does not sync either
-(`synchronous = OFF`), so a download pays no fsync at all, as the user asked; the file then
-survives a killed process but not always a power loss. Since the index is only a cache of what
-is stored, a file SQLite cannot read is moved aside (`latest.sqlite.unreadable-<time>`) and
-started afresh: those URLs are fetched whole again instead of revalidated.
+(`synchronous = OFF`); the file then survives a killed process but not always a power loss.
+Since the index is only a cache of what is stored, a file SQLite cannot read is moved aside
+(`latest.sqlite.unreadable-<time>`) and started afresh: those URLs are fetched whole again
+instead of revalidated.
 """
 
 from __future__ import annotations
@@ -23,12 +25,15 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import msgpack
 
 from crawler.sqlite_lock import begin_immediate
+from storage.latest_logs import LogChange, log_sizes, newest_logs, read_changes
 from storage.resume import header_safe
 
 __all__ = ["LatestEntry", "LatestIndex", "conditional_headers"]
@@ -74,12 +79,24 @@ class LatestIndex:
     Safe to call from several threads (one connection, one lock).
     """
 
-    def __init__(self, out_dir: str | os.PathLike[str], *, durable: bool = True) -> None:
+    def __init__(
+        self,
+        out_dir: str | os.PathLike[str],
+        *,
+        durable: bool = True,
+        records_dir: str | os.PathLike[str] | None = None,
+        before_reading_records: Callable[[], object] | None = None,
+    ) -> None:
         self.path = Path(out_dir) / LATEST_FILE
         # NORMAL in WAL mode: a committed batch survives a power loss; OFF: no fsync ever.
         self._synchronous = "NORMAL" if durable else "OFF"
         self._db: sqlite3.Connection | None = None
         self._lock = threading.Lock()
+        # Where the entries come from besides `put` (see `_catch_up`), and what must run first
+        # so this process's own records are in the logs (a writer holding them, say).
+        self._records_dir = None if records_dir is None else Path(records_dir)
+        self._before_reading_records = before_reading_records
+        self._log_sizes_seen: dict[str, int] = {}
         self._pending: dict[str, bytes | None] = {}  # key -> packed entry, None: forget
         # Used under the lock only: a Packer keeps one buffer, which threads must not share.
         self._packer = msgpack.Packer(unicode_errors="surrogateescape")
@@ -116,6 +133,11 @@ class LatestIndex:
                 "CREATE TABLE IF NOT EXISTS latest (url TEXT PRIMARY KEY, entry TEXT NOT NULL)"
                 " WITHOUT ROWID"
             )
+            # How far each record log has been read into `latest` (see `_catch_up`).
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS indexed_logs"
+                " (log TEXT PRIMARY KEY, offset INTEGER NOT NULL) WITHOUT ROWID"
+            )
             # A damaged file can open and still fail on its first read: read once here.
             db.execute("SELECT 1 FROM latest LIMIT 1").fetchall()
         except BaseException:
@@ -127,42 +149,100 @@ class LatestIndex:
         """The entry for `url`, or None (missing or unreadable)."""
         key = _key(url)
         with self._lock:
-            if key in self._pending:
-                stored = self._pending[key]
-            elif self._db is None and not self.path.exists():
-                return None  # nothing stored yet: do not create the file for a lookup
-            else:
-                row = (
-                    self._connection()
-                    .execute("SELECT entry FROM latest WHERE url = ?", (key,))
-                    .fetchone()
-                )
-                stored = None if row is None else row[0]
-        if stored is None:
-            return None
-        try:
-            # A msgpack array of the fields in `_FIELD_NAMES` order; older writers stored a
-            # msgpack map, and before that JSON text, of the same fields.
-            raw = json.loads(stored) if isinstance(stored, str) else _unpack(stored)
-            if isinstance(raw, list):
-                entry = LatestEntry(*raw[: len(_FIELD_NAMES)])
-            else:
-                entry = LatestEntry(**{k: v for k, v in raw.items() if k in _FIELD_NAMES})
-        except (TypeError, ValueError, AttributeError, msgpack.UnpackException):
-            return None
-        return entry if entry.url == url else None
+            stored = self._stored(key)
+            if stored is None and self._catch_up():
+                stored = self._stored(key)
+        return None if stored is None else _decode(stored, url)
+
+    def _stored(self, key: str) -> str | bytes | None:
+        if key in self._pending:
+            return self._pending[key]
+        if self._db is None and not self.path.exists():
+            return None  # nothing stored yet: do not create the file for a lookup
+        query = "SELECT entry FROM latest WHERE url = ?"
+        row = self._connection().execute(query, (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def _catch_up(self) -> bool:
+        """Index what the record logs gained since this index last looked; True when any log
+        had grown (the lookup is worth repeating).
+
+        Each log is read from the offset stored with the index (another process may have
+        read it already) in a transaction of its own, so processes sharing the folder take
+        turns and none reads a log twice.
+        """
+        if self._records_dir is None:
+            return False
+        if self._before_reading_records is not None:
+            self._before_reading_records()
+        sizes = log_sizes(self._records_dir)
+        grown = [name for name, size in sizes.items() if size > self._log_sizes_seen.get(name, 0)]
+        if not grown:
+            return False
+        appended_to = newest_logs(list(sizes))
+        db = self._connection()
+        for name in sorted(grown):
+            begin_immediate(db, BUSY_TIMEOUT_S)
+            try:
+                query = "SELECT offset FROM indexed_logs WHERE log = ?"
+                row = db.execute(query, (name,)).fetchone()
+                start = 0 if row is None else int(row[0])
+                if start < sizes[name]:
+                    changes, end = read_changes(
+                        self._records_dir / name, start, appended_to=name in appended_to
+                    )
+                    self._apply(db, changes)
+                    db.execute("INSERT OR REPLACE INTO indexed_logs VALUES (?, ?)", (name, end))
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            self._log_sizes_seen[name] = sizes[name]
+        return True
+
+    def _apply(self, db: sqlite3.Connection, changes: list[LogChange]) -> None:
+        """Changes of one log in order; a record older than the entry it would replace (from
+        another writer's log, read later) changes nothing."""
+        for start in range(0, len(changes), _APPLY_BATCH):
+            batch = changes[start : start + _APPLY_BATCH]
+            keys = list(dict.fromkeys(_key(change.url) for change in batch))
+            current: dict[str, LatestEntry | None] = {}
+            for key in keys:
+                row = db.execute("SELECT entry FROM latest WHERE url = ?", (key,)).fetchone()
+                current[key] = None if row is None else _decode(row[0], None)
+            changed: dict[str, LatestEntry] = {}
+            for change in batch:
+                key = _key(change.url)
+                entry = changed.get(key) or current[key]
+                if entry is not None and entry.fetched_at > change.fetched_at:
+                    continue
+                if change.stored:
+                    assert change.path is not None and change.size is not None
+                    assert change.sha256 is not None
+                    entry = LatestEntry(
+                        url=change.url, path=change.path, size=change.size,
+                        sha256=change.sha256, etag=change.etag,
+                        last_modified=change.last_modified, fetched_at=change.fetched_at,
+                        warc_record_id=change.warc_record_id, warc_date=change.warc_date,
+                        warc_target_uri=change.warc_target_uri,
+                    )  # fmt: skip
+                elif entry is not None:
+                    # A 304: the stored version stays, with the validators it came with.
+                    entry.etag = change.etag or entry.etag
+                    entry.last_modified = change.last_modified or entry.last_modified
+                    entry.fetched_at = change.fetched_at
+                else:
+                    continue
+                changed[key] = entry
+            db.executemany(
+                "INSERT OR REPLACE INTO latest VALUES (?, ?)",
+                [(key, self._packer.pack(_fields_of(entry))) for key, entry in changed.items()],
+            )
 
     def put(self, entry: LatestEntry) -> None:
         # An array, not a map: a crawl puts one entry per page, and the field names would be
         # most of the packing and of the row (see `get`, which reads both).
-        self._stage(
-            _key(entry.url),
-            [
-                entry.url, entry.path, entry.size, entry.sha256, entry.etag,
-                entry.last_modified, entry.fetched_at, entry.warc_record_id, entry.warc_date,
-                entry.warc_target_uri,
-            ],
-        )  # fmt: skip
+        self._stage(_key(entry.url), _fields_of(entry))
 
     def forget(self, url: str) -> None:
         self._stage(_key(url), None)
@@ -210,9 +290,32 @@ class LatestIndex:
 
 
 _FIELD_NAMES = tuple(f.name for f in fields(LatestEntry))  # new fields go last (see `put`)
+_APPLY_BATCH = 10_000  # log records applied to the table at a time (bounds the memory used)
 
 
-def _unpack(packed: bytes) -> dict[str, object]:
+def _fields_of(entry: LatestEntry) -> list[object]:
+    return [
+        entry.url, entry.path, entry.size, entry.sha256, entry.etag, entry.last_modified,
+        entry.fetched_at, entry.warc_record_id, entry.warc_date, entry.warc_target_uri,
+    ]  # fmt: skip
+
+
+def _decode(stored: str | bytes, url: str | None) -> LatestEntry | None:
+    """A stored entry (None when unreadable, or not for `url` when one is given)."""
+    try:
+        # A msgpack array of the fields in `_FIELD_NAMES` order; older writers stored a
+        # msgpack map, and before that JSON text, of the same fields.
+        raw = json.loads(stored) if isinstance(stored, str) else _unpack(stored)
+        if isinstance(raw, list):
+            entry = LatestEntry(*raw[: len(_FIELD_NAMES)])
+        else:
+            entry = LatestEntry(**{k: v for k, v in raw.items() if k in _FIELD_NAMES})
+    except (TypeError, ValueError, AttributeError, msgpack.UnpackException):
+        return None
+    return entry if url is None or entry.url == url else None
+
+
+def _unpack(packed: bytes) -> Any:
     # URLs may carry lone surrogates (undecodable bytes, see `_key`): kept as they are.
     return msgpack.unpackb(packed, unicode_errors="surrogateescape")
 

@@ -45,7 +45,7 @@ LOG_SUFFIX = ".rec"
 DEFAULT_ROTATE_BYTES = 256 << 20
 # Held records are written anyway once this many bytes of them wait (a few thousand records).
 HOLD_MAX_BYTES = 1 << 20
-_LOG_NAME = re.compile(r"^(?P<writer>.+)\.(?P<seq>\d{6})\.rec$")
+LOG_NAME = re.compile(r"^(?P<writer>.+)\.(?P<seq>\d{6})\.rec$")
 _WRITER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
@@ -107,6 +107,12 @@ class FetchRecord:
     warc_record_id: str | None = None
     writer: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    # Validators of the stored body (what a re-fetch sends as If-None-Match and
+    # If-Modified-Since) and the WARC-Date of its archived response: the latest index is
+    # derived from these (storage.latest_logs). A 304's record carries the refreshed ones.
+    etag: str | None = None
+    last_modified: str | None = None
+    warc_date: str | None = None
 
     def to_map(self) -> dict[str, Any]:
         """Plain types only (str, int, float, None, list, dict): msgpack and JSON ready."""
@@ -290,7 +296,7 @@ class RecordLog:
         sequences = [
             int(m.group("seq"))
             for p in self.directory.iterdir()
-            if (m := _LOG_NAME.match(p.name)) and m.group("writer") == self.writer_id
+            if (m := LOG_NAME.match(p.name)) and m.group("writer") == self.writer_id
         ]
         return max(sequences, default=0)
 
@@ -360,7 +366,7 @@ def read_records(
     if not directory.is_dir():
         return
     logs = sorted(
-        (p for p in directory.iterdir() if _LOG_NAME.match(p.name)),
+        (p for p in directory.iterdir() if LOG_NAME.match(p.name)),
         key=lambda p: (p.name.rsplit(".", 2)[0], p.name),
     )
     for path in logs:

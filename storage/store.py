@@ -54,9 +54,15 @@ class Store:
         self.fsync = FsyncPolicy(fsync)
         self.tree = MirrorTree(self.out_dir / FILES_DIR)
         self.tmp_dir = self.out_dir / TMP_DIR
-        # With fsync never, the latest index does not sync either (see storage.latest).
-        self.latest = LatestIndex(self.out_dir, durable=self.fsync is not FsyncPolicy.NEVER)
         self.records = RecordLog(self.out_dir, self.writer_id, fsync=FsyncPolicy(records_fsync))
+        # Derived from the records when read (storage.latest_logs), this process's held ones
+        # written first. With fsync never, the index does not sync either.
+        self.latest = LatestIndex(
+            self.out_dir,
+            durable=self.fsync is not FsyncPolicy.NEVER,
+            records_dir=self.records.directory,
+            before_reading_records=self.records.flush,
+        )
         self.warc: WarcWriter | None = None
         if warc:
             self.warc = WarcWriter(
