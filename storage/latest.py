@@ -26,14 +26,21 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import msgpack
 
 from crawler.sqlite_lock import begin_immediate
-from storage.latest_logs import LogChange, log_sizes, newest_logs, read_changes
+from storage.latest_logs import (
+    LatestEntry,
+    LogChange,
+    Revalidated,
+    log_sizes,
+    newest_logs,
+    read_changes,
+)
 from storage.resume import header_safe
 
 __all__ = ["LatestEntry", "LatestIndex", "conditional_headers"]
@@ -44,22 +51,6 @@ LATEST_FILE = Path("state") / "latest.sqlite"
 BUSY_TIMEOUT_S = 60.0
 FLUSH_ENTRIES = 256
 FLUSH_SECONDS = 1.0
-
-
-@dataclass(slots=True)
-class LatestEntry:
-    # Stored as an array in this order (`LatestIndex.put`): a new field goes last, with a
-    # default, so entries written before it still read.
-    url: str
-    path: str  # relative to the output folder
-    size: int
-    sha256: str
-    etag: str | None = None
-    last_modified: str | None = None
-    fetched_at: float = 0.0
-    warc_record_id: str | None = None
-    warc_date: str | None = None
-    warc_target_uri: str | None = None
 
 
 def conditional_headers(entry: LatestEntry) -> dict[str, str]:
@@ -216,23 +207,14 @@ class LatestIndex:
                 entry = changed.get(key) or current[key]
                 if entry is not None and entry.fetched_at > change.fetched_at:
                     continue
-                if change.stored:
-                    assert change.path is not None and change.size is not None
-                    assert change.sha256 is not None
-                    entry = LatestEntry(
-                        url=change.url, path=change.path, size=change.size,
-                        sha256=change.sha256, etag=change.etag,
-                        last_modified=change.last_modified, fetched_at=change.fetched_at,
-                        warc_record_id=change.warc_record_id, warc_date=change.warc_date,
-                        warc_target_uri=change.warc_target_uri,
-                    )  # fmt: skip
-                elif entry is not None:
-                    # A 304: the stored version stays, with the validators it came with.
+                if isinstance(change, Revalidated):
+                    if entry is None:
+                        continue  # a 304 for a version this index never saw stored
                     entry.etag = change.etag or entry.etag
                     entry.last_modified = change.last_modified or entry.last_modified
                     entry.fetched_at = change.fetched_at
                 else:
-                    continue
+                    entry = change
                 changed[key] = entry
             db.executemany(
                 "INSERT OR REPLACE INTO latest VALUES (?, ?)",

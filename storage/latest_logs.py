@@ -24,28 +24,39 @@ import msgpack
 from storage.framing import HEADER_SIZE, FrameProblem, ProblemKind, iter_frames
 from storage.records import LOG_NAME, Outcome
 
-__all__ = ["LogChange", "log_sizes", "newest_logs", "read_changes"]
+__all__ = ["LatestEntry", "LogChange", "Revalidated", "log_sizes", "newest_logs", "read_changes"]
 
 _STORED = Outcome.STORED.value
 _NOT_MODIFIED = Outcome.NOT_MODIFIED.value
 
 
-@dataclass(frozen=True, slots=True)
-class LogChange:
-    """One record's effect on the index: a stored version (`stored`), or a 304 that keeps the
-    stored version and only refreshes its validators and fetch time."""
-
+@dataclass(slots=True)
+class LatestEntry:
+    # Stored as an array in this order (`LatestIndex.put`): a new field goes last, with a
+    # default, so entries written before it still read.
     url: str
-    stored: bool
-    fetched_at: float
-    etag: str | None
-    last_modified: str | None
-    path: str | None = None
-    size: int | None = None
-    sha256: str | None = None
+    path: str  # relative to the output folder
+    size: int
+    sha256: str
+    etag: str | None = None
+    last_modified: str | None = None
+    fetched_at: float = 0.0
     warc_record_id: str | None = None
     warc_date: str | None = None
     warc_target_uri: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Revalidated:
+    """A 304: the stored version stays; only its validators and fetch time are refreshed."""
+
+    url: str
+    fetched_at: float
+    etag: str | None
+    last_modified: str | None
+
+
+LogChange = LatestEntry | Revalidated  # a stored version, or a 304 refreshing one
 
 
 def log_sizes(records_dir: Path) -> dict[str, int]:
@@ -117,20 +128,19 @@ def _change_of(payload: bytes) -> LogChange | None:
     fetched_at = float(fetched_at) if isinstance(fetched_at, int | float) else 0.0
     etag, last_modified = _text(data.get("etag")), _text(data.get("last_modified"))
     if outcome == _NOT_MODIFIED:
-        return LogChange(url, False, fetched_at, etag, last_modified)
+        return Revalidated(url, fetched_at, etag, last_modified)
     path, size, sha256 = data.get("path"), data.get("size"), data.get("sha256")
     if not isinstance(path, str) or not isinstance(size, int) or not isinstance(sha256, str):
         return None
     warc_record_id = _text(data.get("warc_record_id"))
-    return LogChange(
-        url,
-        True,
-        fetched_at,
-        etag,
-        last_modified,
+    return LatestEntry(
+        url=url,
         path=path,
         size=size,
         sha256=sha256,
+        etag=etag,
+        last_modified=last_modified,
+        fetched_at=fetched_at,
         warc_record_id=warc_record_id,
         warc_date=_text(data.get("warc_date")),
         # The URL the archived response was for (the one a revisit refers to).
