@@ -93,6 +93,7 @@ class _Rules:
     kind: _Kind
     parser: Protego | None
     expires: float  # local monotonic clock
+    why: str = ""  # for an unreachable robots.txt: what the fetch got (error or status)
 
 
 class Robots:
@@ -135,8 +136,9 @@ class Robots:
         if rules.kind is _Kind.ALLOW_ALL:
             return ALLOWED
         if rules.kind is _Kind.UNREACHABLE:
+            why = f" ({rules.why})" if rules.why else ""
             return RobotsDecision(
-                False, f"{parts.origin}/robots.txt unreachable", retry_in=self.unreachable_ttl
+                False, f"{parts.origin}/robots.txt unreachable{why}", retry_in=self.unreachable_ttl
             )
         if rules.parser is None or rules.parser.can_fetch(parts.url, self.user_agent):
             return ALLOWED
@@ -202,8 +204,12 @@ class Robots:
             )
         except asyncio.CancelledError:
             raise
-        except Exception:  # any failure to fetch is "unreachable" (RFC 9309 2.3.1.4)
+        except Exception as exc:  # any failure to fetch is "unreachable" (RFC 9309 2.3.1.4)
             status, body = 0, b""
+            # Kept with the entry: the records of the URLs it holds back say why.
+            why = _one_line(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+        else:
+            why = f"HTTP {status}"
         if 200 <= status < 300:
             kind = _Kind.RULES
         elif 300 <= status < 500 and status != 429:
@@ -212,9 +218,10 @@ class Robots:
             kind, body = _Kind.UNREACHABLE, b""
         body = body[:MAX_ROBOTS_BYTES]
         ttl = self.unreachable_ttl if kind is _Kind.UNREACHABLE else self.ttl
-        entry = msgpack.packb(
-            {"k": kind.value, "b": body, "at": time.time(), "ttl": ttl}, use_bin_type=True
-        )
+        fields = {"k": kind.value, "b": body, "at": time.time(), "ttl": ttl}
+        if kind is _Kind.UNREACHABLE:
+            fields["why"] = why
+        entry = msgpack.packb(fields, use_bin_type=True)
         await self.store.robots_put(origin, entry, ttl)
         rules = _rules_from_entry(entry)
         if rules.parser is not None:
@@ -230,7 +237,13 @@ def _rules_from_entry(entry: bytes) -> _Rules:
     parser = Protego.parse(data["b"].decode("utf-8", "replace")) if kind is _Kind.RULES else None
     # the local copy lives no longer than the shared one does
     left = float(data["ttl"]) - max(0.0, time.time() - float(data["at"]))
-    return _Rules(kind, parser, time.monotonic() + left)
+    # "why" is absent from entries of older writers: the decision then just says unreachable.
+    return _Rules(kind, parser, time.monotonic() + left, str(data.get("why") or ""))
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _crawl_delay(parser: Protego, user_agent: str) -> float:

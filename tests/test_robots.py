@@ -7,12 +7,14 @@ that follows redirects and returns (status, body).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
 import fakeredis
+import msgpack
 import pytest
 from aiohttp import web
 
@@ -161,6 +163,7 @@ async def test_server_errors_make_the_origin_wait_and_are_retried(  # type: igno
     assert not decision.allowed
     assert decision.retry_in == 0.2
     assert "unreachable" in decision.reason
+    assert f"(HTTP {status})" in decision.reason  # what the fetch got, for the URL's record
     site.status = 200
     await asyncio.sleep(0.25)
     assert (await robots.check(site.url("/public"))).allowed
@@ -169,8 +172,26 @@ async def test_server_errors_make_the_origin_wait_and_are_retried(  # type: igno
 
 async def test_connection_refused_counts_as_unreachable(fetcher, store) -> None:  # type: ignore[no-untyped-def]
     robots = Robots(store, fetcher, user_agent=AGENT)
-    decision = await robots.check(f"http://127.0.0.1:{free_port()}/x")
+    port = free_port()
+    decision = await robots.check(f"http://127.0.0.1:{port}/x")
     assert not decision.allowed and decision.retry_in is not None
+    # The error itself is in the reason: a user reading the record sees why nothing was fetched.
+    expected = f"http://127.0.0.1:{port}/robots.txt unreachable (ClientConnectorError"
+    assert decision.reason.startswith(expected)
+    # Another process reads the shared entry, reason included.
+    other = Robots(store, fetcher, user_agent=AGENT)
+    assert (await other.check(f"http://127.0.0.1:{port}/y")).reason == decision.reason
+    assert other.fetches == 0
+
+
+async def test_an_unreachable_entry_of_an_older_writer_still_reads(fetcher, store) -> None:  # type: ignore[no-untyped-def]
+    origin = f"http://127.0.0.1:{free_port()}"
+    old_entry = {"k": "unreachable", "b": b"", "at": time.time(), "ttl": 60.0}  # no "why"
+    await store.robots_put(origin, msgpack.packb(old_entry, use_bin_type=True), 60.0)
+    robots = Robots(store, fetcher, user_agent=AGENT)
+    decision = await robots.check(f"{origin}/x")
+    assert decision.reason == f"{origin}/robots.txt unreachable"
+    assert decision.retry_in is not None and robots.fetches == 0
 
 
 async def test_cached_rules_expire(site, fetcher, store) -> None:  # type: ignore[no-untyped-def]

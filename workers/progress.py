@@ -184,9 +184,11 @@ class CrawlCounters:
             self.latency_buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
             self.latency_sum += seconds
 
-    def fetch_skipped(self) -> None:
-        """A URL settled without a request (robots.txt, scope): no fetch_started before it."""
-        self._count(FetchResult.SKIPPED)
+    def fetch_skipped(self, result: FetchResult = FetchResult.SKIPPED) -> None:
+        """A URL settled without a request (robots.txt, scope): no fetch_started before it.
+        `result`: SKIPPED when it is left out for good, RETRIED when it waits (its robots.txt
+        was unreachable), FAILED when that wait would have been its last attempt."""
+        self._count(result)
 
     def _count(self, result: FetchResult) -> None:
         if result is FetchResult.DONE:

@@ -295,6 +295,8 @@ class Worker:
                     log.warning("unexpected error fetching %s", task.url, exc_info=cause)
             status = record.status
             result = _RESULTS[verdict.action]
+            if result is FetchResult.RETRIED and self._last_attempt(task):
+                result = FetchResult.FAILED  # the frontier gives this URL up: it counts as failed
             counters.add_bytes(record.received)
             await self._settle(task, record, verdict, body)
         finally:
@@ -401,21 +403,42 @@ class Worker:
         return [Link(target, task.priority, {"redirects": hops})]
 
     async def _skip(self, task: Task, reason: str, retry_in: float | None) -> None:
-        if retry_in is not None:
-            await self._through_outage(self.frontier.retry, task, retry_in, reason)
-            return
-        self.counters.fetch_skipped()
+        """Settle a task that is not fetched (robots.txt), with a record saying why.
+
+        `retry_in`: the URL waits and is tried again (its robots.txt was unreachable), an
+        attempt like a failed fetch: on the last one the frontier gives the URL up, and the
+        record says so.
+        """
+        meta = {"depth": task.depth, "parent": task.parent, "attempt": task.attempts + 1}
+        if retry_in is None:
+            error = reason
+            self.counters.fetch_skipped()
+        elif self._last_attempt(task):
+            tries = task.attempts + 1
+            error = f"{reason}; given up after {tries} attempt{'s' if tries != 1 else ''}"
+            self.counters.fetch_skipped(FetchResult.FAILED)
+        else:
+            error = f"{reason}; tried again in {retry_in:g} s"
+            self.counters.fetch_skipped(FetchResult.RETRIED)
         self.store.records.append(
             FetchRecord(
                 url=task.url,
                 outcome=StoreOutcome.SKIPPED,
-                error=reason,
+                error=error,
                 fetched_at=time.time(),
                 writer=self.store.writer_id,
-                meta={"depth": task.depth, "parent": task.parent},
+                meta=meta,
             )
         )
-        await self._through_outage(self.frontier.ack, task, Outcome.SKIPPED, reason=reason)
+        if retry_in is not None:
+            await self._through_outage(self.frontier.retry, task, retry_in, reason)
+        else:
+            await self._through_outage(self.frontier.ack, task, Outcome.SKIPPED, reason=reason)
+
+    def _last_attempt(self, task: Task) -> bool:
+        """Whether a retry of `task` now would be its last attempt (the frontier's verdict is
+        then "dead", not "again later")."""
+        return task.attempts + 1 >= self.frontier.settings.max_attempts
 
 
 _RESULTS = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import gc
+import json
 import os
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from crawler.config import Settings
 from crawler.demo_site import SiteSpec, site_in_thread
 from crawler.frontier import open_frontier
 from storage import Outcome, Store
+from tests.support.ports import free_port
 from tests.workers.support import by_url, crawl, records
 from workers import worker as worker_module
 from workers.job import frontier_settings
@@ -247,3 +249,77 @@ def test_a_crawl_whose_seeding_fails_stops_its_workers_and_says_why(workdir: Pat
         f"Error: cannot use {out}/frontier.sqlite as a frontier file: file is not a database"
     ]
     assert not (out / "records").exists()
+
+
+async def test_urls_held_back_by_an_unreachable_robots_txt_are_on_record(tmp_path: Path) -> None:
+    """Each wait is an attempt with a record saying why; the last one says the URL was given
+    up, and counts as failed (the frontier calls it dead)."""
+    from crawler.robots import Robots
+    from workers.process import robots_fetcher
+    from workers.progress import CrawlCounters
+
+    settings = Settings(out=tmp_path / "out", retries=2)  # 3 attempts
+    frontier = await open_frontier(
+        tmp_path / "out" / "frontier.sqlite", "unit", frontier_settings(settings)
+    )
+    origin = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    await frontier.add([f"{origin}/page"])
+    session = make_session(settings)
+    store = Store(settings.out, writer_id="unit")
+    counters = CrawlCounters()
+    robots = Robots(
+        frontier, robots_fetcher(session), user_agent="crawl-test", unreachable_ttl=0.05
+    )
+    try:
+        worker = Worker(
+            frontier,
+            session,
+            store,
+            WorkerOptions(name="unit", concurrency=2),
+            robots=robots,
+            counters=counters,
+        )
+        assert await worker.run() is WorkerExit.FINISHED
+        stats = await frontier.stats()
+    finally:
+        await session.close()
+        store.close()
+        await frontier.close()
+    found = records(tmp_path / "out")
+    assert [r.outcome for r in found] == [Outcome.SKIPPED] * 3
+    assert [r.meta["attempt"] for r in found] == [1, 2, 3]
+    cause = f"{origin}/robots.txt unreachable (ClientConnectorError: Cannot connect to host"
+    assert all(r.url == f"{origin}/page" and r.error.startswith(cause) for r in found)
+    assert [r.error.rpartition("; ")[2] for r in found] == [
+        "tried again in 0.05 s",
+        "tried again in 0.05 s",
+        "given up after 3 attempts",
+    ]
+    assert (stats.dead, stats.done) == (1, 0)
+    assert (counters.retried, counters.failed, counters.skipped) == (2, 1, 0)
+
+
+def test_a_crawl_of_an_unreachable_host_says_what_failed(workdir: Path) -> None:
+    """With robots.txt on (the default) and off, the user sees every attempt and its error in
+    the records and the summary, not an empty export."""
+    seeds = workdir / "seeds.txt"
+    url = f"http://127.0.0.1:{free_port()}/"
+    seeds.write_text(url + "\n")
+    for name, extra in (("robots", ()), ("no-robots", ("--no-robots", "--retries", "1"))):
+        out = workdir / name
+        args = ("run", seeds, "--out", out, "--workers", "1", "--no-progress")
+        done = crawl(*args, "--retries", "0", *extra, cwd=workdir)
+        assert done.returncode == 0, done.stderr
+        exported = crawl("export", out, "--format", "jsonl", "--failed", cwd=workdir)
+        rows = [json.loads(line) for line in exported.stdout.splitlines()]
+        assert rows and all(row["url"] == url for row in rows)
+        assert all("ClientConnectorError: Cannot connect to host" in row["error"] for row in rows)
+        said = done.stdout + done.stderr
+        assert " 0 done, 1 failed," in said
+        if name == "robots":
+            assert [row["outcome"] for row in rows] == ["skipped"]
+            assert rows[0]["error"].endswith("; given up after 1 attempt")
+        else:
+            # --retries given twice: the last one counts (1), so two fetches, one retry.
+            assert [row["outcome"] for row in rows] == ["failed", "failed"]
+            assert " 1 retried," in said
