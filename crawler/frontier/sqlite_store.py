@@ -11,6 +11,13 @@ Task states: 0 queued, 1 leased (due = lease deadline), 2 waiting for a retry de
 (due = when), 3 done, 4 skipped, 5 failed, 6 dead. A host row is `ready` (its next start
 time) exactly when it has queued tasks and is below the in-flight limit, and the partial
 index on `ready` makes "hosts that may start now" one index range scan.
+
+Task rows are stored in the order they were queued (`seq` is the rowid) and found by
+fingerprint through a unique index. Leases and settles take tasks in about that order, so a
+transaction's updates fall on a few neighbouring pages; keyed by the (random) fingerprint, each
+update dirtied a page of its own, and every dirty page is a WAL write at COMMIT (two thirds of
+them went, 5% of a crawl's CPU). Files made before keep that older layout (`fp` the primary key
+of a WITHOUT ROWID table) and still work: every statement here reads the same on both.
 """
 
 from __future__ import annotations
@@ -64,17 +71,17 @@ CREATE TABLE IF NOT EXISTS hosts (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS hosts_ready ON hosts (ready) WHERE ready IS NOT NULL;
 CREATE TABLE IF NOT EXISTS tasks (
-    fp BLOB PRIMARY KEY,
+    seq INTEGER PRIMARY KEY,
+    fp BLOB NOT NULL UNIQUE,
     host TEXT NOT NULL,
     state INTEGER NOT NULL,
     priority INTEGER NOT NULL,
-    seq INTEGER NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     due REAL,
     worker TEXT,
     body BLOB,
     reason TEXT
-) WITHOUT ROWID;
+);
 CREATE INDEX IF NOT EXISTS tasks_queue ON tasks (host, priority DESC, seq) WHERE state = 0;
 CREATE INDEX IF NOT EXISTS tasks_leased ON tasks (due) WHERE state = 1;
 CREATE INDEX IF NOT EXISTS tasks_delayed ON tasks (due) WHERE state = 2;
@@ -220,7 +227,7 @@ class SqliteStore:
         return result
 
     def _enqueue(self, adds: list[Admitted], touched: set[str], result: CommitResult) -> None:
-        seq = self._counter("seq")
+        seq = self._counter("seq") + self._counts["seq"]  # any bump not flushed yet counts
         # One executemany per host (sequence numbers still in arrival order): how many rows
         # were new is what the connection's change count says.
         rows_per_host: dict[str, list[tuple[bytes, str, int, int, bytes]]] = defaultdict(list)
@@ -228,8 +235,10 @@ class SqliteStore:
             seq += 1
             rows_per_host[row.host].append((row.fp, row.host, row.priority, seq, row.body))
         insert = (
-            "INSERT OR IGNORE INTO tasks (fp, host, state, priority, seq, attempts, body) "
-            "VALUES (?, ?, 0, ?, ?, 0, ?)"
+            # A known fingerprint is a duplicate; any other conflict (a reused seq) is an error,
+            # never a URL silently dropped.
+            "INSERT INTO tasks (fp, host, state, priority, seq, attempts, body) "
+            "VALUES (?, ?, 0, ?, ?, 0, ?) ON CONFLICT (fp) DO NOTHING"
         )
         new_per_host: dict[str, int] = {}
         for host, rows in rows_per_host.items():

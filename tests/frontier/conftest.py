@@ -1,5 +1,6 @@
-"""The stores every conformance test runs on: SQLite, fakeredis (with Lua), redis-server, and
-redis-server over TLS with a password (rediss://).
+"""The stores every conformance test runs on: SQLite, SQLite in a file of the older layout
+(tasks keyed by fingerprint), fakeredis (with Lua), redis-server, and redis-server over TLS
+with a password (rediss://).
 
 `backend.open(settings)` opens another frontier on the same job and store (another "worker"),
 so multi-worker behaviour is tested the same way on each backend. Every test gets its own job
@@ -8,6 +9,8 @@ name (Redis) or file (SQLite); whatever a test opens is closed and cleared after
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -24,7 +27,23 @@ from tests.support.ports import wait_for_port
 from tests.support.redis_server import RedisServer
 from tests.support.tls_certs import TestPKI, make_pki
 
-BACKENDS = ("sqlite", "fakeredis", "redis", "redis-tls")
+BACKENDS = ("sqlite", "sqlite-fp-keyed", "fakeredis", "redis", "redis-tls")
+# How frontier files made before tasks were stored in queue order keep their tasks: a file
+# created with this table keeps it (the schema only creates what is missing).
+FP_KEYED_TASKS = """
+CREATE TABLE tasks (
+    fp BLOB PRIMARY KEY,
+    host TEXT NOT NULL,
+    state INTEGER NOT NULL,
+    priority INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    due REAL,
+    worker TEXT,
+    body BLOB,
+    reason TEXT
+) WITHOUT ROWID
+"""
 PASSWORD = "frontier-test-secret"
 
 
@@ -100,7 +119,7 @@ class Backend:
 
     @property
     def is_redis(self) -> bool:
-        return self.name != "sqlite"
+        return not self.name.startswith("sqlite")
 
 
 def new_job() -> str:
@@ -111,13 +130,16 @@ def new_job() -> str:
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
     job = new_job()
     clients: list[fakeredis.FakeAsyncRedis] = []
-    if request.param == "sqlite":
+    if request.param.startswith("sqlite"):
         path = tmp_path / "frontier.sqlite"
+        if request.param == "sqlite-fp-keyed":
+            with contextlib.closing(sqlite3.connect(path)) as db:
+                db.execute(FP_KEYED_TASKS)
 
         async def open_sqlite(settings: FrontierSettings | None, job: str) -> FrontierBase:
             return await SqliteFrontier.open(path, job, settings)
 
-        made = Backend("sqlite", job, str(path), open_sqlite)
+        made = Backend(request.param, job, str(path), open_sqlite)
     elif request.param == "fakeredis":
         server = fakeredis.FakeServer()
 
