@@ -113,16 +113,28 @@ def main() -> None:
     )
 
 
+def _recrawl_option(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option(
+        "--recrawl",
+        is_flag=True,
+        help=f"start a new pass over a finished {what}: every URL is fetched again, with "
+        "If-None-Match/If-Modified-Since from its record; a 304 keeps the stored file",
+    )
+
+
 @main.command()
 @click.argument("seeds", type=click.File("r"))
 @_crawl_options
 @_scope_options
-def run(seeds: Any, **options: Any) -> None:
+@_recrawl_option("crawl")
+def run(seeds: Any, recrawl: bool, **options: Any) -> None:
     """Crawl from the URLs in SEEDS (a file, one URL a line, '#' comments; '-' for stdin).
 
     Without --redis the frontier is a SQLite file inside OUT: running the same command again
-    resumes a stopped crawl. With --redis the seeds join the shared job and this machine runs
-    --workers worker processes; other machines join with `crawl worker`.
+    resumes a stopped crawl, and once it is finished does nothing; --recrawl then refreshes
+    it (links of unchanged pages are followed from the stored files). With --redis the seeds
+    join the shared job and this machine runs --workers worker processes; other machines join
+    with `crawl worker`.
 
     Every fetch gets a record (`crawl export`). A redirect is recorded as it came and its target
     is crawled as a link of its own: fetched once, only when in scope, within its host's limits.
@@ -131,7 +143,7 @@ def run(seeds: Any, **options: Any) -> None:
     urls = list(_read_seeds(seeds))
     if not urls:
         raise click.UsageError("no seed URLs given")
-    sys.exit(_run_crawl(settings, urls))
+    sys.exit(_run_crawl(settings, urls, recrawl=recrawl))
 
 
 @main.command()
@@ -153,17 +165,19 @@ def worker(**options: Any) -> None:
 @click.option("-i", "--input-file", type=click.File("r"), help="file of URLs, one a line")
 @_crawl_options
 @click.option("--workers", type=int, metavar="N", help=setting_help("workers"))
-def mirror(urls: tuple[str, ...], input_file: Any, **options: Any) -> None:
+@_recrawl_option("mirror")
+def mirror(urls: tuple[str, ...], input_file: Any, recrawl: bool, **options: Any) -> None:
     """Download the listed files (no link following), resumable: run again to continue.
 
-    Files go to OUT/files/<host>/<path>; a partial file resumes with a Range request.
+    Files go to OUT/files/<host>/<path>; a partial file resumes with a Range request. Once
+    every file is there, --recrawl checks each for a newer version (like `wget -N`).
     """
     listed = list(urls) + (list(_read_seeds(input_file)) if input_file else [])
     if not listed:
         raise click.UsageError("give URLs or -i FILE")
     # Explicitly listed files are fetched like `wget URL`: no robots.txt, no links followed.
     settings = _settings(options, max_depth=0, robots=False)
-    sys.exit(_run_crawl(settings, listed))
+    sys.exit(_run_crawl(settings, listed, recrawl=recrawl))
 
 
 @main.command()
@@ -261,11 +275,11 @@ def _read_seeds(lines: Iterable[str]) -> Iterable[str]:
             yield text
 
 
-def _run_crawl(settings: Settings, seeds: list[str]) -> int:
+def _run_crawl(settings: Settings, seeds: list[str], *, recrawl: bool = False) -> int:
     from workers.run import run_crawl
 
     try:
-        return run_crawl(settings, seeds)
+        return run_crawl(settings, seeds, recrawl=recrawl)
     except Exception as error:
         # The frontier (and asyncio under it) is imported only after the workers started.
         from crawler.frontier import FrontierError

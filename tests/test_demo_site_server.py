@@ -167,6 +167,27 @@ def test_a_stale_if_range_gets_the_whole_body(served: ServedSite) -> None:
         connection.close()
 
 
+def test_if_none_match_gets_304_for_the_current_etag_only(served: ServedSite) -> None:
+    path = urlsplit(served.site.page_urls()[3]).path
+    host = served.site.page_urls().index(served.site.page_urls()[3]) % 2
+    connection = connect(served, host)
+    try:
+        connection.request("GET", path)
+        first = connection.getresponse()
+        first.read()
+        etag = first.headers["ETag"]
+        answers = []
+        for header in (etag, f'"other", W/{etag}', "*", '"stale"'):
+            connection.request("GET", path, headers={"If-None-Match": header})
+            response = connection.getresponse()
+            answers.append((response.status, response.read(), response.headers["ETag"]))
+    finally:
+        connection.close()
+    unchanged = (304, b"", etag)
+    assert answers[:3] == [unchanged] * 3  # the connection stays usable after each 304
+    assert answers[3] == (200, expected_body(served, path, host), etag)
+
+
 def test_a_range_past_the_end_gets_416(served: ServedSite) -> None:
     connection = connect(served)
     try:

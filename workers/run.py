@@ -29,15 +29,28 @@ from workers.supervisor import EXIT_INTERRUPTED, Supervisor
 __all__ = ["run_crawl", "seed_job"]
 
 
-async def seed_job(settings: Settings, seeds: list[str]) -> tuple[int, int, list[tuple[str, str]]]:
+async def seed_job(
+    settings: Settings, seeds: list[str], *, recrawl: bool = False
+) -> tuple[int, int, list[tuple[str, str]]]:
     """Add the seeds (again: duplicates are ignored, so re-running resumes). Returns
-    (added, duplicates, rejected) where rejected are (url, reason) pairs."""
+    (added, duplicates, rejected) where rejected are (url, reason) pairs.
+
+    `recrawl`: the job must be finished; it is cleared first (which URLs were fetched is
+    forgotten, files and records stay), so every URL is fetched again: conditionally, from
+    the validators its record kept.
+    """
     from crawler.frontier import open_frontier
 
-    frontier = await open_frontier(
-        frontier_target(settings), settings.job, frontier_settings(settings)
-    )
+    target = frontier_target(settings)
+    frontier = await open_frontier(target, settings.job, frontier_settings(settings))
     try:
+        if recrawl:
+            if not await frontier.is_finished():
+                raise click.UsageError(
+                    f"--recrawl: the crawl of job {settings.job!r} ({target}) is not finished; "
+                    "run without --recrawl to resume it"
+                )
+            await frontier.clear()
         result = await frontier.add(seeds)
         if settings.redis is None:
             # The SQLite frontier lives inside OUT and only this command's workers use it:
@@ -48,14 +61,14 @@ async def seed_job(settings: Settings, seeds: list[str]) -> tuple[int, int, list
         await frontier.close()
 
 
-def run_crawl(settings: Settings, seeds: list[str]) -> int:
+def run_crawl(settings: Settings, seeds: list[str], *, recrawl: bool = False) -> int:
     """Seed, run the workers until the job is finished, print a summary; the exit code.
 
     The worker processes start while the seeds go in (they wait at the supervisor's gate), so
     their start-up does not add to the crawl's.
     """
     if settings.workers == 0:
-        _seed(settings, seeds)
+        _seed(settings, seeds, recrawl)
         return 0
     progress_dir = Path(settings.out) / PROGRESS_DIR
     shutil.rmtree(progress_dir, ignore_errors=True)
@@ -74,7 +87,7 @@ def run_crawl(settings: Settings, seeds: list[str]) -> int:
         on_tick=reporter.tick,
         spare=take_spare(),  # worker 0, forked as `crawl` started (see workers.spare)
     )
-    code = supervisor.run(before=lambda: _seed(settings, seeds))
+    code = supervisor.run(before=lambda: _seed(settings, seeds, recrawl))
     interrupted = code == EXIT_INTERRUPTED
     reporter.finish(interrupted=interrupted)
     if interrupted:
@@ -82,11 +95,11 @@ def run_crawl(settings: Settings, seeds: list[str]) -> int:
     return code
 
 
-def _seed(settings: Settings, seeds: list[str]) -> None:
+def _seed(settings: Settings, seeds: list[str], recrawl: bool) -> None:
     # Imported only now, while the worker processes already start behind the gate.
     import asyncio
 
-    added, duplicates, rejected = asyncio.run(seed_job(settings, seeds))
+    added, duplicates, rejected = asyncio.run(seed_job(settings, seeds, recrawl=recrawl))
     for url, reason in rejected:
         click.echo(f"seed not added: {url}: {reason}", err=True)
     click.echo(

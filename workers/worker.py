@@ -362,21 +362,29 @@ class Worker:
         max_depth = self.options.max_depth
         if max_depth is not None and task.depth >= max_depth:
             return []
-        if record.status is not None and 300 <= record.status < 400:
+        if record.status is not None and 300 <= record.status < 400 and record.status != 304:
             return self._redirect_target(task, record)
-        if record.outcome is not StoreOutcome.STORED or record.path is None:
+        # A 304 (a recrawl) kept the stored page: its links are followed from that file.
+        if record.outcome not in _PARSED_OUTCOMES or record.path is None:
             return []
-        if not is_html(record.content_type):
+        content_type = record.content_type
+        if content_type is not None and not is_html(content_type):
             return []
         if record.size is not None and record.size > MAX_PARSE_BYTES:
             return []
         if body is None:
             path = self.store.absolute(record.path)
-            if record.size is not None and record.size <= INLINE_READ_BYTES:
-                # Just written, so in the page cache: reading it here beats a thread hop.
-                body = _read_small(path)
-            else:
-                body = await asyncio.to_thread(_read_small, path)
+            try:
+                if record.size is not None and record.size <= INLINE_READ_BYTES:
+                    # Just written, so in the page cache: reading it here beats a thread hop.
+                    body = _read_small(path)
+                else:
+                    body = await asyncio.to_thread(_read_small, path)
+            except OSError as exc:  # removed or replaced since (by hand, or another crawl)
+                log.warning("%s: links not read from %s: %s", task.url, path, exc)
+                return []
+        if content_type is None and not is_html(None, body[:1024]):
+            return []  # untyped (as a 304 usually is): HTML only if its bytes start as HTML
         return extract_links_from_body(
             body,
             record.final_url or task.url,
@@ -440,6 +448,8 @@ class Worker:
         then "dead", not "again later")."""
         return task.attempts + 1 >= self.frontier.settings.max_attempts
 
+
+_PARSED_OUTCOMES = frozenset({StoreOutcome.STORED, StoreOutcome.NOT_MODIFIED})
 
 _RESULTS = {
     Action.DONE: FetchResult.DONE,

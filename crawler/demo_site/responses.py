@@ -55,6 +55,12 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | Unsatisfiabl
     return (start, min(end, size))
 
 
+def none_match_hits(if_none_match: str, etag: str) -> bool:
+    """Whether `If-None-Match` lists `etag` (weak comparison, as the header asks) or is `*`."""
+    wanted = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+    return "*" in wanted or etag.removeprefix("W/") in wanted
+
+
 def if_range_allows(if_range: str | None, etag: str, last_modified: str) -> bool:
     """Whether a `Range` may be honoured given `If-Range` (strong ETag or exact date match)."""
     if if_range is None:
@@ -99,8 +105,11 @@ def plan(
     range_header: str | None = None,
     if_range: str | None = None,
     failures_so_far: int = 0,
+    *,
+    if_none_match: str | None = None,
 ) -> Plan:
-    """The response to a GET or HEAD of `resource` (None: nothing there)."""
+    """The response to a GET or HEAD of `resource` (None: nothing there). An `If-None-Match`
+    naming its ETag (or `*`) gets a 304, as a re-crawl expects (RFC 9110, 13.1.2)."""
     if method not in ("GET", "HEAD"):
         return _empty(405, ("Allow", "GET, HEAD"))
     if resource is None:
@@ -122,6 +131,9 @@ def plan(
         ("Last-Modified", resource.last_modified),
         ("Accept-Ranges", "bytes"),
     )
+    if if_none_match is not None and none_match_hits(if_none_match, resource.etag):
+        # No body and no Content-Length: a 304 describes the stored version, not a new one.
+        return Plan(304, validators[:2])
     wanted = None
     if if_range_allows(if_range, resource.etag, resource.last_modified):
         wanted = parse_range(range_header, size)

@@ -44,6 +44,7 @@ class _Request:
     if_range: str | None
     keep_alive: bool
     error: int = 0
+    if_none_match: str | None = None
 
 
 class DemoServer:
@@ -192,7 +193,7 @@ class _Connection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self._url.clear()
-        self._range = self._if_range = None
+        self._range = self._if_range = self._if_none_match = None
         self._header_bytes = 0
 
     def on_url(self, url: bytes) -> None:
@@ -205,6 +206,8 @@ class _Connection(asyncio.Protocol):
             self._range = value.decode("latin-1")
         elif lowered == b"if-range":
             self._if_range = value.decode("latin-1")
+        elif lowered == b"if-none-match":
+            self._if_none_match = value.decode("latin-1")
 
     def on_message_complete(self) -> None:
         error = 0
@@ -219,6 +222,7 @@ class _Connection(asyncio.Protocol):
             self._if_range,
             self.parser.should_keep_alive() and not error,
             error,
+            self._if_none_match,
         )
         self.pending.append(request)
         server = self.server
@@ -281,7 +285,12 @@ class _Connection(asyncio.Protocol):
             self._reject(400)
             return
         resource = self.content.lookup(path)
-        if type(resource) is Body and request.range is None and request.method == "GET":
+        if (
+            type(resource) is Body
+            and request.range is None
+            and request.if_none_match is None
+            and request.method == "GET"
+        ):
             # The common case (a whole page), from a cached header block.
             head = _OK_LINE + server.date_line() + server.ok_head(resource, request.keep_alive)
             # Logged before writing: a client that has its answer finds the request logged.
@@ -299,7 +308,14 @@ class _Connection(asyncio.Protocol):
             failures = self.server.failures_served.get(key, 0)
             if failures < resource.failures:
                 self.server.failures_served[key] = failures + 1
-        return plan(resource, request.method, request.range, request.if_range, failures)
+        return plan(
+            resource,
+            request.method,
+            request.range,
+            request.if_range,
+            failures,
+            if_none_match=request.if_none_match,
+        )
 
     def _send_plan(self, request: _Request, path: str, response: Plan) -> None:
         extra = [("Date", self.server.date_line()[6:-2].decode())]
