@@ -53,6 +53,8 @@ __all__ = ["Worker", "WorkerExit", "WorkerOptions"]
 # "HTML" file into memory is how crawlers die.
 MAX_PARSE_BYTES = 16 << 20
 INLINE_READ_BYTES = 256 << 10
+# An untyped body is HTML when its first bytes say so (browsers sniff about this much).
+SNIFF_BYTES = 1024
 # Links remembered as already handed to the frontier (about 100 bytes each).
 SEEN_LINKS_MAX = 500_000
 IDLE_POLL_MIN_S = 0.02
@@ -375,6 +377,10 @@ class Worker:
         if body is None:
             path = self.store.absolute(record.path)
             try:
+                # Untyped (as a 304 usually is): HTML only if its bytes start as HTML, and
+                # those are all that is read of a file that does not.
+                if content_type is None and not is_html(None, _read_small(path, SNIFF_BYTES)):
+                    return []
                 if record.size is not None and record.size <= INLINE_READ_BYTES:
                     # Just written, so in the page cache: reading it here beats a thread hop.
                     body = _read_small(path)
@@ -383,8 +389,8 @@ class Worker:
             except OSError as exc:  # removed or replaced since (by hand, or another crawl)
                 log.warning("%s: links not read from %s: %s", task.url, path, exc)
                 return []
-        if content_type is None and not is_html(None, body[:1024]):
-            return []  # untyped (as a 304 usually is): HTML only if its bytes start as HTML
+        elif content_type is None and not is_html(None, body[:SNIFF_BYTES]):
+            return []
         return extract_links_from_body(
             body,
             record.final_url or task.url,
@@ -463,12 +469,13 @@ async def _wait(event: asyncio.Event, timeout: float) -> None:
         await asyncio.wait_for(event.wait(), timeout)
 
 
-def _read_small(path: Path) -> bytes:
-    """The file's bytes, at most MAX_PARSE_BYTES, read with as many bytes asked for as it has:
-    `read(n)` allocates n bytes up front, and 16 MB per page costs more than parsing it."""
+def _read_small(path: Path, limit: int = 0) -> bytes:
+    """The file's bytes, at most `limit` (default MAX_PARSE_BYTES), read with as many bytes
+    asked for as it has: `read(n)` allocates n bytes up front, and 16 MB per page costs more
+    than parsing it."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        want = min(os.fstat(fd).st_size, MAX_PARSE_BYTES)
+        want = min(os.fstat(fd).st_size, limit or MAX_PARSE_BYTES)
         pieces = []
         while want > 0:
             piece = os.read(fd, want)

@@ -25,7 +25,7 @@ class Body:
     """Bytes held in memory (pages, robots.txt, small files)."""
 
     data: bytes
-    content_type: str
+    content_type: str  # "": sent without a Content-Type
     etag: str = field(default="", compare=False)
     last_modified: str = FIXED_LAST_MODIFIED
 

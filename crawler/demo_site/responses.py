@@ -139,13 +139,14 @@ def plan(
         wanted = parse_range(range_header, size)
     if isinstance(wanted, Unsatisfiable):
         return _empty(416, ("Content-Range", f"bytes */{size}"), *validators)
-    content_type = ("Content-Type", resource.content_type)
+    # An empty type sends none: some servers do, and clients must sniff.
+    typed = (("Content-Type", resource.content_type),) if resource.content_type else ()
     if wanted is None:
-        headers = (content_type, ("Content-Length", str(size)), *validators)
+        headers = (*typed, ("Content-Length", str(size)), *validators)
         return Plan(200, headers, resource, 0, size)
     start, end = wanted
     headers = (
-        content_type,
+        *typed,
         ("Content-Length", str(end - start)),
         ("Content-Range", f"bytes {start}-{end - 1}/{size}"),
         *validators,

@@ -323,3 +323,23 @@ def test_a_crawl_of_an_unreachable_host_says_what_failed(workdir: Path) -> None:
             # --retries given twice: the last one counts (1), so two fetches, one retry.
             assert [row["outcome"] for row in rows] == ["failed", "failed"]
             assert " 1 retried," in said
+
+
+async def test_an_untyped_page_is_parsed_when_its_bytes_start_as_html(tmp_path: Path) -> None:
+    from crawler.demo_site.resources import Body
+
+    with site_in_thread(SiteSpec(pages=3, hosts=1)) as served:
+        routes = served.site.hosts[0].routes
+        home = routes["/"]
+        assert isinstance(home, Body)
+        extra = b'<a href="/untyped">u</a><a href="/blob">b</a></body>'
+        routes["/"] = Body(home.data.replace(b"</body>", extra), home.content_type)
+        routes["/untyped"] = Body(b"<!DOCTYPE html><p><a href='/sniffed'>s</a></p>", "")
+        routes["/sniffed"] = Body(b"<html><body>ok</body></html>", "text/html")
+        routes["/blob"] = Body(b"\x00\x01\x02 not a page <a href='/never'>n</a>", "")
+        await crawl_in_process(tmp_path, served.seeds[:1])
+        origin = served.site.hosts[0].origin
+    found = by_url(records(tmp_path / "out"))
+    assert found[f"{origin}/untyped"][0].content_type is None
+    assert f"{origin}/sniffed" in found
+    assert f"{origin}/blob" in found and f"{origin}/never" not in found
