@@ -42,7 +42,8 @@ async def seed_job(
     from crawler.frontier import open_frontier
 
     target = frontier_target(settings)
-    frontier = await open_frontier(target, settings.job, frontier_settings(settings))
+    wanted = frontier_settings(settings)
+    frontier = await open_frontier(target, settings.job, wanted)
     try:
         if recrawl:
             if not await frontier.is_finished():
@@ -51,6 +52,10 @@ async def seed_job(
                     "run without --recrawl to resume it"
                 )
             await frontier.clear()
+            # Opened again: a cleared Redis job has lost its stored settings too, and the
+            # workers would otherwise run it with the defaults (2 per host, say).
+            await frontier.close()
+            frontier = await open_frontier(target, settings.job, wanted)
         result = await frontier.add(seeds)
         if settings.redis is None:
             # The SQLite frontier lives inside OUT and only this command's workers use it:

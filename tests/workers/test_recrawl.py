@@ -4,10 +4,13 @@ links are followed from those files), a changed page is stored anew."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import Any
 
 from crawler.demo_site import SiteSpec, site_in_thread
 from crawler.demo_site.resources import Body
+from crawler.frontier import open_frontier
 from storage import Outcome
 from tests.workers.support import by_url, crawl, records
 
@@ -89,3 +92,31 @@ def test_mirror_recrawl_checks_each_file_for_a_newer_version(workdir: Path) -> N
     assert (first.status, first.outcome) == (200, Outcome.STORED)
     assert (second.status, second.outcome) == (304, Outcome.NOT_MODIFIED)
     assert (out / second.path).stat().st_size == first.size == 65536
+
+
+def test_a_recrawl_of_a_redis_job_keeps_its_settings(workdir: Path, clean_redis: Any) -> None:
+    """Clearing a Redis job drops its stored settings with it: the new pass must run with the
+    job's own (here 3 per host, 6 attempts), not the defaults."""
+    out, seeds = workdir / "out", workdir / "seeds.txt"
+    redis_args = ("--redis", clean_redis.url, "--job", "again", "--per-host", "3")
+    with site_in_thread(SiteSpec(pages=30, hosts=1)) as served:
+        seeds.write_text(served.seeds[0] + "\n")
+        for more in ((), ("--recrawl",)):
+            done = crawl(*run_args(seeds, out, *redis_args, "--retries", "5", *more), cwd=workdir)
+            assert done.returncode == 0, done.stderr
+        pages = served.site.page_urls()
+        assert served.server.max_active[0] <= 3
+    found = by_url(records(out))
+    assert all(
+        [r.outcome for r in found[url]] == [Outcome.STORED, Outcome.NOT_MODIFIED] for url in pages
+    )
+    stored = asyncio.run(_stored_settings(clean_redis.url, "again"))
+    assert (stored.per_host_limit, stored.max_attempts) == (3, 6)
+
+
+async def _stored_settings(url: str, job: str) -> Any:
+    frontier = await open_frontier(url, job)
+    try:
+        return frontier.settings
+    finally:
+        await frontier.close()
