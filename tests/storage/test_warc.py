@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import re
 import subprocess
 import sys
+import threading
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -48,6 +52,26 @@ def records_of(path: Path) -> list[tuple[str, dict[str, str], bytes]]:
             headers = dict(record.rec_headers.headers)
             out.append((record.rec_type, headers, record.content_stream().read()))
     return out
+
+
+@contextlib.contextmanager
+def held_by_another_thread(writer: WarcWriter) -> Iterator[None]:
+    """The writer's lock held by another thread for the duration (as during a large write)."""
+    busy, release = threading.Event(), threading.Event()
+
+    def hold_the_writer() -> None:
+        with writer._lock:
+            busy.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold_the_writer)
+    holder.start()
+    try:
+        assert busy.wait(10)
+        yield
+    finally:
+        release.set()
+        holder.join()
 
 
 @pytest.fixture
@@ -132,6 +156,37 @@ def test_revisit_for_not_modified(tmp_path: Path, body_file):
     assert_valid([file])
 
 
+def test_writes_without_waiting_never_wait_behind_another_thread(tmp_path: Path, body_file):
+    """What the event loop's thread calls: a record at once when the writer is free, None
+    (and nothing written) while another thread is in the middle of one."""
+    revisit = {
+        "payload_sha256": "ab" * 32, "refers_to_uri": "http://h/a",
+        "refers_to_date": None, "refers_to_record": None,
+    }  # fmt: skip
+    not_modified = HttpHead("304 Not Modified", [])
+    with WarcWriter(tmp_path, writer_id="w1") as writer:
+        first = writer.without_waiting(
+            writer.write_exchange, "http://h/a", REQUEST, RESPONSE, (body_file, 0, 100)
+        )
+        assert first is not None
+        with held_by_another_thread(writer):
+            # Had either waited for the lock, it would have written once the holder gave up
+            # (10 s): None is the proof it did not.
+            busy_window = (body_file, 0, 9)
+            exchange = ("http://h/b", REQUEST, RESPONSE, busy_window)
+            assert writer.without_waiting(writer.write_exchange, *exchange) is None
+            revisit_args = ("http://h/a", REQUEST, not_modified)
+            assert writer.without_waiting(writer.write_revisit, *revisit_args, **revisit) is None
+        assert writer.without_waiting(writer.write_revisit, *revisit_args, **revisit)
+    (file,) = (tmp_path / "warc").iterdir()
+    kinds = [(kind, headers.get("WARC-Target-URI")) for kind, headers, _ in records_of(file)]
+    assert kinds[1:] == [
+        ("response", "http://h/a"), ("request", "http://h/a"),
+        ("revisit", "http://h/a"), ("request", "http://h/a"),
+    ]  # fmt: skip
+    assert_valid([file])
+
+
 def test_files_rotate_at_the_size_limit_and_lose_open_suffix(tmp_path: Path, body_file):
     with WarcWriter(tmp_path, writer_id="w1", prefix="job", max_size=100_000) as writer:
         for n in range(5):
@@ -186,3 +241,34 @@ async def test_downloads_write_warc_records_for_every_outcome(
     (_, cut, _), = [r for r in by_uri[origin.url("/cut")] if r[0] == "response"]
     assert cut["WARC-Truncated"] == "disconnect"
     assert not list((warc_store.out_dir / "tmp").iterdir())
+
+
+async def test_small_pages_are_archived_also_while_another_thread_writes(
+    session, origin: Origin, warc_store: Store
+):
+    """A small page's records are written on the loop's thread when the writer is free, and
+    through a thread (waiting its turn) when another thread holds it; both end up archived."""
+    origin.resources["/a"] = Resource(Body(4000, seed=40))
+    origin.resources["/b"] = Resource(Body(4000, seed=41))
+    free = await download(session, origin.url("/a"), warc_store)
+    writer = warc_store.warc
+    assert writer is not None
+    with held_by_another_thread(writer):
+        fetch = asyncio.ensure_future(download(session, origin.url("/b"), warc_store))
+        await asyncio.sleep(0.3)
+        assert not fetch.done()  # it waits for the writer in a thread, not on the loop
+    waited = await fetch
+    assert free.warc_record_id and waited.warc_record_id
+    warc_store.close()
+    files = sorted((warc_store.out_dir / "warc").iterdir())
+    assert_valid(files)
+    responses = {
+        headers["WARC-Target-URI"]: payload
+        for f in files
+        for kind, headers, payload in records_of(f)
+        if kind == "response"
+    }
+    assert responses == {
+        origin.url("/a"): Body(4000, seed=40).bytes(),
+        origin.url("/b"): Body(4000, seed=41).bytes(),
+    }
