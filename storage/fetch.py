@@ -41,7 +41,7 @@ from storage.resume import (
 )
 from storage.sink import BodySink, FsyncPolicy
 from storage.store import Store
-from storage.warc import WarcRef
+from storage.warc import WarcRef, WarcWriter
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -458,19 +458,18 @@ class _Download:
         ref: WarcRef | None = None
         warc = self.store.warc
         if warc is not None:
-            args = (self.record.final_url or self.url, request_head(resp, self.url))
-            kwargs = {
-                "payload_sha256": entry.sha256,
-                "refers_to_uri": entry.warc_target_uri or self.url,
-                "refers_to_date": entry.warc_date,
-                "refers_to_record": entry.warc_record_id,
-            }
-            # No payload: written here unless another thread is writing (see storage.warc).
-            ref = warc.without_waiting(warc.write_revisit, *args, response_head(resp), **kwargs)
-            if ref is None:
-                ref = await asyncio.to_thread(
-                    warc.write_revisit, *args, response_head(resp), **kwargs
-                )
+            ref = await _write_warc(
+                warc,
+                warc.write_revisit,
+                self.record.final_url or self.url,
+                request_head(resp, self.url),
+                response_head(resp),
+                here=True,  # no payload to read
+                payload_sha256=entry.sha256,
+                refers_to_uri=entry.warc_target_uri or self.url,
+                refers_to_date=entry.warc_date,
+                refers_to_record=entry.warc_record_id,
+            )
             self._note_warc(ref)
         # The stored version stays; its record refreshes the validators (see storage.latest_logs).
         self.record.etag = resp.headers.get("ETag") or entry.etag
@@ -508,16 +507,17 @@ class _Download:
         warc = self.store.warc
         if warc is None:
             return None
-        url = self.record.final_url or self.url
-        args = (url, request_head(resp, self.url), response_head(resp))
-        kwargs = {"truncated": truncated, "decoded_encoding": self._decoded_encoding(resp)}
-        ref = None
-        if body[2] <= WARC_INLINE_BYTES:
-            # A small payload is archived here, as the sink writes a small body: a thread hop
-            # per record would cost more (see storage.warc). Never behind another's write.
-            ref = warc.without_waiting(warc.write_exchange, *args, body, **kwargs)
-        if ref is None:
-            ref = await asyncio.to_thread(warc.write_exchange, *args, body, **kwargs)
+        ref = await _write_warc(
+            warc,
+            warc.write_exchange,
+            self.record.final_url or self.url,
+            request_head(resp, self.url),
+            response_head(resp),
+            body,
+            here=body[2] <= WARC_INLINE_BYTES,
+            truncated=truncated,
+            decoded_encoding=self._decoded_encoding(resp),
+        )
         self._note_warc(ref)
         return ref
 
@@ -666,6 +666,18 @@ def _file_size(path: str | Path) -> int:
         return os.stat(path).st_size
     except OSError:
         return 0
+
+
+async def _write_warc(
+    warc: WarcWriter, write: Callable[..., WarcRef], *args: Any, here: bool, **kwargs: Any
+) -> WarcRef:
+    """`write(*args, **kwargs)` (a `warc` method): on this thread when `here` and no other
+    thread is writing (a small record: a thread hop would cost more, see storage.warc), else
+    in a thread, so the event loop never waits for the writer."""
+    ref = warc.without_waiting(write, *args, **kwargs) if here else None
+    if ref is None:
+        ref = await asyncio.to_thread(write, *args, **kwargs)
+    return ref
 
 
 def _one_line(exc: BaseException) -> str:
