@@ -32,7 +32,7 @@ from typing import Any
 
 import msgpack
 
-from crawler.sqlite_lock import begin_immediate
+from crawler.sqlite_lock import begin_immediate, use_wal
 from storage.latest_logs import (
     LatestEntry,
     LogChange,
@@ -119,7 +119,7 @@ class LatestIndex:
         try:
             # Set before the switch to WAL, so that switch does not sync either when OFF.
             db.execute(f"PRAGMA synchronous = {self._synchronous}")
-            db.execute("PRAGMA journal_mode = WAL")
+            use_wal(db, BUSY_TIMEOUT_S)
             db.execute(
                 "CREATE TABLE IF NOT EXISTS latest (url TEXT PRIMARY KEY, entry TEXT NOT NULL)"
                 " WITHOUT ROWID"

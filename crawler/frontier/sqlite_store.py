@@ -28,7 +28,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from crawler.sqlite_lock import begin_immediate, is_busy
+from crawler.sqlite_lock import begin_immediate, is_busy, use_wal
 
 from .admission import Admitted, unpack_body
 from .base import CommitResult, Settle, SettleKind
@@ -133,7 +133,7 @@ class SqliteStore:
             path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False
         )
         self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        self.db.execute("PRAGMA journal_mode = WAL")
+        use_wal(self.db, BUSY_TIMEOUT_MS / 1000)
         self.db.execute("PRAGMA synchronous = NORMAL")
         if not autocheckpoint:
             self.db.execute("PRAGMA wal_autocheckpoint = 0")
