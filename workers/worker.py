@@ -377,20 +377,19 @@ class Worker:
         if body is None:
             path = self.store.absolute(record.path)
             try:
-                # Untyped (as a 304 usually is): HTML only if its bytes start as HTML, and
-                # those are all that is read of a file that does not.
-                if content_type is None and not is_html(None, _read_small(path, SNIFF_BYTES)):
-                    return []
                 if record.size is not None and record.size <= INLINE_READ_BYTES:
                     # Just written, so in the page cache: reading it here beats a thread hop.
                     body = _read_small(path)
                 else:
+                    # Of a large untyped file only its first bytes are read, unless HTML.
+                    if content_type is None and not is_html(None, _read_small(path, SNIFF_BYTES)):
+                        return []
                     body = await asyncio.to_thread(_read_small, path)
             except OSError as exc:  # removed or replaced since (by hand, or another crawl)
                 log.warning("%s: links not read from %s: %s", task.url, path, exc)
                 return []
-        elif content_type is None and not is_html(None, body[:SNIFF_BYTES]):
-            return []
+        if content_type is None and not is_html(None, body[:SNIFF_BYTES]):
+            return []  # untyped (as a 304 usually is): HTML only if its bytes start as HTML
         return extract_links_from_body(
             body,
             record.final_url or task.url,

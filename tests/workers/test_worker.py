@@ -332,14 +332,19 @@ async def test_an_untyped_page_is_parsed_when_its_bytes_start_as_html(tmp_path: 
         routes = served.site.hosts[0].routes
         home = routes["/"]
         assert isinstance(home, Body)
-        extra = b'<a href="/untyped">u</a><a href="/blob">b</a></body>'
+        extra = b'<a href="/untyped">u</a><a href="/blob">b</a><a href="/big">g</a></body>'
         routes["/"] = Body(home.data.replace(b"</body>", extra), home.content_type)
         routes["/untyped"] = Body(b"<!DOCTYPE html><p><a href='/sniffed'>s</a></p>", "")
         routes["/sniffed"] = Body(b"<html><body>ok</body></html>", "text/html")
         routes["/blob"] = Body(b"\x00\x01\x02 not a page <a href='/never'>n</a>", "")
+        # Larger than what is read back inline: sniffed from its first bytes, then read whole.
+        padding = b"<p>" + b"x" * (300 << 10) + b"</p>"
+        routes["/big"] = Body(b"<html><body>" + padding + b"<a href='/deep'>d</a>", "")
+        routes["/deep"] = Body(b"<html><body>ok</body></html>", "text/html")
         await crawl_in_process(tmp_path, served.seeds[:1])
         origin = served.site.hosts[0].origin
     found = by_url(records(tmp_path / "out"))
     assert found[f"{origin}/untyped"][0].content_type is None
     assert f"{origin}/sniffed" in found
     assert f"{origin}/blob" in found and f"{origin}/never" not in found
+    assert f"{origin}/deep" in found
