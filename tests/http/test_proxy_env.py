@@ -193,6 +193,49 @@ def test_malformed_netrc_is_logged_and_ignored(
     assert "netrc" in caplog.text
 
 
+# --- caching: asked once per request, so cached, but never stale ------------------------------
+
+
+def test_a_changed_variable_is_seen_at_the_next_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://first.local:1")
+    assert proxy_from_env(URL("http://a.test/"))[0] == URL("http://first.local:1")
+    monkeypatch.setenv("HTTP_PROXY", "http://second.local:2")
+    assert proxy_from_env(URL("http://a.test/"))[0] == URL("http://second.local:2")
+    monkeypatch.setenv("NO_PROXY", "a.test")
+    assert proxy_from_env(URL("http://a.test/")) == (None, None)
+    monkeypatch.delenv("NO_PROXY")
+    monkeypatch.delenv("HTTP_PROXY")
+    assert proxy_from_env(URL("http://a.test/")) == (None, None)
+
+
+def test_the_cgi_rule_follows_request_method(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Under CGI, HTTP_PROXY may come from a client's "Proxy:" header (httpoxy): urllib ignores
+    # it then, and the cache must not hand back the answer given before REQUEST_METHOD was set.
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.local:3128")
+    assert proxy_from_env(URL("http://a.test/"))[0] == URL("http://proxy.local:3128")
+    monkeypatch.setenv("REQUEST_METHOD", "GET")
+    assert proxy_from_env(URL("http://a.test/")) == (None, None)
+
+
+def test_a_rewritten_netrc_is_read_again(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    path = write_netrc(tmp_path, monkeypatch, "machine a.test login alice password one\n")
+    assert netrc_auth("a.test") == BasicAuth("alice", "one")
+    path.write_text("machine a.test login bob password two\n")
+    assert netrc_auth("a.test") == BasicAuth("bob", "two")
+    path.unlink()
+    assert netrc_auth("a.test") is None
+
+
+def test_a_malformed_netrc_is_reported_once_not_at_every_request(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_netrc(tmp_path, monkeypatch, "nonsense a.test login alice\n")
+    with caplog.at_level(logging.WARNING, logger="crawler.http"):
+        for _ in range(5):
+            assert netrc_auth("a.test") is None
+    assert sum("netrc" in record.getMessage() for record in caplog.records) == 1
+
+
 # --- CONNECT wire format -----------------------------------------------------------------------
 
 
