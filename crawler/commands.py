@@ -25,6 +25,8 @@ EXIT_INTERRUPTED = 130
 
 
 def _settings(options: dict[str, Any], **forced: Any) -> Settings:
+    if options.pop("insecure", False):
+        options["verify_tls"] = False
     try:
         return load_settings({**options, **forced})
     except SettingsError as error:
@@ -47,6 +49,14 @@ def _crawl_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--max-size", metavar="BYTES", help=setting_help("max_size")),
         click.option("--timeout", type=float, metavar="S", help=setting_help("timeout")),
         click.option("--retries", type=int, metavar="N", help=setting_help("retries")),
+        click.option("--proxy", metavar="URL|env|none", help=setting_help("proxy")),
+        click.option("--ca-file", type=click.Path(dir_okay=False), help=setting_help("ca_file")),
+        click.option(
+            "--insecure",
+            is_flag=True,
+            default=False,
+            help="do not verify TLS certificates (like curl -k) [env CRAWL_VERIFY_TLS=false]",
+        ),
         click.option("--warc/--no-warc", default=None, help=setting_help("warc")),
         click.option(
             "--fsync",

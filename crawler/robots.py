@@ -11,8 +11,11 @@ rules in memory until they expire, and concurrent checks of one origin share one
 
 Status handling follows RFC 9309: 2xx is parsed; other 4xx and unresolved redirects mean "no
 rules" (allow all); 429, 5xx and network errors mean "unreachable": every URL of the origin
-waits (`retry_in`) and the fetch is tried again after `unreachable_ttl`. `Crawl-delay` (or
-`Request-rate`) for our agent is pushed to the frontier as the host's delay.
+waits (`retry_in`) and the fetch is tried again after `unreachable_ttl`. A fetcher that raises
+`UntrustedOrigin` (the origin's TLS certificate does not verify) gives no rules for
+`unreachable_ttl` instead: the pages would fail the same way, so they are fetched and fail at
+once with the real cause in their records, rather than wait for a robots.txt that cannot come.
+`Crawl-delay` (or `Request-rate`) for our agent is pushed to the frontier as the host's delay.
 """
 
 from __future__ import annotations
@@ -34,11 +37,16 @@ from crawler.urls import InvalidURL, UrlParts, canonical_parts
 if TYPE_CHECKING:
     from crawler.frontier.task import Ack, Task
 
-__all__ = ["Fetcher", "Robots", "RobotsDecision", "RobotsStore"]
+__all__ = ["Fetcher", "Robots", "RobotsDecision", "RobotsStore", "UntrustedOrigin"]
 
 Fetcher = Callable[[str], Awaitable[tuple[int, bytes]]]
 
 MAX_ROBOTS_BYTES = 512 * 1024  # RFC 9309 asks parsers to read at least 500 KiB
+
+
+class UntrustedOrigin(Exception):
+    """Raised by a fetcher whose robots.txt fetch failed the way every fetch of that origin will
+    fail (its certificate is not trusted): see the module's docstring."""
 
 
 class RobotsStore(Protocol):
@@ -204,20 +212,26 @@ class Robots:
             )
         except asyncio.CancelledError:
             raise
+        except UntrustedOrigin:
+            status, body, why = -1, b"", ""
         except Exception as exc:  # any failure to fetch is "unreachable" (RFC 9309 2.3.1.4)
             status, body = 0, b""
             # Kept with the entry: the records of the URLs it holds back say why.
             why = _one_line(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
         else:
             why = f"HTTP {status}"
+        ttl = self.ttl
         if 200 <= status < 300:
             kind = _Kind.RULES
         elif 300 <= status < 500 and status != 429:
             kind, body = _Kind.ALLOW_ALL, b""
+        elif status == -1:
+            # Only until the certificate may have been fixed (or --insecure given) and the
+            # real robots.txt can be read.
+            kind, ttl = _Kind.ALLOW_ALL, self.unreachable_ttl
         else:
-            kind, body = _Kind.UNREACHABLE, b""
+            kind, body, ttl = _Kind.UNREACHABLE, b"", self.unreachable_ttl
         body = body[:MAX_ROBOTS_BYTES]
-        ttl = self.unreachable_ttl if kind is _Kind.UNREACHABLE else self.ttl
         fields = {"k": kind.value, "b": body, "at": time.time(), "ttl": ttl}
         if kind is _Kind.UNREACHABLE:
             fields["why"] = why

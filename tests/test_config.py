@@ -269,3 +269,52 @@ def test_help_names_the_default_and_the_environment_variable() -> None:
     assert setting_help("warc").endswith("[default: off; env CRAWL_WARC]")
     # A default of "none" is explained by the text itself, not repeated.
     assert setting_help("max_size").endswith("[env CRAWL_MAX_SIZE]")
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [
+        ("env", "env"),
+        ("ENV", "env"),
+        ("none", "none"),
+        ("direct", "none"),
+        ("", "none"),
+        ("proxy.test:3128", "http://proxy.test:3128"),
+        ("http://user:pass@proxy.test:3128", "http://user:pass@proxy.test:3128"),
+        ("https://proxy.test", "https://proxy.test"),
+        ("http://[::1]:3128/", "http://[::1]:3128/"),
+    ],
+)
+def test_proxy_is_env_none_or_a_proxy_url(tmp_path: Path, given: str, kept: str) -> None:
+    assert load_settings({"proxy": given}, env={}, cwd=tmp_path).proxy == kept
+
+
+def test_the_proxy_defaults_to_the_environment_s(tmp_path: Path) -> None:
+    assert load_settings({}, env={}, cwd=tmp_path).proxy == "env"
+
+
+@pytest.mark.parametrize(
+    "given", ["socks5://proxy.test:1080", "http://proxy.test:x", "http://a b", "http://p\r\n:1"]
+)
+def test_a_bad_proxy_names_the_setting(tmp_path: Path, given: str) -> None:
+    with pytest.raises(SettingsError, match=r"^bad setting proxy="):
+        load_settings({"proxy": given}, env={}, cwd=tmp_path)
+
+
+def test_ca_file_must_hold_certificates(tmp_path: Path) -> None:
+    import trustme
+
+    good = tmp_path / "ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(good))
+    assert load_settings({"ca_file": str(good)}, env={}, cwd=tmp_path).ca_file == good
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a certificate\n")
+    with pytest.raises(SettingsError, match="no CA certificates could be loaded"):
+        load_settings({"ca_file": str(bad)}, env={}, cwd=tmp_path)
+    with pytest.raises(SettingsError, match="is not a file"):
+        load_settings({}, env={"CRAWL_CA_FILE": str(tmp_path)}, cwd=tmp_path)
+
+
+def test_verify_tls_is_on_unless_turned_off(tmp_path: Path) -> None:
+    assert load_settings({}, env={}, cwd=tmp_path).verify_tls is True
+    assert load_settings({}, env={"CRAWL_VERIFY_TLS": "false"}, cwd=tmp_path).verify_tls is False

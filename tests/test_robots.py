@@ -25,7 +25,7 @@ from crawler.frontier import (
     RedisFrontier,
     SqliteFrontier,
 )
-from crawler.robots import Robots
+from crawler.robots import Robots, UntrustedOrigin
 from tests.support.ports import free_port
 
 AGENT = "crawl/0.1 (+https://example.invalid/bot)"
@@ -182,6 +182,29 @@ async def test_connection_refused_counts_as_unreachable(fetcher, store) -> None:
     other = Robots(store, fetcher, user_agent=AGENT)
     assert (await other.check(f"http://127.0.0.1:{port}/y")).reason == decision.reason
     assert other.fetches == 0
+
+
+async def test_an_untrusted_origin_gets_no_rules_until_the_unreachable_ttl(  # type: ignore[no-untyped-def]
+    site, fetcher, store
+) -> None:
+    # The worker's fetcher raises UntrustedOrigin when the certificate does not verify: the
+    # pages would fail the same way, so they go ahead (and fail with the real cause) rather
+    # than wait for a robots.txt that cannot come.
+    untrusted = True
+
+    async def fetch(url: str) -> tuple[int, bytes]:
+        if untrusted:
+            raise UntrustedOrigin("certificate verify failed")
+        return await fetcher(url)
+
+    robots = Robots(store, fetch, user_agent=AGENT, unreachable_ttl=0.2)
+    decision = await robots.check(site.url("/private/page"))
+    assert decision.allowed and decision.retry_in is None
+    # Not for a day, as a 404 would be: fixed (or --insecure), the real rules apply soon.
+    untrusted = False
+    await asyncio.sleep(0.25)
+    assert not (await robots.check(site.url("/private/page"))).allowed
+    assert site.hits == 1
 
 
 async def test_an_unreachable_entry_of_an_older_writer_still_reads(fetcher, store) -> None:  # type: ignore[no-untyped-def]

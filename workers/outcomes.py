@@ -2,7 +2,9 @@
 
 Retryable: connection errors, resets, timeouts, truncated bodies, 408, 429 and 5xx (with the
 server's Retry-After when it sent one). Final: other 4xx, redirect loops, invalid URLs, bodies
-over the size limit. Both kinds are recorded by storage; only the frontier call differs.
+over the size limit, and certificates that do not verify (trying again later gets the same
+certificate; curl and wget give up at once too). Both kinds are recorded by storage; only the
+frontier call differs.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from dataclasses import dataclass
 
 from crawler.http import (
     ClientConnectionError,
+    ClientConnectorCertificateError,
     ClientPayloadError,
     InvalidURL,
     NonHttpUrlClientError,
+    ServerFingerprintMismatch,
     TooManyRedirects,
 )
 from storage import (
@@ -34,6 +38,7 @@ __all__ = ["Verdict", "classify_error", "classify_record", "retry_after_seconds"
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 507, 509, 520, 521, 522, 524})
 # 429 and 503 slow the whole host down (the frontier's host backoff), not only this URL.
 HOST_BACKOFF_STATUSES = frozenset({429, 503})
+UNTRUSTED_HINT = "trust its CA with --ca-file, or skip verification with --insecure"
 # A busy `.part` means another fetch of the same URL is running right now: look again soon.
 BUSY_RETRY_S = 5.0
 
@@ -51,6 +56,7 @@ class Verdict:
     delay: float | None = None  # seconds before a retry; None: the frontier's backoff
     status: int | None = None  # passed to the frontier so 429/503 back off the host
     unexpected: bool = False  # an error no fetch should raise: worth a traceback in the log
+    advice: str = ""  # what the user can do about it: logged once per host
 
     @property
     def extract_links(self) -> bool:
@@ -82,6 +88,8 @@ def classify_error(error: BaseException) -> Verdict:
         return Verdict(Action.FAIL, f"too many redirects: {detail}")
     if isinstance(error, InvalidURL | NonHttpUrlClientError | InvalidMirrorURL | UnsafePathError):
         return Verdict(Action.FAIL, f"{name}: {detail}")
+    if isinstance(error, ClientConnectorCertificateError | ServerFingerprintMismatch):
+        return Verdict(Action.FAIL, f"{name}: {detail}", advice=UNTRUSTED_HINT)
     if isinstance(error, PathBusyError):
         return Verdict(Action.RETRY, f"{name}: {detail}", delay=BUSY_RETRY_S)
     if isinstance(

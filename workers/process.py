@@ -15,14 +15,23 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from crawler.config import Settings
+from crawler.config.values import NO_PROXY, PROXY_FROM_ENV
 from crawler.frontier import Frontier, open_frontier
-from crawler.http import ClientSession, ClientTimeout, DummyCookieJar, TCPConnector
+from crawler.http import (
+    ClientConnectorCertificateError,
+    ClientSession,
+    ClientTimeout,
+    DummyCookieJar,
+    ServerFingerprintMismatch,
+    TCPConnector,
+)
 from storage import Store
 from workers.job import PROGRESS_DIR, SETTINGS_ENV, frontier_settings, frontier_target
 from workers.progress import CrawlCounters
@@ -53,7 +62,9 @@ def make_session(settings: Settings, *, concurrency: int | None = None) -> Clien
     that keeps arriving is not cut, a server that stalls is.
     """
     limit = concurrency or settings.concurrency
-    connector = TCPConnector(limit=limit, limit_per_host=settings.per_host)
+    connector = TCPConnector(
+        limit=limit, limit_per_host=settings.per_host, ssl=tls_setting(settings)
+    )
     headers = {"User-Agent": settings.user_agent, **dict(settings.headers)}
     timeout = ClientTimeout(
         total=None,
@@ -61,22 +72,43 @@ def make_session(settings: Settings, *, concurrency: int | None = None) -> Clien
         sock_connect=settings.timeout,
         sock_read=settings.timeout,
     )
+    explicit_proxy = settings.proxy not in (PROXY_FROM_ENV, NO_PROXY)
     return ClientSession(
         connector=connector,
         headers=headers,
         timeout=timeout,
         cookie_jar=DummyCookieJar(),
         auto_decompress=True,
+        proxy=settings.proxy if explicit_proxy else None,
+        # The environment's proxies (and, as with every trust_env client, ~/.netrc's
+        # credentials) apply unless the user chose a proxy or none.
+        trust_env=settings.proxy == PROXY_FROM_ENV,
     )
+
+
+def tls_setting(settings: Settings) -> bool | ssl.SSLContext:
+    """How fetches verify TLS: the system's trust store (True), plus `ca_file`, or not at all."""
+    if not settings.verify_tls:
+        return False
+    if settings.ca_file is None:
+        return True
+    context = ssl.create_default_context()
+    context.load_verify_locations(cafile=str(settings.ca_file))
+    context.set_alpn_protocols(["http/1.1"])
+    return context
 
 
 def robots_fetcher(session: ClientSession):  # type: ignore[no-untyped-def]
     """`Robots`' fetcher: GET /robots.txt with our session, following redirects."""
+    from crawler.robots import UntrustedOrigin  # only crawls that obey robots.txt load it
 
     async def fetch(url: str) -> tuple[int, bytes]:
-        async with session.get(url) as resp:
-            body = await resp.content.read(ROBOTS_BYTES)
-            return resp.status, body
+        try:
+            async with session.get(url) as resp:
+                body = await resp.content.read(ROBOTS_BYTES)
+                return resp.status, body
+        except (ClientConnectorCertificateError, ServerFingerprintMismatch) as error:
+            raise UntrustedOrigin(str(error)) from error
 
     return fetch
 

@@ -105,6 +105,7 @@ class Worker:
         self._stopping = asyncio.Event()
         self._work_ready = asyncio.Event()
         self._seen_links: set[str] = set()
+        self._advised_hosts: set[str] = set()  # hosts whose failure advice was logged
         # Records are written a batch at a time, just before the frontier commits the acks
         # they belong to: a page the frontier calls done always has its record, and a batch of
         # pages costs one write instead of one each.
@@ -295,6 +296,9 @@ class Worker:
                 verdict = classify_error(cause)
                 if verdict.unexpected:
                     log.warning("unexpected error fetching %s", task.url, exc_info=cause)
+                elif verdict.advice and task.host not in self._advised_hosts:
+                    self._advised_hosts.add(task.host)
+                    log.warning("%s: %s; %s", task.host, verdict.reason, verdict.advice)
             status = record.status
             result = _RESULTS[verdict.action]
             if result is FetchResult.RETRIED and self._last_attempt(task):

@@ -14,6 +14,7 @@ from crawler.config.values import (
     auto_boolean,
     boolean,
     byte_size,
+    ca_file,
     choice,
     directory,
     domain_names,
@@ -22,6 +23,7 @@ from crawler.config.values import (
     integer,
     job_name,
     number,
+    proxy_setting,
     redis_url,
     regexes,
 )
@@ -122,6 +124,22 @@ class Settings:
     retries: int = field(default=3, metadata=_meta(integer(0), "retries of a failed fetch"))
     max_redirects: int = field(
         default=10, metadata=_meta(integer(0), "redirects followed per fetch")
+    )
+    proxy: str = field(
+        default="env",
+        metadata=_meta(
+            proxy_setting,
+            "proxy for every fetch: a URL (https:// sites through CONNECT), 'none', or 'env' "
+            "(HTTP_PROXY, HTTPS_PROXY, NO_PROXY, as curl reads them)",
+        ),
+    )
+    ca_file: Path | None = field(
+        default=None,
+        metadata=_meta(ca_file, "PEM file of CA certificates trusted besides the system's"),
+    )
+    verify_tls: bool = field(
+        default=True,
+        metadata=_meta(boolean, "verify TLS certificates and host names (off: trust any)"),
     )
     fsync: FsyncPolicy = field(
         default=FsyncPolicy.ON_CLOSE,

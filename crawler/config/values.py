@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import math
 import re
+import ssl
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -201,6 +202,51 @@ def redis_url(value: Any) -> str | None:
     if _CONTROL.search(url):
         raise ValueError("control characters are not allowed")
     return url
+
+
+PROXY_FROM_ENV = "env"
+NO_PROXY = "none"
+
+
+def proxy_setting(value: Any) -> str:
+    """The proxy setting: 'env' (HTTP_PROXY, HTTPS_PROXY, NO_PROXY ... as curl reads them),
+    'none', or the URL of an http:// or https:// proxy; host:port means http://host:port."""
+    text = _text(value)
+    word = text.lower()
+    if word == PROXY_FROM_ENV:
+        return PROXY_FROM_ENV
+    if word in _NONE_WORDS or word in {"direct", "no"}:
+        return NO_PROXY
+    if _CONTROL.search(text) or any(char.isspace() for char in text):
+        raise ValueError("control characters and spaces are not allowed")
+    if "://" not in text:
+        text = "http://" + text
+    parts = urlsplit(text)
+    if parts.scheme.lower() not in {"http", "https"}:
+        raise ValueError("expected 'env', 'none' or an http:// or https:// proxy URL")
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number in range
+    except ValueError:
+        raise ValueError("the proxy URL has a bad port") from None
+    if not parts.hostname:
+        raise ValueError("the proxy URL has no host")
+    if parts.path not in {"", "/"} or parts.query or parts.fragment:
+        raise ValueError("a proxy URL is scheme://[user:password@]host[:port], with no path")
+    return text
+
+
+def ca_file(value: Any) -> Path | None:
+    """A PEM file of CA certificates, checked by loading it."""
+    if value is None or _is_none_word(value):
+        return None
+    path = value if isinstance(value, Path) else Path(_text(value)).expanduser()
+    if not path.is_file():
+        raise ValueError(f"{path} is not a file")
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except (OSError, ssl.SSLError) as error:
+        raise ValueError(f"no CA certificates could be loaded from {path} ({error})") from None
+    return path
 
 
 def job_name(value: Any) -> str:

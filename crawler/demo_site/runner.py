@@ -17,6 +17,7 @@ import os
 import selectors
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -61,7 +62,11 @@ class ServedSite:
 
 
 def _prepare(
-    spec: SiteSpec | None, root: str | Path | None, address: str, ports: Sequence[int]
+    spec: SiteSpec | None,
+    root: str | Path | None,
+    address: str,
+    ports: Sequence[int],
+    scheme: str = "http",
 ) -> tuple[Site, list[HostContent], list[socket.socket]]:
     if root is not None:
         _, manifest_address, manifest_ports = read_manifest(root)
@@ -76,7 +81,9 @@ def _prepare(
     spec = spec or SiteSpec()
     sockets = bind_sockets(spec.hosts, address, ports)
     try:
-        site = build_site(spec, [sock.getsockname()[1] for sock in sockets], address)
+        site = build_site(
+            spec, [sock.getsockname()[1] for sock in sockets], address, scheme=scheme
+        )
     except BaseException:
         for sock in sockets:
             sock.close()
@@ -93,13 +100,17 @@ async def start_site(
     rate: float | None = None,
     latency: float | None = None,
     log_requests: bool = False,
+    tls: ssl.SSLContext | None = None,
 ) -> ServedSite:
     """Serve a site in the running loop: generated from `spec` in memory on free ports (or on
-    `ports`), or the files of a folder written by `write_site` (`root`, on its manifest's ports)."""
-    site, hosts, sockets = _prepare(spec, root, address, ports)
+    `ports`), or the files of a folder written by `write_site` (`root`, on its manifest's ports).
+    With `tls` (a server context) it is served over TLS, and a generated site says https://."""
+    if tls is not None and root is not None:
+        raise ValueError("only a generated site can be served over TLS")
+    site, hosts, sockets = _prepare(spec, root, address, ports, "http" if tls is None else "https")
     server = DemoServer(hosts, rate=rate, latency=latency, log_requests=log_requests)
     try:
-        await server.start(sockets)
+        await server.start(sockets, ssl=tls)
     except BaseException:
         for sock in sockets:
             sock.close()
@@ -118,6 +129,7 @@ def site_in_thread(
     rate: float | None = None,
     latency: float | None = None,
     log_requests: bool = False,
+    tls: ssl.SSLContext | None = None,
 ) -> Iterator[ServedSite]:
     """`start_site` on an event loop of its own in a background thread, stopped on exit."""
     loop = asyncio.new_event_loop()
@@ -137,6 +149,7 @@ def site_in_thread(
                         rate=rate,
                         latency=latency,
                         log_requests=log_requests,
+                        tls=tls,
                     )
                 )
             )

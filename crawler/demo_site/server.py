@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl as ssl_module
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -84,8 +85,10 @@ class DemoServer:
         self._date_second = -1
         self._date_line = b""
 
-    async def start(self, sockets: Sequence[socket.socket]) -> None:
-        """Listen on `sockets` (bound, one per host, in host order)."""
+    async def start(
+        self, sockets: Sequence[socket.socket], *, ssl: ssl_module.SSLContext | None = None
+    ) -> None:
+        """Listen on `sockets` (bound, one per host, in host order); with `ssl`, over TLS."""
         if len(sockets) != len(self.hosts):
             raise ValueError(f"{len(self.hosts)} hosts need {len(self.hosts)} sockets")
         loop = asyncio.get_running_loop()
@@ -95,6 +98,7 @@ class DemoServer:
                 lambda index=index, content=content: _Connection(self, index, content),
                 sock=sock,
                 backlog=1024,
+                ssl=ssl,
             )
             self._servers.append(server)
 

@@ -107,10 +107,11 @@ class HostSite:
     address: str
     port: int
     routes: dict[str, Resource] = field(default_factory=dict)
+    scheme: str = "http"
 
     @property
     def origin(self) -> str:
-        return f"http://{self.address}:{self.port}"
+        return f"{self.scheme}://{self.address}:{self.port}"
 
 
 @dataclass(slots=True)
@@ -312,11 +313,15 @@ class _Builder:
         self.add_page(host, "/escape.html", "Hostile links", list(HOSTILE_HREFS), rng)
 
 
-def build_site(spec: SiteSpec, ports: list[int], address: str = "127.0.0.1") -> Site:
-    """Generate the site for hosts listening on `ports` (one per host) at `address`."""
+def build_site(
+    spec: SiteSpec, ports: list[int], address: str = "127.0.0.1", *, scheme: str = "http"
+) -> Site:
+    """Generate the site for hosts listening on `ports` (one per host) at `address`; with
+    scheme "https" its absolute links and seeds say https://."""
     if len(ports) != spec.hosts:
         raise SiteError(f"{spec.hosts} hosts need {spec.hosts} ports, got {len(ports)}")
-    builder = _Builder(spec, [HostSite(index, address, port) for index, port in enumerate(ports)])
+    hosts = [HostSite(index, address, port, scheme=scheme) for index, port in enumerate(ports)]
+    builder = _Builder(spec, hosts)
     builder.add_pages()
     for host in builder.sites:
         builder.add_host_extras(host)

@@ -21,9 +21,21 @@ ROOT = Path(__file__).resolve().parents[2]
 RUN_TIMEOUT = 240.0
 
 
+# A crawl honours these as curl does (`--proxy env`, the default): a proxy of the machine that
+# runs the tests must not stand between the crawler and the local test sites.
+PROXY_VARIABLES = frozenset(
+    f"{name}_proxy" for name in ("http", "https", "all", "no")
+) | frozenset(f"{name}_PROXY" for name in ("HTTP", "HTTPS", "ALL", "NO"))
+
+
 def crawl_env(**extra: str) -> dict[str, str]:
-    """The environment for a `crawl` child: ours without CRAWL_* settings, plus `extra`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CRAWL_")}
+    """The environment for a `crawl` child: ours without CRAWL_* settings or proxy variables,
+    plus `extra`."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("CRAWL_") and k not in PROXY_VARIABLES
+    }
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env.update(extra)
