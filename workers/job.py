@@ -44,5 +44,7 @@ def frontier_settings(settings: Settings) -> FrontierSettings:
             include=settings.include,
             exclude=settings.exclude,
             max_depth=settings.max_depth,
+            max_url_length=settings.max_url_length,
+            max_path_repeats=settings.max_path_repeats,
         ),
     )

@@ -27,6 +27,7 @@ from crawler.config.values import (
     redis_url,
     regexes,
 )
+from crawler.scope import DEFAULT_MAX_PATH_REPEATS, DEFAULT_MAX_URL_LENGTH
 
 
 class SettingsError(ValueError):
@@ -88,6 +89,20 @@ class Settings:
     max_depth: int | None = field(
         default=None,
         metadata=_meta(integer(0, optional=True), "links followed from a seed (none: no limit)"),
+    )
+    max_url_length: int | None = field(
+        default=DEFAULT_MAX_URL_LENGTH,
+        metadata=_meta(
+            integer(1, optional=True), "longest link followed, in characters (none: no limit)"
+        ),
+    )
+    max_path_repeats: int | None = field(
+        default=DEFAULT_MAX_PATH_REPEATS,
+        metadata=_meta(
+            integer(1, optional=True),
+            "times a run of path segments may repeat in a row in a followed link, as in "
+            "/a/a/a/ (a spider trap past that; none: no limit)",
+        ),
     )
     allow_domains: tuple[str, ...] = field(
         default=(),
