@@ -178,7 +178,9 @@ async def _main(settings: Settings, index: int) -> int:
             name=name,
             concurrency=settings.concurrency,
             lease_batch=settings.lease_batch,
-            max_depth=settings.max_depth,
+            # The job's (saved by the `crawl run` that seeded it), as the frontier's scope
+            # is: this process's own flag may differ on another machine.
+            max_depth=frontier.settings.scope.max_depth,
             max_size=settings.max_size,
             honor_nofollow=settings.honor_nofollow,
             max_redirects=settings.max_redirects,

@@ -7,11 +7,14 @@ running `crawl worker`: the frontier is all they share.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -26,14 +29,27 @@ from workers.progress import CounterSnapshot, ProgressReporter
 from workers.spare import take_spare
 from workers.supervisor import EXIT_INTERRUPTED, Supervisor
 
-__all__ = ["run_crawl", "seed_job"]
+if TYPE_CHECKING:
+    from crawler.frontier import FrontierSettings
+
+__all__ = ["Seeded", "run_crawl", "seed_job", "settings_changes"]
 
 
-async def seed_job(
-    settings: Settings, seeds: list[str], *, recrawl: bool = False
-) -> tuple[int, int, list[tuple[str, str]]]:
-    """Add the seeds (again: duplicates are ignored, so re-running resumes). Returns
-    (added, duplicates, rejected) where rejected are (url, reason) pairs.
+@dataclass(frozen=True, slots=True)
+class Seeded:
+    added: int
+    duplicates: int
+    rejected: list[tuple[str, str]]  # (url, reason)
+    changed: list[str]  # the job's settings this run changed, as "name old -> new"
+
+
+async def seed_job(settings: Settings, seeds: list[str], *, recrawl: bool = False) -> Seeded:
+    """Make this run's settings the job's and add the seeds (again: duplicates are ignored,
+    so re-running resumes).
+
+    The job's settings are what every worker process follows, here and on other machines
+    (those started from now on): so `crawl run` with, say, another --per-host or --max-depth
+    applies them to a stopped crawl it resumes, instead of the first run's.
 
     `recrawl`: the job must be finished; it is cleared first (which URLs were fetched is
     forgotten, files and records stay), so every URL is fetched again: conditionally, from
@@ -56,14 +72,41 @@ async def seed_job(
             # workers would otherwise run it with the defaults (2 per host, say).
             await frontier.close()
             frontier = await open_frontier(target, settings.job, wanted)
+        before = await frontier.save_settings()
         result = await frontier.add(seeds)
         if settings.redis is None:
             # The SQLite frontier lives inside OUT and only this command's workers use it:
             # leases left by a killed earlier run can come back at once instead of timing out.
             await frontier.recover_leases()
-        return result.added, result.duplicates, list(result.rejected)
+        changed = settings_changes(before, frontier.settings)
+        return Seeded(result.added, result.duplicates, list(result.rejected), changed)
     finally:
         await frontier.close()
+
+
+def settings_changes(before: FrontierSettings, after: FrontierSettings) -> list[str]:
+    """What differs, one "name old -> new" each (scope rules as "scope.name")."""
+
+    def flat(settings: FrontierSettings) -> dict[str, object]:
+        values = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)}
+        scope = values.pop("scope")
+        values.update({f"scope.{k}": v for k, v in scope.to_dict().items()})  # type: ignore[attr-defined]
+        return values
+
+    old, new = flat(before), flat(after)
+    return [
+        f"{name} {_shown(old[name])} -> {_shown(new[name])}"
+        for name in new
+        if old.get(name) != new[name]
+    ]
+
+
+def _shown(value: object) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(map(str, value)) + "]"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def run_crawl(settings: Settings, seeds: list[str], *, recrawl: bool = False) -> int:
@@ -104,11 +147,17 @@ def _seed(settings: Settings, seeds: list[str], recrawl: bool) -> None:
     # Imported only now, while the worker processes already start behind the gate.
     import asyncio
 
-    added, duplicates, rejected = asyncio.run(seed_job(settings, seeds, recrawl=recrawl))
-    for url, reason in rejected:
+    seeded = asyncio.run(seed_job(settings, seeds, recrawl=recrawl))
+    for url, reason in seeded.rejected:
         click.echo(f"seed not added: {url}: {reason}", err=True)
+    if seeded.changed:
+        click.echo(
+            f"job {settings.job!r}: settings changed since its last run: "
+            + "; ".join(seeded.changed),
+            err=True,
+        )
     click.echo(
-        f"job {settings.job!r}: {added} new seed(s), {duplicates} already known; "
+        f"job {settings.job!r}: {seeded.added} new seed(s), {seeded.duplicates} already known; "
         f"frontier {frontier_target(settings)}",
         err=True,
     )

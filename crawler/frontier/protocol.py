@@ -124,6 +124,11 @@ class Frontier(Protocol):
     async def recover_leases(self) -> int:
         """Expire every lease now (only when no other worker of the job is alive)."""
 
+    async def save_settings(self) -> FrontierSettings:
+        """Make this frontier's settings the job's, for every process that opens the job from
+        now on (its job-defining fields are the stored ones already); returns those stored
+        before. Processes that have the job open keep the settings they opened it with."""
+
     async def clear(self) -> None:
         """Delete the whole job from the store."""
 

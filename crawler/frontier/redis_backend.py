@@ -489,6 +489,16 @@ class RedisFrontier(FrontierBase):
         return sum(int(n) for n in await self._run_scripts(calls))
 
     @_store_call
+    async def save_settings(self) -> FrontierSettings:
+        # One round trip; not a MULTI (Cluster clients refuse those): two runs saving at
+        # once leave one of their settings, which is all a transaction would give too.
+        async with self._client.pipeline(transaction=False) as pipe:
+            pipe.hget(self._job_keys.config, "settings")
+            pipe.hset(self._job_keys.config, "settings", self.settings.pack())
+            before, _ = await pipe.execute()
+        return FrontierSettings.unpack(before) if before else self.settings
+
+    @_store_call
     async def clear(self) -> None:
         for pattern in JobKeys.scan_patterns(self.job):
             batch: list[bytes] = []

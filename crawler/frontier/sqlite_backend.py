@@ -198,6 +198,10 @@ class SqliteFrontier(FrontierBase):
     async def recover_leases(self) -> int:
         return await self._call(self._store.recover_leases)
 
+    async def save_settings(self) -> FrontierSettings:
+        before = await self._call(self._store.swap_meta, "settings", self.settings.pack())
+        return FrontierSettings.unpack(before) if isinstance(before, bytes) else self.settings
+
     async def clear(self) -> None:
         await self._call(self._store.clear)
         self._stored_seed_hosts.clear()

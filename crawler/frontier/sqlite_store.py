@@ -186,6 +186,13 @@ class SqliteStore:
             self.db.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (key, value))
             return self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0]
 
+    def swap_meta(self, key: str, value: bytes | str) -> bytes | str | None:
+        """Set `key` to `value`; what it held before (None: nothing)."""
+        with self._write():
+            row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+            return None if row is None else row[0]
+
     def set_meta(self, key: str, value: bytes | str) -> None:
         with self._write():
             self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))

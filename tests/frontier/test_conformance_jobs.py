@@ -103,3 +103,28 @@ async def test_many_hosts_drain_exactly_once(backend: Backend) -> None:
     assert seen == set(urls)
     stats = await frontier.stats()
     assert (stats.done, stats.queued, stats.leased, stats.hosts_with_backlog) == (1500, 0, 0, 0)
+
+
+async def test_saved_settings_are_what_processes_opening_the_job_later_get(
+    backend: Backend,
+) -> None:
+    from crawler.scope import ScopeRules
+
+    first = FAST.replace(partitions=2, scope=ScopeRules(max_depth=0))
+    frontier = await backend.open(first)
+    await frontier.add(["http://a.test/"])
+    # A later run with other settings: joined, it has them in memory only, until it saves them.
+    wanted = FAST.replace(per_host_limit=3, partitions=8, scope=ScopeRules(max_depth=5))
+    run = await backend.open(wanted)
+    assert (run.settings.per_host_limit, run.settings.partitions) == (3, 2)  # job-defining kept
+    assert (await backend.open()).settings.scope.max_depth == 0
+    before = await run.save_settings()
+    assert before == first
+    joined = await backend.open()
+    assert joined.settings == run.settings
+    assert (joined.settings.per_host_limit, joined.settings.scope.max_depth) == (3, 5)
+    assert joined.settings.partitions == 2
+    # And they apply: a depth-1 link of the seed is in scope now.
+    (seed,) = await joined.lease(1, "w")
+    assert await joined.ack(seed, links=["http://a.test/deeper"])
+    assert [t.url for t in await joined.lease(1, "w")] == ["http://a.test/deeper"]

@@ -124,6 +124,44 @@ def test_flags_beat_the_environment_which_beats_crawl_toml(workdir: Path, seeds:
     assert asyncio.run(stored()) == (7, 0.25)
 
 
+@pytest.mark.parametrize("frontier", ["sqlite", "redis"])
+def test_a_resumed_crawl_follows_the_flags_of_the_run_that_resumes_it(
+    workdir: Path, frontier: str, request: pytest.FixtureRequest
+) -> None:
+    # The first run stored its settings with the job (here: depth 0, 1 per host, seeds only);
+    # the workers of a later run followed those, not the later run's own flags.
+    with site_in_thread(SiteSpec(pages=40, hosts=1)) as served:
+        seeds = workdir / "seeds.txt"
+        seeds.write_text(served.seeds[0] + "\n")
+        out = workdir / "out"
+        common = ["--out", out, "--no-robots", "--no-progress"]
+        if frontier == "redis":
+            redis_url = request.getfixturevalue("clean_redis").url
+            common += ["--redis", redis_url, "--job", "resumed"]
+        first = crawl(
+            "run", seeds, *common, "--workers", "0", "--max-depth", "0", "--per-host", "1",
+            cwd=workdir,
+        )
+        assert first.returncode == 0, first.stderr
+        assert "settings changed" not in first.stderr
+        if frontier == "redis":
+            # Another machine's plain `crawl worker`, started after the change, follows the
+            # job's settings, whatever its own (default) flags say.
+            second = crawl("run", seeds, *common, "--workers", "0", "--per-host", "4", cwd=workdir)
+            worker = crawl("worker", *common, cwd=workdir)
+            assert worker.returncode == 0, worker.stderr
+        else:
+            second = crawl("run", seeds, *common, "--workers", "1", "--per-host", "4", cwd=workdir)
+        assert second.returncode == 0, second.stderr
+        assert (
+            "settings changed since its last run: per_host_limit 1 -> 4; scope.max_depth 0 -> none"
+            in second.stderr
+        )
+        found = records(workdir / "out")
+        assert {record.url for record in found} == set(served.site.reachable(robots=False))
+        assert max(served.server.max_active) <= 4
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
