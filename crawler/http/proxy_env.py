@@ -8,8 +8,9 @@ unless `NO_PROXY` names the host. Credentials come from the proxy URL, else from
 Both are asked once per request, so both are cached: `urllib.request` scans the whole
 environment on every call (twice with NO_PROXY), about 45 µs, and netrc files were parsed
 anew each time. The proxy choice is cached per host under the values of the variables it
-depends on, so a changed variable is seen at the next request; a netrc file is parsed again
-when its size, inode or modification time changes.
+depends on, so a changed variable is seen at the next request; a netrc file is looked at
+again after `NETRC_RECHECK_S` and parsed again when its size, inode or modification time
+changed.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import logging
 import netrc
 import os
 import stat
+import time
 
 from yarl import URL
 
@@ -119,27 +121,39 @@ def _netrc_path() -> str | None:
 
 
 # path -> (size, inode, mtime of the file parsed, what it gave: None when it was unreadable)
-_parsed_netrc: dict[str, tuple[tuple[int, int, int], netrc.netrc | None]] = {}
+# How long what was found at a netrc path is trusted before the file is looked at again: a
+# stat (2 µs, most of what asking costs) per request is not worth it for a file that changes
+# once in a blue moon; an edit is still seen within this much time.
+NETRC_RECHECK_S = 1.0
+# path -> (when it was looked at (monotonic), (size, inode, mtime) of the file parsed or None
+# when there was none, what parsing gave: None when there was nothing or it was unreadable)
+_netrc_seen: dict[str, tuple[float, tuple[int, int, int] | None, netrc.netrc | None]] = {}
 
 
 def _netrc_entries(path: str) -> netrc.netrc | None:
+    now = time.monotonic()
+    seen = _netrc_seen.get(path)
+    if seen is not None and now - seen[0] < NETRC_RECHECK_S:
+        return seen[2]
     try:
         status = os.stat(path)
     except OSError:
+        _netrc_seen[path] = (now, None, None)
         return None
     if not stat.S_ISREG(status.st_mode):
+        _netrc_seen[path] = (now, None, None)
         return None
     signature = (status.st_size, status.st_ino, status.st_mtime_ns)
-    cached = _parsed_netrc.get(path)
-    if cached is not None and cached[0] == signature:
-        return cached[1]
+    if seen is not None and seen[1] == signature:
+        _netrc_seen[path] = (now, signature, seen[2])
+        return seen[2]
     try:
         entries: netrc.netrc | None = netrc.netrc(path)
     except (netrc.NetrcParseError, OSError) as exc:
         # Logged once per version of the file, not once per request.
         logger.warning("could not read netrc file %s: %s", path, exc)
         entries = None
-    _parsed_netrc[path] = (signature, entries)
+    _netrc_seen[path] = (now, signature, entries)
     return entries
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from yarl import URL
 
+from crawler.http import proxy_env
 from crawler.http._proxy_wire import (
     connect_authority,
     connect_request,
@@ -29,6 +30,8 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv("REQUEST_METHOD", raising=False)
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    # Each test sees its own edits at once (the recheck delay has a test of its own).
+    monkeypatch.setattr(proxy_env, "NETRC_RECHECK_S", 0.0)
 
 
 def write_netrc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str) -> Path:
@@ -224,6 +227,22 @@ def test_a_rewritten_netrc_is_read_again(monkeypatch: pytest.MonkeyPatch, tmp_pa
     assert netrc_auth("a.test") == BasicAuth("bob", "two")
     path.unlink()
     assert netrc_auth("a.test") is None
+
+
+def test_a_netrc_file_is_looked_at_again_only_after_the_recheck_delay(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    now = [100.0]
+    monkeypatch.setattr(proxy_env, "NETRC_RECHECK_S", 1.0)
+    monkeypatch.setattr(proxy_env.time, "monotonic", lambda: now[0])
+    assert netrc_auth("a.test") is None  # no file yet: that is remembered too
+    path = write_netrc(tmp_path, monkeypatch, "machine a.test login alice password one\n")
+    assert netrc_auth("a.test") == BasicAuth("alice", "one")  # another path: looked at now
+    path.write_text("machine a.test login bob password two\n")
+    now[0] += 0.5
+    assert netrc_auth("a.test") == BasicAuth("alice", "one")  # not looked at within the delay
+    now[0] += 0.6
+    assert netrc_auth("a.test") == BasicAuth("bob", "two")
 
 
 def test_a_malformed_netrc_is_reported_once_not_at_every_request(
