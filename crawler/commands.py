@@ -81,6 +81,7 @@ def _scope_options(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option("--workers", type=int, metavar="N", help=setting_help("workers")),
         click.option("--max-depth", type=int, metavar="N", help=setting_help("max_depth")),
+        click.option("--max-pages", metavar="N", help=setting_help("max_pages")),
         click.option("--max-url-length", metavar="N", help=setting_help("max_url_length")),
         click.option("--max-path-repeats", metavar="N", help=setting_help("max_path_repeats")),
         click.option(

@@ -39,6 +39,7 @@ def frontier_settings(settings: Settings) -> FrontierSettings:
         max_attempts=settings.max_attempts,
         per_host_limit=settings.per_host,
         per_host_delay=settings.delay,
+        max_pages=settings.max_pages,
         scope=ScopeRules(
             allowed_domains=settings.allow_domains,
             include=settings.include,

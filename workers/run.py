@@ -140,7 +140,30 @@ def run_crawl(settings: Settings, seeds: list[str], *, recrawl: bool = False) ->
     reporter.finish(interrupted=interrupted)
     if interrupted:
         click.echo("interrupted: state saved; run the same command again to resume", err=True)
+    elif code == 0 and settings.max_pages is not None:
+        _say_if_budget_ended_it(settings)
     return code
+
+
+def _say_if_budget_ended_it(settings: Settings) -> None:
+    import asyncio
+
+    from crawler.frontier import open_frontier
+
+    async def queued() -> int:
+        frontier = await open_frontier(frontier_target(settings), settings.job)
+        try:
+            return (await frontier.stats()).queued
+        finally:
+            await frontier.close()
+
+    left = asyncio.run(queued())
+    if left:
+        click.echo(
+            f"stopped at --max-pages {settings.max_pages}: {left:,} URL(s) still queued; "
+            "run again with a higher --max-pages to go on",
+            err=True,
+        )
 
 
 def _seed(settings: Settings, seeds: list[str], recrawl: bool) -> None:

@@ -158,6 +158,16 @@ class Worker:
             # Cleared before asking, so a fetch that ends while we ask wakes the wait below.
             self._work_ready.clear()
             asked = min(room, self.options.lease_batch)
+            left = await self._pages_left()
+            if left is not None and left < asked:
+                if left <= 0:
+                    if not self._in_flight and self._queue.empty():
+                        return True  # the job's page budget is spent: we are done
+                    # Ours still run; one may come back for a retry and need a lease again.
+                    await _wait(self._work_ready, idle)
+                    idle = min(idle * 2, IDLE_POLL_MAX_S)
+                    continue
+                asked = left
             tasks = await self._through_outage(self.frontier.lease, asked, self.options.name)
             busy = bool(self._in_flight) or not self._queue.empty()
             if tasks:
@@ -183,6 +193,17 @@ class Worker:
                 await _wait(self._stopping, idle)
             idle = min(idle * 2, IDLE_POLL_MAX_S)
         return False
+
+    async def _pages_left(self) -> int | None:
+        """How many more URLs the job's page budget (`max_pages`) lets us lease; None: no
+        budget. Finished URLs and those leased (by any worker) count: read just before each
+        lease, so one worker stops exactly at the budget, and several at most a lease batch
+        each past it when they ask at the same moment."""
+        budget = self.frontier.settings.max_pages
+        if budget is None:
+            return None
+        stats = await self._through_outage(self.frontier.stats)
+        return budget - (stats.done + stats.failed + stats.dead + stats.leased)
 
     async def _wind_down(self, fetchers: list[asyncio.Task[None]]) -> WorkerExit:
         unstarted: list[Task] = []

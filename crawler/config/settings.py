@@ -90,6 +90,14 @@ class Settings:
         default=None,
         metadata=_meta(integer(0, optional=True), "links followed from a seed (none: no limit)"),
     )
+    max_pages: int | None = field(
+        default=None,
+        metadata=_meta(
+            integer(1, optional=True),
+            "end the crawl once this many URLs are fetched or being fetched (none: no limit); "
+            "the rest stays queued for a later run with a higher limit",
+        ),
+    )
     max_url_length: int | None = field(
         default=DEFAULT_MAX_URL_LENGTH,
         metadata=_meta(

@@ -48,6 +48,9 @@ class FrontierSettings:
     partitions: int = 1
     sort_query: bool = False
     scope: ScopeRules = field(default_factory=ScopeRules)
+    # The job's page budget: workers lease no more once this many URLs are finished (done,
+    # failed, dead) or leased. Enforced by the workers (`workers.worker`), not by the stores.
+    max_pages: int | None = None
 
     def __post_init__(self) -> None:
         _check(self.lease_seconds > 0, "lease_seconds", self.lease_seconds, "must be > 0")
@@ -71,6 +74,8 @@ class FrontierSettings:
             "must be in (0, 0.5)",
         )
         _check(1 <= self.partitions <= 16384, "partitions", self.partitions, "is 1..16384")
+        budget = self.max_pages
+        _check(budget is None or budget >= 1, "max_pages", budget, "must be >= 1")
 
     def replace(self, **changes: Any) -> FrontierSettings:
         return dataclasses.replace(self, **changes)
