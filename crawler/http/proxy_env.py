@@ -36,10 +36,13 @@ _SUPPORTED_PROXY_SCHEMES = {"http", "https"}
 # Every variable the choice depends on, spelled as curl and requests read them; REQUEST_METHOD
 # because urllib ignores HTTP_PROXY under CGI (httpoxy).
 _PROXY_VARIABLES = (
-    *(f"{name}_proxy" for name in ("http", "https", "all", "no")),
-    *(f"{name}_PROXY" for name in ("HTTP", "HTTPS", "ALL", "NO")),
+    *(f"{name}_proxy" for name in ("http", "https", "all")),
+    *(f"{name}_PROXY" for name in ("HTTP", "HTTPS", "ALL")),
+    "no_proxy",
+    "NO_PROXY",
     "REQUEST_METHOD",
 )
+_PROXY_NAMES = 6  # the first six name a proxy; without any, there is none
 _CACHED_HOSTS = 4096
 
 
@@ -71,6 +74,10 @@ def proxy_from_env(url: URL) -> tuple[URL | None, BasicAuth | None]:
     if scheme is None or not url.host:
         return None, None
     environment = _proxy_environment()
+    if not any(environment[:_PROXY_NAMES]):
+        # No proxy is set (the usual case): nothing to choose, and urllib.request, 10 ms to
+        # import with what it brings, stays out of the process.
+        return None, None
     proxy, auth = _chosen_proxy(environment, scheme, url.host, url.explicit_port)
     if proxy is not None and auth is None:
         auth = netrc_auth(proxy.host or "")
@@ -111,7 +118,11 @@ def _bypassed(host: str, port: int | None) -> bool:
 
 
 def _netrc_path() -> str | None:
-    configured, home = _netrc_environment()
+    return _netrc_path_for(*_netrc_environment())
+
+
+@functools.lru_cache(maxsize=16)
+def _netrc_path_for(configured: str | bytes | None, home: str | bytes | None) -> str | None:
     if configured:
         return os.fsdecode(configured)
     if home:

@@ -323,3 +323,21 @@ def test_parse_connect_response_without_reason() -> None:
 def test_malformed_connect_response_is_refused(head: bytes) -> None:
     with pytest.raises(ValueError, match="malformed"):
         parse_connect_response(head)
+
+
+def test_without_proxy_variables_urllib_request_is_not_imported() -> None:
+    # It costs a process 10 ms with what it brings (email, http.client ...), at its first
+    # request: a crawl with no proxy pays nothing for honouring the environment.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from yarl import URL; from crawler.http.proxy_env import proxy_from_env;"
+        "assert proxy_from_env(URL('http://a.test/')) == (None, None);"
+        "print('urllib.request' in sys.modules)"
+    )
+    env = {k: v for k, v in __import__("os").environ.items() if k not in _PROXY_VARIABLES}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert done.stdout.strip() == "False"
