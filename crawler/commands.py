@@ -223,6 +223,11 @@ def status(out: str | None, redis: str | None, job: str | None, as_json: bool) -
         click.echo(json.dumps(report))
         return
     for key, value in report.items():
+        if key == "max_pages_reached":
+            continue  # said with max_pages
+        if key == "max_pages":
+            shown = "none" if value is None else f"{value:,}"
+            value = shown + (" (reached)" if report["max_pages_reached"] else "")
         if key == "busiest_hosts":
             click.echo("busiest hosts:" if value else "busiest hosts: none queued")
             for host, queued in value:

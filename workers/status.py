@@ -23,12 +23,17 @@ async def crawl_status(settings: Settings) -> dict[str, Any]:
     try:
         stats = await frontier.stats()
         busiest = await frontier.busiest_hosts(10)
+        budget = frontier.settings.max_pages
     finally:
         await frontier.close()
+    used = stats.done + stats.failed + stats.dead + stats.leased
     return {
         "job": settings.job,
         "finished": stats.finished,
         "paused": stats.paused,
+        # The job's --max-pages and whether it is spent (the crawl then ends with URLs queued).
+        "max_pages": budget,
+        "max_pages_reached": budget is not None and used >= budget,
         "queued": stats.queued,
         "leased": stats.leased,
         "done": stats.done,

@@ -3,6 +3,7 @@ later run with a higher limit (or none) goes on from there, fetching nothing twi
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -28,9 +29,11 @@ def test_one_worker_stops_at_the_budget_and_a_later_run_goes_on(
     workdir: Path, frontier: str, request: pytest.FixtureRequest
 ) -> None:
     extra: list[str] = ["--workers", "1"]
+    status_args: list[str | Path] = [workdir / "out"]
     if frontier == "redis":
         server: RedisServer = request.getfixturevalue("clean_redis")
         extra += ["--redis", server.url, "--job", "budget"]
+        status_args = ["--redis", server.url, "--job", "budget"]
     with site_in_thread(SPEC) as served:
         seeds = workdir / "seeds.txt"
         seeds.write_text("\n".join(served.seeds) + "\n")
@@ -41,6 +44,9 @@ def test_one_worker_stops_at_the_budget_and_a_later_run_goes_on(
         assert len(records(workdir / "out")) == 40
         assert "stopped at --max-pages 40: " in first
         assert "still queued; run again with a higher --max-pages to go on" in first
+        status = json.loads(crawl("status", *status_args, "--json", cwd=workdir).stdout)
+        assert (status["max_pages"], status["max_pages_reached"]) == (40, True)
+        assert status["done"] == 40 and status["queued"] > 0 and not status["finished"]
 
         second = budget_run(workdir, seeds, *extra, "--max-pages", "100")
         assert "max_pages 40 -> 100" in second
