@@ -206,6 +206,7 @@ class Robots:
     async def _fetch(self, parts: UrlParts) -> _Rules:
         origin = parts.origin
         self.fetches += 1
+        untrusted = False
         try:
             status, body = await asyncio.wait_for(
                 self.fetcher(f"{origin}/robots.txt"), self.fetch_timeout
@@ -213,7 +214,7 @@ class Robots:
         except asyncio.CancelledError:
             raise
         except UntrustedOrigin:
-            status, body, why = -1, b"", ""
+            untrusted, status, body, why = True, 0, b"", ""
         except Exception as exc:  # any failure to fetch is "unreachable" (RFC 9309 2.3.1.4)
             status, body = 0, b""
             # Kept with the entry: the records of the URLs it holds back say why.
@@ -221,14 +222,14 @@ class Robots:
         else:
             why = f"HTTP {status}"
         ttl = self.ttl
-        if 200 <= status < 300:
-            kind = _Kind.RULES
-        elif 300 <= status < 500 and status != 429:
-            kind, body = _Kind.ALLOW_ALL, b""
-        elif status == -1:
+        if untrusted:
             # Only until the certificate may have been fixed (or --insecure given) and the
             # real robots.txt can be read.
             kind, ttl = _Kind.ALLOW_ALL, self.unreachable_ttl
+        elif 200 <= status < 300:
+            kind = _Kind.RULES
+        elif 300 <= status < 500 and status != 429:
+            kind, body = _Kind.ALLOW_ALL, b""
         else:
             kind, body, ttl = _Kind.UNREACHABLE, b"", self.unreachable_ttl
         body = body[:MAX_ROBOTS_BYTES]
