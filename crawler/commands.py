@@ -228,6 +228,11 @@ def status(out: str | None, redis: str | None, job: str | None, as_json: bool) -
         if key == "max_pages":
             shown = "none" if value is None else f"{value:,}"
             value = shown + (" (reached)" if report["max_pages_reached"] else "")
+        if key == "top_reasons":
+            click.echo("not done, by reason:" if value else "not done: none")
+            for state, reason, count in value:
+                click.echo(f"  {state:8} {count:>8,}  {reason}")
+            continue
         if key == "busiest_hosts":
             click.echo("busiest hosts:" if value else "busiest hosts: none queued")
             for host, queued in value:

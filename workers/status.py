@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import collections
+import re
 from pathlib import Path
 from typing import Any
 
 from crawler.config import Settings
-from crawler.frontier import open_frontier
+from crawler.frontier import FinalRecord, open_frontier
 from workers.job import frontier_target
 
-__all__ = ["crawl_status"]
+__all__ = ["crawl_status", "top_reasons"]
+
+# Tasks that ended unfetched read for the reasons shown (a sample when there are more).
+FAILURES_READ = 10_000
+_EXCEPTION_NAME = re.compile(r"([A-Z][A-Za-z]*(?:Error|Exception|Mismatch|Timeout)[A-Za-z]*):")
 
 
 async def crawl_status(settings: Settings) -> dict[str, Any]:
@@ -24,6 +30,7 @@ async def crawl_status(settings: Settings) -> dict[str, Any]:
         stats = await frontier.stats()
         busiest = await frontier.busiest_hosts(10)
         budget = frontier.settings.max_pages
+        ended = await frontier.failures(FAILURES_READ)
     finally:
         await frontier.close()
     used = stats.done + stats.failed + stats.dead + stats.leased
@@ -45,4 +52,22 @@ async def crawl_status(settings: Settings) -> dict[str, Any]:
         "duplicates": stats.duplicates,
         "out_of_scope": stats.out_of_scope,
         "busiest_hosts": [(host.host, host.queued) for host in busiest],
+        # Why URLs were not fetched, most common first: (state, reason, count).
+        "top_reasons": top_reasons(ended),
     }
+
+
+def top_reasons(ended: list[FinalRecord], n: int = 8) -> list[tuple[str, str, int]]:
+    """The commonest ways tasks ended skipped, failed or dead. An exception's message names
+    the URL's host and more, so exceptions are grouped by their name only ("SomeError")."""
+    counts = collections.Counter(
+        (record.state.value, _reason_kind(record.reason)) for record in ended
+    )
+    return [(state, reason, count) for (state, reason), count in counts.most_common(n)]
+
+
+def _reason_kind(reason: str) -> str:
+    exception = _EXCEPTION_NAME.match(reason)
+    if exception is not None:
+        return exception.group(1)
+    return reason if len(reason) <= 100 else reason[:97] + "..."

@@ -246,6 +246,17 @@ def test_export_writes_jsonl_and_csv_and_failed_keeps_only_what_stored_nothing(
     written = workdir / "all.csv"
     assert crawl("export", out, "--format", "csv", "-o", written, cwd=workdir).returncode == 0
     assert len(list(csv.DictReader(written.open()))) == len(found)
+    # `crawl status` says why the rest was not done: the site's 404s and its robots.txt.
+    report = json.loads(crawl("status", out, "--json", cwd=workdir).stdout)
+    reasons = {(state, reason): count for state, reason, count in report["top_reasons"]}
+    missing = sum(1 for r in found if r.status == 404)
+    assert reasons[("failed", "HTTP 404 Not Found")] == missing > 0
+    skipped = [r for r in found if r.outcome is Outcome.SKIPPED]
+    robots = f"disallowed by {served.site.hosts[0].origin}/robots.txt"
+    assert reasons[("skipped", robots)] == sum(r.url.startswith(served.seeds[0]) for r in skipped)
+    text = crawl("status", out, cwd=workdir).stdout
+    assert "not done, by reason:" in text
+    assert f"failed   {missing:>8,}  HTTP 404 Not Found" in text
 
 
 # --- signals and exit codes -----------------------------------------------------------------

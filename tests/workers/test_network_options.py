@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -90,6 +91,8 @@ def test_a_certificate_from_an_unknown_ca_fails_at_once_and_says_why(
     # The log says what to do about it, once for the host.
     advice = "trust its CA with --ca-file, or skip verification with --insecure"
     assert stderr.count(advice) == 1
+    report = json.loads(crawl("status", out, "--json", cwd=workdir).stdout)
+    assert report["top_reasons"] == [["failed", "ClientConnectorCertificateError", 1]]
 
 
 def test_ca_file_trusts_the_site_s_ca(
