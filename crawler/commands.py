@@ -92,6 +92,7 @@ def _scope_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--no-robots", "no_robots", is_flag=True, default=False, help="ignore robots.txt"
         ),
+        click.option("--sitemaps/--no-sitemaps", default=None, help=setting_help("sitemaps")),
         click.option(
             "--nofollow/--follow-all",
             "honor_nofollow",

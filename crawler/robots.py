@@ -140,6 +140,8 @@ class Robots:
             parts = canonical_parts(url)
         except InvalidURL as exc:
             return RobotsDecision(False, f"invalid URL: {exc}")
+        if parts.url == f"{parts.origin}/robots.txt":
+            return ALLOWED  # the file itself is always allowed (RFC 9309 2.2.2), for --sitemaps
         rules = await self._rules(parts)
         if rules.kind is _Kind.ALLOW_ALL:
             return ALLOWED

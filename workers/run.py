@@ -74,6 +74,11 @@ async def seed_job(settings: Settings, seeds: list[str], *, recrawl: bool = Fals
             frontier = await open_frontier(target, settings.job, wanted)
         before = await frontier.save_settings()
         result = await frontier.add(seeds)
+        if settings.sitemaps:
+            from workers.sitemap_tasks import robots_tasks
+
+            # Each seed origin's robots.txt, fetched for its Sitemap: lines.
+            await frontier.add(robots_tasks(seeds))
         if settings.redis is None:
             # The SQLite frontier lives inside OUT and only this command's workers use it:
             # leases left by a killed earlier run can come back at once instead of timing out.

@@ -36,10 +36,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from crawler.extract import extract_links_from_body, is_html, resolve_link
 from crawler.frontier import Frontier, FrontierUnavailable, Link, Outcome, Task
+from crawler.sitemaps import SitemapKind
 from storage import DownloadError, FetchRecord, Store, fetch_page
 from storage import Outcome as StoreOutcome
 from workers.outcomes import Action, Verdict, classify_error, classify_record
 from workers.progress import CrawlCounters, FetchResult
+from workers.sitemap_tasks import sitemap_kind, sitemap_links, sitemap_task_link
 
 if TYPE_CHECKING:
     from crawler.robots import Robots
@@ -386,11 +388,17 @@ class Worker:
     ) -> list[str | Link]:
         """Links of a stored HTML page; `body` is its bytes when storage kept them (small
         pages), else the file is read back."""
-        max_depth = self.options.max_depth
-        if max_depth is not None and task.depth >= max_depth:
+        sitemap = sitemap_kind(task)
+        redirected = record.status is not None and 300 <= record.status < 400
+        if redirected and record.status != 304:
+            if sitemap is None and self._at_max_depth(task):
+                return []
+            return self._redirect_target(task, record, sitemap)
+        if sitemap is not None:
+            # Not limited by depth: what a sitemap lists is as deep as the sitemap.
+            return await self._sitemap_links(task, record, body, sitemap)
+        if self._at_max_depth(task):
             return []
-        if record.status is not None and 300 <= record.status < 400 and record.status != 304:
-            return self._redirect_target(task, record)
         # A 304 (a recrawl) kept the stored page: its links are followed from that file.
         if record.outcome not in _PARSED_OUTCOMES or record.path is None:
             return []
@@ -422,7 +430,21 @@ class Worker:
             honor_nofollow=self.options.honor_nofollow,
         )
 
-    def _redirect_target(self, task: Task, record: FetchRecord) -> list[str | Link]:
+    def _at_max_depth(self, task: Task) -> bool:
+        max_depth = self.options.max_depth
+        return max_depth is not None and task.depth >= max_depth
+
+    async def _sitemap_links(
+        self, task: Task, record: FetchRecord, body: bytes | None, kind: SitemapKind
+    ) -> list[str | Link]:
+        if record.outcome not in _PARSED_OUTCOMES or record.path is None:
+            return []
+        path = self.store.absolute(record.path)
+        return await sitemap_links(task, record.final_url or task.url, body, path, kind)
+
+    def _redirect_target(
+        self, task: Task, record: FetchRecord, sitemap: SitemapKind | None = None
+    ) -> list[str | Link]:
         location = record.header("location")
         if not location:
             return []
@@ -438,6 +460,8 @@ class Worker:
             return []
         if target is None:
             return []
+        if sitemap is not None:  # a sitemap that moved is still a sitemap
+            return [sitemap_task_link(target, sitemap, redirects=hops)]
         return [Link(target, task.priority, {"redirects": hops})]
 
     async def _skip(self, task: Task, reason: str, retry_in: float | None) -> None:
@@ -480,6 +504,7 @@ class Worker:
 
 
 _PARSED_OUTCOMES = frozenset({StoreOutcome.STORED, StoreOutcome.NOT_MODIFIED})
+
 
 _RESULTS = {
     Action.DONE: FetchResult.DONE,

@@ -123,6 +123,14 @@ class Settings:
         default=(), metadata=_meta(regexes, "regex that puts a URL out of scope (repeatable)")
     )
     robots: bool = field(default=True, metadata=_meta(boolean, "obey robots.txt"))
+    sitemaps: bool = field(
+        default=False,
+        metadata=_meta(
+            boolean,
+            "also crawl what the seed hosts' sitemaps list (robots.txt Sitemap: lines, else "
+            "/sitemap.xml), as deep as seeds",
+        ),
+    )
     honor_nofollow: bool = field(
         default=False, metadata=_meta(boolean, 'skip rel="nofollow" links')
     )

@@ -97,12 +97,17 @@ class Admitter:
     def links(
         self, parent: Task, links: Iterable[str | Link]
     ) -> tuple[list[Admitted], list[tuple[str, str]]]:
-        """Admit links found on `parent`'s page: valid, in scope, one level deeper."""
+        """Admit links found on `parent`'s page: valid, in scope, one level deeper (or as
+        deep, `Link.keeps_depth`)."""
         admitted: list[Admitted] = []
         rejected: list[tuple[str, str]] = []
-        depth = parent.depth + 1
+        deeper = parent.depth + 1
         for item in links:
-            link = item if isinstance(item, Link) else Link(item)
+            if isinstance(item, Link):
+                link = item
+                depth = parent.depth if link.keeps_depth else deeper
+            else:
+                link, depth = Link(item), deeper
             try:
                 parts = canonical_parts(link.url, sort_query=self.settings.sort_query)
             except InvalidURL as exc:

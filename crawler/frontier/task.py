@@ -106,11 +106,15 @@ class Task:
 
 @dataclass(frozen=True, slots=True)
 class Link:
-    """A URL to enqueue with a priority and metadata (plain strings get the defaults)."""
+    """A URL to enqueue with a priority and metadata (plain strings get the defaults).
+
+    A link is one level deeper than the page it was found on, unless `keeps_depth`: a page a
+    sitemap lists is as deep as the sitemap (it is listed the way a seed is, not linked)."""
 
     url: str
     priority: int = 0
     meta: dict[str, Any] | None = None
+    keeps_depth: bool = False
 
 
 @dataclass(slots=True)
