@@ -46,6 +46,13 @@ def _crawl_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--header", multiple=True, metavar="'NAME: VALUE'", help=setting_help("headers")
         ),
+        click.option("--cookies/--no-cookies", default=None, help=setting_help("cookies")),
+        click.option(
+            "--load-cookies",
+            type=click.Path(dir_okay=False),
+            metavar="FILE",
+            help=setting_help("load_cookies"),
+        ),
         click.option("--max-size", metavar="BYTES", help=setting_help("max_size")),
         click.option("--timeout", type=float, metavar="S", help=setting_help("timeout")),
         click.option("--retries", type=int, metavar="N", help=setting_help("retries")),

@@ -25,9 +25,11 @@ from crawler.config import Settings
 from crawler.config.values import NO_PROXY, PROXY_FROM_ENV
 from crawler.frontier import Frontier, open_frontier
 from crawler.http import (
+    AbstractCookieJar,
     ClientConnectorCertificateError,
     ClientSession,
     ClientTimeout,
+    CookieJar,
     DummyCookieJar,
     ServerFingerprintMismatch,
     TCPConnector,
@@ -77,13 +79,28 @@ def make_session(settings: Settings, *, concurrency: int | None = None) -> Clien
         connector=connector,
         headers=headers,
         timeout=timeout,
-        cookie_jar=DummyCookieJar(),
+        cookie_jar=cookie_jar(settings),
         auto_decompress=True,
         proxy=settings.proxy if explicit_proxy else None,
         # The environment's proxies (and, as with every trust_env client, ~/.netrc's
         # credentials) apply unless the user chose a proxy or none.
         trust_env=settings.proxy == PROXY_FROM_ENV,
     )
+
+
+def cookie_jar(settings: Settings) -> AbstractCookieJar:
+    """No cookies (the default: every fetch stands alone), or a jar of this process's own,
+    filled from --load-cookies. IP-address hosts keep cookies too: a crawl of a site on its
+    address is still that site."""
+    if not settings.cookies and settings.load_cookies is None:
+        return DummyCookieJar()
+    jar = CookieJar(unsafe=True)
+    if settings.load_cookies is not None:
+        from crawler.cookie_file import load_cookie_file
+
+        loaded = load_cookie_file(settings.load_cookies, jar)
+        log.info("%d cookie(s) loaded from %s", loaded, settings.load_cookies)
+    return jar
 
 
 def tls_setting(settings: Settings) -> bool | ssl.SSLContext:

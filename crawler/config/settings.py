@@ -16,6 +16,7 @@ from crawler.config.values import (
     byte_size,
     ca_file,
     choice,
+    cookie_file,
     directory,
     domain_names,
     header_line_value,
@@ -144,6 +145,20 @@ class Settings:
     )
     headers: tuple[tuple[str, str], ...] = field(
         default=(), metadata=_meta(header_pairs, "extra request headers ('Name: value')")
+    )
+    cookies: bool = field(
+        default=False,
+        metadata=_meta(
+            boolean, "keep the cookies servers set and send them back (each worker process its own)"
+        ),
+    )
+    load_cookies: Path | None = field(
+        default=None,
+        metadata=_meta(
+            cookie_file,
+            "Netscape cookies.txt (curl -c, wget --save-cookies, browser add-ons) whose cookies "
+            "are sent; keeps server cookies too",
+        ),
     )
     max_size: int | None = field(
         default=None,

@@ -249,6 +249,22 @@ def ca_file(value: Any) -> Path | None:
     return path
 
 
+def cookie_file(value: Any) -> Path | None:
+    """A Netscape cookies.txt, checked by reading it."""
+    if value is None or _is_none_word(value):
+        return None
+    from crawler.cookie_file import CookieFileError, read_cookie_file
+
+    path = value if isinstance(value, Path) else Path(_text(value)).expanduser()
+    if not path.is_file():
+        raise ValueError(f"{path} is not a file")
+    try:
+        read_cookie_file(path)
+    except CookieFileError as error:
+        raise ValueError(str(error)) from None
+    return path
+
+
 def job_name(value: Any) -> str:
     name = _text(value)
     if _JOB_NAME.fullmatch(name) is None:
