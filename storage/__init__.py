@@ -17,6 +17,7 @@ from storage.errors import (
 from storage.fetch import download, fetch_page
 from storage.latest import LatestEntry, LatestIndex
 from storage.paths import MirrorTree, mirror_relpath
+from storage.rate import RateLimit
 from storage.records import (
     FetchRecord,
     Outcome,
@@ -45,6 +46,7 @@ __all__ = [
     "MirrorTree",
     "Outcome",
     "PathBusyError",
+    "RateLimit",
     "ReadReport",
     "RecordLog",
     "RedirectHop",

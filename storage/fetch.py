@@ -26,6 +26,7 @@ from storage.errors import DigestMismatchError, DownloadError, SizeMismatchError
 from storage.exchange import fill_record, request_head, response_head
 from storage.latest import LatestEntry, conditional_headers
 from storage.paths import displaced_path
+from storage.rate import RateLimit
 from storage.records import FetchRecord, Outcome
 from storage.resume import (
     Action,
@@ -91,6 +92,7 @@ async def download(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     meta: Mapping[str, Any] | None = None,
     progress: ProgressCallback | None = None,
+    rate_limit: RateLimit | None = None,
 ) -> FetchRecord:
     """Fetch `url` with `session` into `store` (at `dest`, default: its mirror path).
 
@@ -115,6 +117,7 @@ async def download(
         chunk_size=chunk_size,
         meta=meta,
         progress=progress,
+        rate_limit=rate_limit,
     )
     return await job.run()
 
@@ -128,6 +131,7 @@ async def fetch_page(
     max_size: int | None = None,
     allow_redirects: bool = True,
     meta: Mapping[str, Any] | None = None,
+    rate_limit: RateLimit | None = None,
 ) -> tuple[FetchRecord, bytes | None]:
     """`download(session, url, store, ...)` for a crawler: also returns the stored body's bytes
     when it was small enough (`SMALL_BODY_BYTES`) to be held whole on its way to disk, so links
@@ -150,6 +154,7 @@ async def fetch_page(
         chunk_size=DEFAULT_CHUNK_SIZE,
         meta=meta,
         progress=None,
+        rate_limit=rate_limit,
     )
     record = await job.run()
     return record, job.body if record.outcome is Outcome.STORED else None
@@ -170,6 +175,7 @@ class _Download:
         self.timeout: Any = options["timeout"]
         self.chunk_size: int = options["chunk_size"]
         self.progress: ProgressCallback | None = options["progress"]
+        self.rate_limit: RateLimit | None = options["rate_limit"]
         meta = dict(options["meta"] or {})
         self.record = FetchRecord(
             url=url, fetched_at=time.time(), writer=store.writer_id, meta=meta
@@ -356,6 +362,8 @@ class _Download:
                     break
                 pieces.append(piece)
                 got += len(piece)
+                if self.rate_limit is not None:
+                    await self.rate_limit.took(len(piece))
                 if got > want:
                     break
         except BaseException:
@@ -393,23 +401,29 @@ class _Download:
             return await self._stream_into(content, expected)
         sink, limit = self.sink, self.max_size
         next_checkpoint = sink.size + CHECKPOINT_BYTES
-        async for chunk in content.iter_chunked(self.chunk_size):
+        rate = self.rate_limit
+        chunk_size = self.chunk_size if rate is None else min(self.chunk_size, rate.read_bytes)
+        async for chunk in content.iter_chunked(chunk_size):
             if limit is not None and sink.size + len(chunk) > limit:
                 await sink.write(chunk[: limit - sink.size])
                 return True
             await sink.write(chunk)
             next_checkpoint = self._progressed(expected, next_checkpoint)
+            if rate is not None:
+                await rate.took(len(chunk))
         return False
 
     async def _stream_into(self, content: Any, expected: int | None) -> bool:
         """The body read straight into the sink's buffers (our client's `readinto`): the bytes
         are copied once, from the socket, and written and hashed from there."""
-        sink, limit = self.sink, self.max_size
+        sink, limit, rate = self.sink, self.max_size, self.rate_limit
         next_checkpoint = sink.size + CHECKPOINT_BYTES
         while True:
             room = await sink.room()
             if limit is not None:
                 room = room[: limit - sink.size + 1]  # one byte past the limit tells a cut
+            if rate is not None:
+                room = room[: rate.read_bytes]
             count = await content.readinto(room)
             if not count:
                 return False
@@ -418,20 +432,25 @@ class _Download:
                 return True
             await sink.wrote(count)
             next_checkpoint = self._progressed(expected, next_checkpoint)
+            if rate is not None:
+                await rate.took(count)
 
     async def _stream_spliced(self, content: Any, expected: int) -> bool:
         """The body moved from the socket into the `.part` inside the kernel (our client's
         `splice_into`), never copied through Python; the sink hashes it from the page cache.
         The length is known and within max_size (checked before), so it is never cut."""
-        sink = self.sink
+        sink, rate = self.sink, self.rate_limit
+        step = SPLICE_STEP_BYTES if rate is None else rate.read_bytes
         next_checkpoint = sink.size + CHECKPOINT_BYTES
         while True:
             fd = await sink.splice_target()
-            count = await content.splice_into(fd, min(SPLICE_STEP_BYTES, expected - sink.size))
+            count = await content.splice_into(fd, min(step, expected - sink.size))
             if not count:
                 return False
             await sink.spliced(count)
             next_checkpoint = self._progressed(expected, next_checkpoint)
+            if rate is not None:
+                await rate.took(count)
 
     def _progressed(self, expected: int | None, next_checkpoint: int) -> int:
         """After bytes went into the sink: tell the progress callback, and save the resume

@@ -34,7 +34,7 @@ from crawler.http import (
     ServerFingerprintMismatch,
     TCPConnector,
 )
-from storage import Store
+from storage import RateLimit, Store
 from workers.job import PROGRESS_DIR, SETTINGS_ENV, frontier_settings, frontier_target
 from workers.progress import CrawlCounters
 from workers.worker import Worker, WorkerExit, WorkerOptions
@@ -203,6 +203,7 @@ async def _main(settings: Settings, index: int) -> int:
             max_redirects=settings.max_redirects,
             renew_s=settings.renew_seconds or settings.lease_seconds / 3,
             grace_s=settings.grace_seconds,
+            rate_limit=None if settings.limit_rate is None else RateLimit(settings.limit_rate),
         ),
         robots=robots,
         counters=counters,

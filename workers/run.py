@@ -136,7 +136,7 @@ def run_crawl(settings: Settings, seeds: list[str], *, recrawl: bool = False) ->
     supervisor = Supervisor(
         [sys.executable, "-m", "workers.process"],
         settings.workers,
-        env={SETTINGS_ENV: json.dumps(settings.to_dict())},
+        env={SETTINGS_ENV: json.dumps(worker_settings(settings).to_dict())},
         on_tick=reporter.tick,
         spare=take_spare(),  # worker 0, forked as `crawl` started (see workers.spare)
     )
@@ -169,6 +169,15 @@ def _say_if_budget_ended_it(settings: Settings) -> None:
             "run again with a higher --max-pages to go on",
             err=True,
         )
+
+
+def worker_settings(settings: Settings) -> Settings:
+    """What each of this machine's worker processes runs with: the machine's --limit-rate
+    is shared out between them."""
+    if settings.limit_rate is None or settings.workers <= 1:
+        return settings
+    share = max(1, settings.limit_rate // settings.workers)
+    return dataclasses.replace(settings, limit_rate=share)
 
 
 def _seed(settings: Settings, seeds: list[str], recrawl: bool) -> None:

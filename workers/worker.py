@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from crawler.extract import extract_links_from_body, is_html, resolve_link
 from crawler.frontier import Frontier, FrontierUnavailable, Link, Outcome, Task
 from crawler.sitemaps import SitemapKind
-from storage import DownloadError, FetchRecord, Store, fetch_page
+from storage import DownloadError, FetchRecord, RateLimit, Store, fetch_page
 from storage import Outcome as StoreOutcome
 from workers.outcomes import Action, Verdict, classify_error, classify_record
 from workers.progress import CrawlCounters, FetchResult
@@ -83,6 +83,7 @@ class WorkerOptions:
     renew_s: float = 20.0
     grace_s: float = 10.0
     headers: Mapping[str, str] = field(default_factory=dict)
+    rate_limit: RateLimit | None = None  # shared by every fetch of the process
 
 
 class Worker:
@@ -311,6 +312,7 @@ class Worker:
                     max_size=self.options.max_size,
                     allow_redirects=self._follows_redirects(task),
                     meta={"depth": task.depth, "parent": task.parent, "attempt": task.attempts + 1},
+                    rate_limit=self.options.rate_limit,
                 )
                 verdict = classify_record(record)
             except DownloadError as exc:

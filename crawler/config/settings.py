@@ -164,6 +164,14 @@ class Settings:
         default=None,
         metadata=_meta(byte_size(optional=True), "largest body kept, e.g. 50MB (none: no limit)"),
     )
+    limit_rate: int | None = field(
+        default=None,
+        metadata=_meta(
+            byte_size(optional=True),
+            "most bytes a second this machine's downloads receive, e.g. 10MB (shared by its "
+            "worker processes; none: no limit)",
+        ),
+    )
     timeout: float = field(
         default=60.0, metadata=_meta(number(0, above=True), "seconds a fetch may take in total")
     )

@@ -10,6 +10,7 @@ import io
 import json
 import signal
 import subprocess
+import time
 import urllib.request
 from pathlib import Path
 
@@ -318,6 +319,24 @@ def test_a_second_sigint_stops_at_once_without_waiting_for_the_grace(
 
 
 @pytest.mark.timeout(300)
+def test_limit_rate_is_the_machine_s_shared_by_its_worker_processes(workdir: Path) -> None:
+    size = 3_000_000
+    with site_in_thread(SiteSpec(pages=1, big_files=(size,))) as served:
+        url = served.seeds[0] + "files/big-0.bin"
+        started = time.monotonic()
+        done = crawl(
+            "mirror", url, "--out", workdir / "out", "--workers", "2", "--limit-rate", "2MB",
+            "--no-progress", cwd=workdir,
+        )
+        elapsed = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    (record,) = records(workdir / "out")
+    assert record.outcome is Outcome.STORED and record.size == size
+    # One file, so one of the two processes fetched it, at its half of the 2 MB/s: about 3 s.
+    # A lower bound only: a slow machine makes it longer, never shorter.
+    assert elapsed >= (size - 100_000) / 1_000_000 * 0.95
+
+
 def test_mirror_from_a_list_resumes_a_partial_file_with_range(workdir: Path) -> None:
     out = workdir / "out"
     size = 20_000_000
