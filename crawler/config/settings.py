@@ -173,7 +173,12 @@ class Settings:
         ),
     )
     timeout: float = field(
-        default=60.0, metadata=_meta(number(0, above=True), "seconds a fetch may take in total")
+        default=60.0,
+        metadata=_meta(
+            number(0, above=True),
+            "seconds to connect, and to wait for each piece of an answer (a large file that "
+            "keeps arriving is not cut)",
+        ),
     )
     retries: int = field(default=3, metadata=_meta(integer(0), "retries of a failed fetch"))
     max_redirects: int = field(
