@@ -55,6 +55,10 @@ def _crawl_options(func: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option("--max-size", metavar="BYTES", help=setting_help("max_size")),
         click.option("--limit-rate", metavar="RATE", help=setting_help("limit_rate")),
+        click.option(
+            "--accept-type", "accept_types", multiple=True, metavar="TYPE",
+            help=setting_help("accept_types"),
+        ),
         click.option("--timeout", type=float, metavar="S", help=setting_help("timeout")),
         click.option("--retries", type=int, metavar="N", help=setting_help("retries")),
         click.option("--proxy", metavar="URL|env|none", help=setting_help("proxy")),

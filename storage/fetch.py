@@ -93,6 +93,7 @@ async def download(
     meta: Mapping[str, Any] | None = None,
     progress: ProgressCallback | None = None,
     rate_limit: RateLimit | None = None,
+    accept: Callable[[str | None], bool] | None = None,
 ) -> FetchRecord:
     """Fetch `url` with `session` into `store` (at `dest`, default: its mirror path).
 
@@ -101,6 +102,9 @@ async def download(
     (HTTP_ERROR, NOT_STORED, TOO_LARGE). Raises `DownloadError` (record attached, cause chained)
     when the transfer failed: connection errors, timeouts, a short body, a sha256 mismatch, a
     `.part` locked by another download. A resumable `.part` is kept for the next attempt.
+
+    `accept(content_type)`: a 2xx answer whose Content-Type it refuses is closed before its
+    body, and recorded as SKIPPED (nothing stored, any `.part` of it dropped).
     """
     job = _Download(
         session,
@@ -118,6 +122,7 @@ async def download(
         meta=meta,
         progress=progress,
         rate_limit=rate_limit,
+        accept=accept,
     )
     return await job.run()
 
@@ -132,6 +137,7 @@ async def fetch_page(
     allow_redirects: bool = True,
     meta: Mapping[str, Any] | None = None,
     rate_limit: RateLimit | None = None,
+    accept: Callable[[str | None], bool] | None = None,
 ) -> tuple[FetchRecord, bytes | None]:
     """`download(session, url, store, ...)` for a crawler: also returns the stored body's bytes
     when it was small enough (`SMALL_BODY_BYTES`) to be held whole on its way to disk, so links
@@ -155,6 +161,7 @@ async def fetch_page(
         meta=meta,
         progress=None,
         rate_limit=rate_limit,
+        accept=accept,
     )
     record = await job.run()
     return record, job.body if record.outcome is Outcome.STORED else None
@@ -176,6 +183,7 @@ class _Download:
         self.chunk_size: int = options["chunk_size"]
         self.progress: ProgressCallback | None = options["progress"]
         self.rate_limit: RateLimit | None = options["rate_limit"]
+        self.accept: Callable[[str | None], bool] | None = options["accept"]
         meta = dict(options["meta"] or {})
         self.record = FetchRecord(
             url=url, fetched_at=time.time(), writer=store.writer_id, meta=meta
@@ -271,6 +279,13 @@ class _Download:
             if resp.status == 304 and self.entry is not None:
                 await self._not_modified(resp, self.entry)
                 return False
+            if self.accept is not None and 200 <= resp.status < 300:
+                content_type = resp.headers.get("Content-Type")
+                if not self.accept(content_type):
+                    await self._drop_part()
+                    self.record.error = f"Content-Type {content_type} not accepted"
+                    self._finish(Outcome.SKIPPED)
+                    return False
             decision = decide(resp.status, resp.headers, plan.offset, self.state)
             if decision.reason:
                 self.record.notes.append(decision.reason)

@@ -58,7 +58,7 @@ class Outcome(enum.StrEnum):
     NOT_STORED = "not-stored"  # 1xx/204/205/3xx not followed: nothing to store
     TOO_LARGE = "too-large"  # over max_size: cut there; what was read is left as `.part`
     FAILED = "failed"  # transport error, size or digest mismatch: see `error`
-    SKIPPED = "skipped"  # not fetched on purpose (robots.txt): see `error` for why
+    SKIPPED = "skipped"  # not fetched on purpose (robots.txt, its type): see `error` for why
 
 
 @dataclass(slots=True)

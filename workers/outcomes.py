@@ -47,6 +47,7 @@ class Action(enum.Enum):
     DONE = "done"
     RETRY = "retry"
     FAIL = "fail"
+    SKIP = "skip"  # not stored on purpose (a type --accept-type does not take)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +67,8 @@ class Verdict:
 def classify_record(record: FetchRecord) -> Verdict:
     """The verdict for a fetch that got an answer from the server."""
     status = record.status
+    if record.outcome is Outcome.SKIPPED:
+        return Verdict(Action.SKIP, record.error or "skipped", status=status)
     if record.outcome is Outcome.TOO_LARGE:
         return Verdict(
             Action.FAIL, f"body over max size (kept {record.received} bytes)", status=status

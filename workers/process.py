@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from crawler.config import Settings
 from crawler.config.values import NO_PROXY, PROXY_FROM_ENV
+from crawler.content_types import accepts
 from crawler.frontier import Frontier, open_frontier
 from crawler.http import (
     AbstractCookieJar,
@@ -204,6 +205,7 @@ async def _main(settings: Settings, index: int) -> int:
             renew_s=settings.renew_seconds or settings.lease_seconds / 3,
             grace_s=settings.grace_seconds,
             rate_limit=None if settings.limit_rate is None else RateLimit(settings.limit_rate),
+            accept=accepts(settings.accept_types) if settings.accept_types else None,
         ),
         robots=robots,
         counters=counters,

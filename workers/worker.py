@@ -84,6 +84,7 @@ class WorkerOptions:
     grace_s: float = 10.0
     headers: Mapping[str, str] = field(default_factory=dict)
     rate_limit: RateLimit | None = None  # shared by every fetch of the process
+    accept: Callable[[str | None], bool] | None = None  # Content-Types kept (--accept-type)
 
 
 class Worker:
@@ -313,6 +314,8 @@ class Worker:
                     allow_redirects=self._follows_redirects(task),
                     meta={"depth": task.depth, "parent": task.parent, "attempt": task.attempts + 1},
                     rate_limit=self.options.rate_limit,
+                    # A robots.txt or sitemap read for its URLs is kept whatever its type.
+                    accept=self.options.accept if sitemap_kind(task) is None else None,
                 )
                 verdict = classify_record(record)
             except DownloadError as exc:
@@ -344,6 +347,10 @@ class Worker:
             )
         elif verdict.action is Action.FAIL:
             await self._through_outage(self.frontier.fail, task, verdict.reason)
+        elif verdict.action is Action.SKIP:
+            await self._through_outage(
+                self.frontier.ack, task, Outcome.SKIPPED, reason=verdict.reason
+            )
         else:
             links = self._unseen(await self._links(task, record, body))
             # Remembered before the ack goes out, so concurrent acks do not carry them again;
@@ -512,6 +519,7 @@ _RESULTS = {
     Action.DONE: FetchResult.DONE,
     Action.RETRY: FetchResult.RETRIED,
     Action.FAIL: FetchResult.FAILED,
+    Action.SKIP: FetchResult.SKIPPED,
 }
 
 

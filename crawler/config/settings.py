@@ -23,6 +23,7 @@ from crawler.config.values import (
     header_pairs,
     integer,
     job_name,
+    media_types,
     number,
     proxy_setting,
     redis_url,
@@ -163,6 +164,14 @@ class Settings:
     max_size: int | None = field(
         default=None,
         metadata=_meta(byte_size(optional=True), "largest body kept, e.g. 50MB (none: no limit)"),
+    )
+    accept_types: tuple[str, ...] = field(
+        default=(),
+        metadata=_meta(
+            media_types,
+            "keep only bodies of these types, e.g. application/pdf or image/* (repeatable; "
+            "HTML is always kept, for its links; default: all)",
+        ),
     )
     limit_rate: int | None = field(
         default=None,

@@ -175,6 +175,13 @@ def domain_names(value: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(result))
 
 
+def media_types(value: Any) -> tuple[str, ...]:
+    """Content-Type patterns (application/pdf, image/*, */*), comma-separated in one string."""
+    from crawler.content_types import check_pattern
+
+    return tuple(dict.fromkeys(check_pattern(item) for item in _items(value)))
+
+
 def regexes(value: Any) -> tuple[str, ...]:
     """Regular expressions; in one string (the environment) they are separated by newlines,
     since commas belong to regex syntax."""

@@ -118,3 +118,9 @@ def test_listed_pages_are_as_deep_as_seeds(origin: str, workdir: Path) -> None:
     got = run(origin, workdir, "--sitemaps", "--max-depth", "0")
     assert "/linked.html" not in got and "/from-orphan.html" not in got
     assert {"/orphan1.html", "/orphan3.html", "/orphan4.html"} <= set(got)
+
+
+def test_accept_type_does_not_stop_sitemaps_being_read(origin: str, workdir: Path) -> None:
+    got = run(origin, workdir, "--sitemaps", "--accept-type", "application/pdf")
+    assert got["/maps/a.xml"] is Outcome.STORED and got["/robots.txt"] is Outcome.STORED
+    assert got["/orphan1.html"] is Outcome.STORED
