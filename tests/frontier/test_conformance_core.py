@@ -145,6 +145,19 @@ async def test_scope_rules_domains_patterns_and_depth(backend: Backend) -> None:
     assert (await frontier.stats()).out_of_scope == 5
 
 
+async def test_a_link_that_keeps_depth_is_as_deep_as_its_page(backend: Backend) -> None:
+    # What a sitemap lists: as deep as the sitemap, so --max-depth 0 still takes it.
+    rules = ScopeRules(max_depth=0)
+    frontier = await backend.open(FrontierSettings(per_host_limit=100, scope=rules))
+    await frontier.add(["http://a.test/sitemap.xml"])
+    (sitemap,) = await frontier.lease(10, "w")
+    listed = Link("http://a.test/listed", meta={"k": 1}, keeps_depth=True)
+    await frontier.ack(sitemap, links=[listed, "http://a.test/linked"])
+    (task,) = await frontier.lease(10, "w")
+    assert (task.url, task.depth, task.meta) == ("http://a.test/listed", 0, {"k": 1})
+    assert (await frontier.stats()).out_of_scope == 1  # the plain link is one level deeper
+
+
 async def test_seed_hosts_added_by_another_worker_come_into_scope(backend: Backend) -> None:
     first = await backend.open(FAST)
     second = await backend.open(FAST)
