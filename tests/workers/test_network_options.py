@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -230,3 +233,45 @@ def test_a_bad_proxy_is_a_usage_error_naming_the_setting(
     done = crawl("run", seeds, "--proxy", value, "--out", workdir / "out", cwd=workdir)
     assert done.returncode == 2
     assert f"bad setting proxy={value!r} from --proxy: {message}" in done.stderr
+
+
+# --- credentials from netrc --------------------------------------------------------------------
+
+
+class _GuardedPage(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        wanted = "Basic " + base64.b64encode(b"reader:books").decode()
+        status = 200 if self.headers.get("Authorization") == wanted else 401
+        body = b"<html>shelf</html>"
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("proxy", "status"), [("env", 200), ("none", 401)])
+def test_netrc_credentials_are_sent_under_proxy_env_as_wget_does(
+    workdir: Path, proxy: str, status: int
+) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _GuardedPage)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        netrc = workdir / "netrc"
+        netrc.write_text("machine 127.0.0.1 login reader password books\n")
+        netrc.chmod(0o600)
+        seeds = workdir / "seeds.txt"
+        seeds.write_text(f"http://127.0.0.1:{server.server_address[1]}/shelf\n")
+        done = crawl(
+            "run", seeds, "--out", workdir / "out", "--workers", "1", "--no-robots",
+            "--no-progress", "--proxy", proxy, cwd=workdir, env=crawl_env(NETRC=str(netrc)),
+        )
+        assert done.returncode == 0, done.stderr
+    finally:
+        server.shutdown()
+        server.server_close()
+    (record,) = records(workdir / "out")
+    assert record.status == status
