@@ -501,6 +501,10 @@ class StreamReader:
     async def _wait(self) -> None:
         if self._waiter is not None:
             raise RuntimeError("StreamReader is already being read by another task")
+        if self._exception is not None:
+            # Set after the last wake-up (bytes that arrived, then a timeout or a reset in the
+            # same turn of the loop): it found no waiter to fail, and no more bytes will come.
+            raise self._exception
         if self._splice_hold:
             # The last splice left the socket unread; a reader waiting for bytes needs them.
             self._splice_hold = False

@@ -431,3 +431,36 @@ async def test_a_second_readinto_is_refused_without_touching_the_first_ones_buff
     with pytest.raises(RuntimeError, match="already being read"):
         await stream.readinto(bytearray(100))
     assert await reading == 3 and first[:3] == b"abc"
+
+
+# --- an error that arrives in the same turn of the loop as bytes -------------------------------
+# A timeout or reset right after a piece arrived found the waiter already woken by the piece:
+# the reader took the bytes and waited again, for ever (a CI run hung on the total timeout).
+
+
+@pytest.mark.parametrize(
+    "read",
+    [
+        lambda s: s.read(),
+        lambda s: s.readexactly(10),
+        lambda s: s.readline(),
+        lambda s: s.readinto(bytearray(10)),
+    ],
+    ids=["read-all", "readexactly", "readline", "readinto"],
+)
+async def test_an_error_set_just_after_bytes_fails_the_reader_instead_of_hanging(read) -> None:  # type: ignore[no-untyped-def]
+    stream = StreamReader()
+    reader = asyncio.ensure_future(read(stream))
+    await asyncio.sleep(0)  # the reader waits
+    stream.feed_data(b"x")  # wakes it ...
+    stream.set_exception(TimeoutError("total"))  # ... and this finds no waiter to fail
+    done, _ = await asyncio.wait([reader], timeout=2)
+    if not done:
+        reader.cancel()
+    assert done, "the reader kept waiting"
+    if reader.exception() is None:
+        assert reader.result() == 1  # readinto hands over the byte it got ...
+    else:
+        assert isinstance(reader.exception(), TimeoutError)
+    with pytest.raises(TimeoutError):  # ... and every read after that raises
+        await stream.readinto(bytearray(10))
