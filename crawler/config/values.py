@@ -242,33 +242,37 @@ def proxy_setting(value: Any) -> str:
     return text
 
 
-def ca_file(value: Any) -> Path | None:
-    """A PEM file of CA certificates, checked by loading it."""
+def _optional_file(value: Any) -> Path | None:
+    """None for a none word, else the path of a file that exists (or ValueError)."""
     if value is None or _is_none_word(value):
         return None
     path = value if isinstance(value, Path) else Path(_text(value)).expanduser()
     if not path.is_file():
         raise ValueError(f"{path} is not a file")
-    try:
-        ssl.create_default_context(cafile=str(path))
-    except (OSError, ssl.SSLError) as error:
-        raise ValueError(f"no CA certificates could be loaded from {path} ({error})") from None
+    return path
+
+
+def ca_file(value: Any) -> Path | None:
+    """A PEM file of CA certificates, checked by loading it."""
+    path = _optional_file(value)
+    if path is not None:
+        try:
+            ssl.create_default_context(cafile=str(path))
+        except (OSError, ssl.SSLError) as error:
+            raise ValueError(f"no CA certificates could be loaded from {path} ({error})") from None
     return path
 
 
 def cookie_file(value: Any) -> Path | None:
     """A Netscape cookies.txt, checked by reading it."""
-    if value is None or _is_none_word(value):
-        return None
-    from crawler.cookie_file import CookieFileError, read_cookie_file
+    path = _optional_file(value)
+    if path is not None:
+        from crawler.cookie_file import CookieFileError, read_cookie_file
 
-    path = value if isinstance(value, Path) else Path(_text(value)).expanduser()
-    if not path.is_file():
-        raise ValueError(f"{path} is not a file")
-    try:
-        read_cookie_file(path)
-    except CookieFileError as error:
-        raise ValueError(str(error)) from None
+        try:
+            read_cookie_file(path)
+        except CookieFileError as error:
+            raise ValueError(str(error)) from None
     return path
 
 

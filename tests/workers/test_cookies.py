@@ -3,59 +3,40 @@ a cookies.txt's; the records say which were sent."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from http.cookies import SimpleCookie
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from tests.support.handler_server import QuietHandler, handler_server
 from tests.workers.support import by_url, crawl, records
 
 HOME = b'<html><body><a href="/members.html">m</a> <a href="/account.html">a</a></body></html>'
 
 
-class _CookieSite(BaseHTTPRequestHandler):
+class _CookieSite(QuietHandler):
     """/ sets "visit"; /members.html wants it back; /account.html wants the "login" cookie a
     browser session would have (from a cookies.txt); /robots.txt is a 404."""
 
     def do_GET(self) -> None:
         sent = SimpleCookie(self.headers.get("Cookie", ""))
         if self.path == "/":
-            self._answer(200, HOME, set_cookie="visit=1; Path=/")
+            self.answer(200, HOME, Set_Cookie="visit=1; Path=/")
         elif self.path == "/members.html":
             ok = "visit" in sent
-            self._answer(200 if ok else 403, b"<html>members</html>")
+            self.answer(200 if ok else 403, b"<html>members</html>")
         elif self.path == "/account.html":
             ok = "login" in sent and sent["login"].value == "s3cret"
-            self._answer(200 if ok else 403, b"<html>account</html>")
+            self.answer(200 if ok else 403, b"<html>account</html>")
         else:
-            self._answer(404, b"")
-
-    def _answer(self, status: int, body: bytes, set_cookie: str | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(body)))
-        if set_cookie:
-            self.send_header("Set-Cookie", set_cookie)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+            self.answer(404, b"")
 
 
 @pytest.fixture
 def origin() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _CookieSite)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with handler_server(_CookieSite) as origin:
+        yield origin
 
 
 Fetched = dict[str, tuple[int | None, list[str]]]  # path -> (status, Cookie headers sent)

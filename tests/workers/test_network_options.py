@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,7 @@ import pytest
 from crawler.demo_site import ServedSite, SiteSpec, site_in_thread
 from storage import Outcome
 from tests.support.binaries import require_binary
+from tests.support.handler_server import QuietHandler, handler_server
 from tests.support.tinyproxy import TinyProxy
 from tests.support.tls_certs import TestPKI, make_pki
 from tests.workers.support import by_url, crawl, crawl_env, expected_crawl, records
@@ -238,40 +237,27 @@ def test_a_bad_proxy_is_a_usage_error_naming_the_setting(
 # --- credentials from netrc --------------------------------------------------------------------
 
 
-class _GuardedPage(BaseHTTPRequestHandler):
+class _GuardedPage(QuietHandler):
     def do_GET(self) -> None:
         wanted = "Basic " + base64.b64encode(b"reader:books").decode()
         status = 200 if self.headers.get("Authorization") == wanted else 401
-        body = b"<html>shelf</html>"
-        self.send_response(status)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+        self.answer(status, b"<html>shelf</html>")
 
 
 @pytest.mark.parametrize(("proxy", "status"), [("env", 200), ("none", 401)])
 def test_netrc_credentials_are_sent_under_proxy_env_as_wget_does(
     workdir: Path, proxy: str, status: int
 ) -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _GuardedPage)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        netrc = workdir / "netrc"
-        netrc.write_text("machine 127.0.0.1 login reader password books\n")
-        netrc.chmod(0o600)
+    netrc = workdir / "netrc"
+    netrc.write_text("machine 127.0.0.1 login reader password books\n")
+    netrc.chmod(0o600)
+    with handler_server(_GuardedPage) as origin:
         seeds = workdir / "seeds.txt"
-        seeds.write_text(f"http://127.0.0.1:{server.server_address[1]}/shelf\n")
+        seeds.write_text(f"{origin}/shelf\n")
         done = crawl(
             "run", seeds, "--out", workdir / "out", "--workers", "1", "--no-robots",
             "--no-progress", "--proxy", proxy, cwd=workdir, env=crawl_env(NETRC=str(netrc)),
         )
         assert done.returncode == 0, done.stderr
-    finally:
-        server.shutdown()
-        server.server_close()
     (record,) = records(workdir / "out")
     assert record.status == status

@@ -4,14 +4,13 @@ a sitemap index, a gzipped sitemap and a plain one, with robots.txt and scope st
 from __future__ import annotations
 
 import gzip
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from storage import Outcome
+from tests.support.handler_server import QuietHandler, handler_server
 from tests.workers.support import by_url, crawl, records
 
 NS = 'xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"'
@@ -46,14 +45,11 @@ REDIRECTS = {"/maps/moved.xml": "/maps/c.txt"}
 ORPHAN_PAGE = b'<html><body><a href="/from-orphan.html">next</a></body></html>'
 
 
-class _SiteHandler(BaseHTTPRequestHandler):
+class _SiteHandler(QuietHandler):
     def do_GET(self) -> None:
         origin = f"http://127.0.0.1:{self.server.server_address[1]}"
         if self.path in REDIRECTS:
-            self.send_response(301)
-            self.send_header("Location", REDIRECTS[self.path])
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+            self.answer(301, b"", Location=REDIRECTS[self.path])
             return
         content_type, body = ROUTES.get(self.path, ("text/html", b""))
         if self.path not in ROUTES:
@@ -64,26 +60,13 @@ class _SiteHandler(BaseHTTPRequestHandler):
         body = body.replace(b"{origin}", origin.encode())
         if self.path.endswith(".gz"):
             body = gzip.compress(body)
-        self.send_response(200)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+        self.answer(200, body, content_type)
 
 
 @pytest.fixture
 def origin() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _SiteHandler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with handler_server(_SiteHandler) as origin:
+        yield origin
 
 
 def run(origin: str, workdir: Path, *args: str) -> dict[str, Outcome]:

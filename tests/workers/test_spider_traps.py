@@ -4,41 +4,25 @@ path with a page whose relative link `a/` leads one level deeper, for ever."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from storage import Outcome
+from tests.support.handler_server import QuietHandler, handler_server
 from tests.workers.support import crawl, records
 
 
-class _TrapHandler(BaseHTTPRequestHandler):
+class _TrapHandler(QuietHandler):
     def do_GET(self) -> None:
-        body = b'<html><body><a href="a/">deeper</a> <a href="/">home</a></body></html>'
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+        self.answer(200, b'<html><body><a href="a/">deeper</a> <a href="/">home</a></body></html>')
 
 
 @pytest.fixture
 def trap_origin() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _TrapHandler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with handler_server(_TrapHandler) as origin:
+        yield origin
 
 
 def trap_crawl(origin: str, workdir: Path, *args: str) -> tuple[list[str], dict[str, object]]:
