@@ -8,6 +8,7 @@ import pytest
 
 from tests.support.binaries import require_binary
 from tests.support.redis_server import RedisServer
+from tests.support.tinyproxy import TinyProxy
 
 
 @pytest.fixture(scope="session")
@@ -30,3 +31,14 @@ def own_redis_server() -> Iterator[RedisServer]:
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture
+def tinyproxy() -> Iterator[TinyProxy]:
+    """A real tinyproxy of this test's own (its log shows what it was asked for)."""
+    proxy = TinyProxy(require_binary("tinyproxy"))
+    proxy.start()
+    try:
+        yield proxy
+    finally:
+        proxy.close()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +16,6 @@ from crawler.http import (
     ClientSession,
     TCPConnector,
 )
-from tests.support.binaries import require_binary
 from tests.support.origin_server import OriginServer
 from tests.support.ports import free_port
 from tests.support.recording_proxy import RecordingProxy
@@ -51,16 +50,6 @@ async def origin() -> AsyncIterator[OriginServer]:
 async def tls_origin(pki: TestPKI) -> AsyncIterator[OriginServer]:
     async with OriginServer(ssl_context=pki.server_context()) as server:
         yield server
-
-
-@pytest.fixture
-def tinyproxy() -> Iterator[TinyProxy]:
-    proxy = TinyProxy(require_binary("tinyproxy"))
-    proxy.start()
-    try:
-        yield proxy
-    finally:
-        proxy.close()
 
 
 @pytest.fixture

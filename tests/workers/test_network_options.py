@@ -12,7 +12,6 @@ import pytest
 
 from crawler.demo_site import ServedSite, SiteSpec, site_in_thread
 from storage import Outcome
-from tests.support.binaries import require_binary
 from tests.support.handler_server import QuietHandler, handler_server
 from tests.support.tinyproxy import TinyProxy
 from tests.support.tls_certs import TestPKI, make_pki
@@ -36,16 +35,6 @@ def https_site(pki: TestPKI) -> Iterator[ServedSite]:
 def http_site() -> Iterator[ServedSite]:
     with site_in_thread(SPEC) as served:
         yield served
-
-
-@pytest.fixture
-def tinyproxy() -> Iterator[TinyProxy]:
-    proxy = TinyProxy(require_binary("tinyproxy"))
-    proxy.start()
-    try:
-        yield proxy
-    finally:
-        proxy.stop()
 
 
 def run_crawl(
