@@ -39,6 +39,7 @@ def _crawl_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--out", type=click.Path(file_okay=False), help=setting_help("out")),
         click.option("--redis", metavar="URL", help=setting_help("redis")),
         click.option("--job", metavar="NAME", help=setting_help("job")),
+        click.option("--partitions", type=int, metavar="N", help=setting_help("partitions")),
         click.option("--concurrency", type=int, metavar="N", help=setting_help("concurrency")),
         click.option("--per-host", type=int, metavar="N", help=setting_help("per_host")),
         click.option("--delay", type=float, metavar="S", help=setting_help("delay")),

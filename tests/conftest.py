@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.binaries import require_binary
+from tests.support.redis_cluster import RedisClusterServers
 from tests.support.redis_server import RedisServer
 from tests.support.tinyproxy import TinyProxy
 
@@ -42,3 +43,14 @@ def tinyproxy() -> Iterator[TinyProxy]:
         yield proxy
     finally:
         proxy.close()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterServers]:
+    """A real Redis Cluster of three nodes for the whole test session."""
+    cluster = RedisClusterServers(require_binary("redis-server"), require_binary("redis-cli"))
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.close()

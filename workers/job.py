@@ -40,6 +40,7 @@ def frontier_settings(settings: Settings) -> FrontierSettings:
         per_host_limit=settings.per_host,
         per_host_delay=settings.delay,
         max_pages=settings.max_pages,
+        partitions=settings.partitions,
         scope=ScopeRules(
             allowed_domains=settings.allow_domains,
             include=settings.include,

@@ -41,6 +41,7 @@ class Seeded:
     duplicates: int
     rejected: list[tuple[str, str]]  # (url, reason)
     changed: list[str]  # the job's settings this run changed, as "name old -> new"
+    kept: list[str] = dataclasses.field(default_factory=list)  # job-defining ones it could not
 
 
 async def seed_job(settings: Settings, seeds: list[str], *, recrawl: bool = False) -> Seeded:
@@ -55,7 +56,7 @@ async def seed_job(settings: Settings, seeds: list[str], *, recrawl: bool = Fals
     forgotten, files and records stay), so every URL is fetched again: conditionally, from
     the validators its record kept.
     """
-    from crawler.frontier import open_frontier
+    from crawler.frontier import JOB_DEFINING, open_frontier
 
     target = frontier_target(settings)
     wanted = frontier_settings(settings)
@@ -84,7 +85,13 @@ async def seed_job(settings: Settings, seeds: list[str], *, recrawl: bool = Fals
             # leases left by a killed earlier run can come back at once instead of timing out.
             await frontier.recover_leases()
         changed = settings_changes(before, frontier.settings)
-        return Seeded(result.added, result.duplicates, list(result.rejected), changed)
+        kept = [
+            f"{name} stays {getattr(frontier.settings, name)} (not {getattr(wanted, name)}): "
+            "fixed when the job was created"
+            for name in JOB_DEFINING
+            if getattr(wanted, name) != getattr(frontier.settings, name)
+        ]
+        return Seeded(result.added, result.duplicates, list(result.rejected), changed, kept)
     finally:
         await frontier.close()
 
@@ -187,6 +194,8 @@ def _seed(settings: Settings, seeds: list[str], recrawl: bool) -> None:
     seeded = asyncio.run(seed_job(settings, seeds, recrawl=recrawl))
     for url, reason in seeded.rejected:
         click.echo(f"seed not added: {url}: {reason}", err=True)
+    for line in seeded.kept:
+        click.echo(f"job {settings.job!r}: {line}", err=True)
     if seeded.changed:
         click.echo(
             f"job {settings.job!r}: settings changed since its last run: "

@@ -81,6 +81,14 @@ class Settings:
             integer(0), "worker processes on this machine (0: only enqueue seeds; default: cores)"
         ),
     )
+    partitions: int = field(
+        default=1,
+        metadata=_meta(
+            integer(1, 16384),
+            "Redis key partitions of a new job, spread over a Redis Cluster's nodes "
+            "(fixed when the job is created)",
+        ),
+    )
     concurrency: int = field(
         default=64, metadata=_meta(integer(1), "concurrent fetches per worker process")
     )

@@ -202,8 +202,11 @@ def redis_url(value: Any) -> str | None:
         return None
     url = _text(value)
     parts = urlsplit(url)
-    if parts.scheme not in {"redis", "rediss", "unix"}:
-        raise ValueError("expected a redis://, rediss:// or unix:// URL")
+    if parts.scheme not in {"redis", "rediss", "unix", "redis+cluster", "rediss+cluster"}:
+        raise ValueError(
+            "expected a redis://, rediss://, unix:// or (a Redis Cluster node) "
+            "redis+cluster:// URL"
+        )
     if parts.scheme != "unix" and not parts.hostname:
         raise ValueError("the Redis URL has no host")
     if _CONTROL.search(url):

@@ -15,7 +15,7 @@ from .base import FrontierBase
 from .errors import FrontierConfigError, FrontierError, FrontierUnavailable
 from .factory import open_frontier
 from .protocol import Frontier
-from .settings import FrontierSettings
+from .settings import JOB_DEFINING, FrontierSettings
 from .sqlite_backend import SqliteFrontier
 from .task import (
     Ack,
@@ -30,6 +30,7 @@ from .task import (
 )
 
 __all__ = [
+    "JOB_DEFINING",
     "Ack",
     "AddResult",
     "FinalRecord",

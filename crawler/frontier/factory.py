@@ -10,7 +10,7 @@ from .settings import FrontierSettings
 
 __all__ = ["open_frontier"]
 
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
 
 
 async def open_frontier(
@@ -19,7 +19,8 @@ async def open_frontier(
     settings: FrontierSettings | None = None,
     **redis_options: Any,
 ) -> FrontierBase:
-    """A Redis frontier for redis://, rediss:// (TLS) or unix:// URLs, else a SQLite file.
+    """A Redis frontier for redis://, rediss:// (TLS) or unix:// URLs (redis+cluster:// or
+    rediss+cluster:// for a Redis Cluster, any node's address), else a SQLite file.
 
     `settings` None joins an existing job with its stored settings (or creates one with the
     defaults); given settings are stored for a new job, and for an existing one replace the

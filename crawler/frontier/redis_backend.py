@@ -64,13 +64,25 @@ RIDE_OUT_SECONDS = 2.75
 
 def redis_client(url: str, **options: Any) -> aioredis.Redis:
     """A client for redis://, rediss:// (TLS) and unix:// URLs, passwords included, that
-    retries dropped connections (a server restart) for a few seconds before giving up."""
+    retries dropped connections (a server restart) for a few seconds before giving up.
+
+    redis+cluster:// and rediss+cluster:// name any node of a Redis Cluster: the client is a
+    `RedisCluster`, which finds the others and sends each partition's keys to its node."""
     options.setdefault("socket_connect_timeout", 5)
     options.setdefault("socket_timeout", 30)
     options.setdefault("health_check_interval", 30)
     options.setdefault("retry", _Retry())
     options.setdefault("retry_on_error", [RedisConnectionError])
+    scheme, _, rest = url.partition("://")
+    if scheme in CLUSTER_SCHEMES:
+        from redis.asyncio.cluster import RedisCluster
+
+        plain = f"{scheme.removesuffix('+cluster')}://{rest}"
+        return RedisCluster.from_url(plain, **options)  # type: ignore[return-value]
     return aioredis.Redis.from_url(url, **options)
+
+
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 
 
 class _Retry(Retry):
@@ -139,7 +151,12 @@ def _store_call(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
 
 
 def _where(client: aioredis.Redis) -> str:
-    kwargs = client.connection_pool.connection_kwargs
+    """The server, for error messages ("host:port", a socket path, or a cluster's node)."""
+    pool = getattr(client, "connection_pool", None)
+    if pool is None:  # a RedisCluster client: it has nodes, not one pool
+        node = getattr(client, "get_default_node", lambda: None)()
+        return f"cluster {node.host}:{node.port}" if node is not None else "cluster"
+    kwargs = pool.connection_kwargs
     return kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
 
 
@@ -158,6 +175,7 @@ class RedisFrontier(FrontierBase):
         super().__init__(job, settings)
         self._client = client
         self._owns_client = owns_client
+        self._cluster = not hasattr(client, "connection_pool")  # a RedisCluster client
         self._job_keys = JobKeys(job)
         self._parts = [PartitionKeys(job, p) for p in range(settings.partitions)]
         self._dedupe_mode = dedupe_mode
@@ -343,6 +361,10 @@ class RedisFrontier(FrontierBase):
             except NoScriptError:
                 await self._load_scripts()
                 return [await self._client.evalsha(script.sha, len(keys), *keys, *args)]
+        if self._cluster:
+            # A Cluster client refuses EVALSHA in a pipeline (each partition may live on
+            # another node): one call after the other, in order, so links still land first.
+            return [(await self._run_scripts([call]))[0] for call in calls]
         async with self._client.pipeline(transaction=False) as pipe:
             for script, keys, args in calls:
                 pipe.evalsha(script.sha, len(keys), *keys, *args)

@@ -1,6 +1,6 @@
 """The stores every conformance test runs on: SQLite, SQLite in a file of the older layout
-(tasks keyed by fingerprint), fakeredis (with Lua), redis-server, and redis-server over TLS
-with a password (rediss://).
+(tasks keyed by fingerprint), fakeredis (with Lua), redis-server, redis-server over TLS with a
+password (rediss://), and a Redis Cluster of three nodes (a `RedisCluster` client).
 
 `backend.open(settings)` opens another frontier on the same job and store (another "worker"),
 so multi-worker behaviour is tested the same way on each backend. Every test gets its own job
@@ -20,6 +20,7 @@ from typing import Any
 
 import fakeredis
 import pytest
+from redis.asyncio.cluster import RedisCluster
 
 from crawler.frontier import FrontierBase, FrontierSettings, RedisFrontier, SqliteFrontier
 from tests.support.binaries import require_binary
@@ -27,7 +28,7 @@ from tests.support.ports import wait_for_port
 from tests.support.redis_server import RedisServer
 from tests.support.tls_certs import TestPKI, make_pki
 
-BACKENDS = ("sqlite", "sqlite-fp-keyed", "fakeredis", "redis", "redis-tls")
+BACKENDS = ("sqlite", "sqlite-fp-keyed", "fakeredis", "redis", "redis-tls", "redis-cluster")
 # How frontier files made before tasks were stored in queue order keep their tasks: a file
 # created with this table keeps it (the schema only creates what is missing).
 FP_KEYED_TASKS = """
@@ -129,7 +130,7 @@ def new_job() -> str:
 @pytest.fixture(params=BACKENDS)
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
     job = new_job()
-    clients: list[fakeredis.FakeAsyncRedis] = []
+    clients: list[fakeredis.FakeAsyncRedis | RedisCluster] = []
     if request.param.startswith("sqlite"):
         path = tmp_path / "frontier.sqlite"
         if request.param == "sqlite-fp-keyed":
@@ -149,6 +150,15 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
             return await RedisFrontier.open(client, job, settings)
 
         made = Backend("fakeredis", job, None, open_fake)
+    elif request.param == "redis-cluster":
+        cluster = request.getfixturevalue("redis_cluster")
+
+        async def open_cluster(settings: FrontierSettings | None, job: str) -> FrontierBase:
+            client = RedisCluster(host=cluster.host, port=cluster.port)
+            clients.append(client)
+            return await RedisFrontier.open(client, job, settings)
+
+        made = Backend("redis-cluster", job, None, open_cluster)
     else:
         fixture = "redis_server" if request.param == "redis" else "tls_redis_server"
         redis_server = request.getfixturevalue(fixture)
@@ -163,7 +173,11 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     finally:
         for frontier in made.opened:
             await frontier.close()
-        if made.name.startswith("redis"):
+        if made.name == "redis-cluster":
+            for job in made.jobs:
+                async with await made._open(None, job) as leftover:
+                    await leftover.clear()
+        elif made.name.startswith("redis"):
             for job in made.jobs:
                 async with await RedisFrontier.open(made.target, job, **made.options) as leftover:
                     await leftover.clear()
