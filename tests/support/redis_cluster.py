@@ -69,6 +69,13 @@ class RedisClusterServers:
         return self.nodes[0].port
 
     def start(self) -> None:
+        try:
+            self._start()
+        except BaseException:
+            self.close()  # no node may outlive a cluster that did not come up
+            raise
+
+    def _start(self) -> None:
         for node in self.nodes:
             node.start()
         addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
