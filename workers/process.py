@@ -35,6 +35,7 @@ from crawler.http import (
     ServerFingerprintMismatch,
     TCPConnector,
 )
+from crawler.http.tls import trusting_context
 from storage import RateLimit, Store
 from workers.job import PROGRESS_DIR, SETTINGS_ENV, frontier_settings, frontier_target
 from workers.progress import CrawlCounters
@@ -110,10 +111,7 @@ def tls_setting(settings: Settings) -> bool | ssl.SSLContext:
         return False
     if settings.ca_file is None:
         return True
-    context = ssl.create_default_context()
-    context.load_verify_locations(cafile=str(settings.ca_file))
-    context.set_alpn_protocols(["http/1.1"])
-    return context
+    return trusting_context(str(settings.ca_file))
 
 
 def robots_fetcher(session: ClientSession):  # type: ignore[no-untyped-def]

@@ -131,7 +131,6 @@ def _netrc_path_for(configured: str | bytes | None, home: str | bytes | None) ->
     return None if path.startswith("~") else path  # no home directory to speak of
 
 
-# path -> (size, inode, mtime of the file parsed, what it gave: None when it was unreadable)
 # How long what was found at a netrc path is trusted before the file is looked at again: a
 # stat (2 µs, most of what asking costs) per request is not worth it for a file that changes
 # once in a blue moon; an edit is still seen within this much time.

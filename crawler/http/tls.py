@@ -23,7 +23,7 @@ import ssl
 
 from crawler.http.errors import ServerFingerprintMismatch
 
-__all__ = ["Fingerprint", "SSLSetting", "resolve_ssl", "ssl_context_for"]
+__all__ = ["Fingerprint", "SSLSetting", "resolve_ssl", "ssl_context_for", "trusting_context"]
 
 _SHA256_SIZE = hashlib.sha256().digest_size
 _WEAK_DIGESTS = {
@@ -147,6 +147,14 @@ def _verified_context(cert_file: str | None, cert_dir: str | None) -> ssl.SSLCon
     # create_default_context reads SSL_CERT_FILE / SSL_CERT_DIR itself; the arguments only key
     # the cache.
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    context.set_alpn_protocols(_ALPN)
+    return context
+
+
+def trusting_context(ca_file: str) -> ssl.SSLContext:
+    """A verifying context (as `ssl=True` gives) that also trusts the CAs in `ca_file`."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    context.load_verify_locations(cafile=ca_file)
     context.set_alpn_protocols(_ALPN)
     return context
 
