@@ -72,6 +72,10 @@ UNSTORED_BODY_LIMIT = 8 << 20
 # page, gzip included); a longer one in a thread, as reading and gzipping it takes a while.
 WARC_INLINE_BYTES = 64 << 10
 
+# A refused body (`accept`) known to be at most this long is read and dropped, so its
+# connection goes back to the pool: cheaper than a new connection; a longer one closes it.
+DRAIN_REFUSED_BYTES = 64 << 10
+
 ProgressCallback = Callable[[int, int | None], None]
 """Called as bytes arrive: (bytes of the file so far, expected total or None)."""
 
@@ -282,6 +286,7 @@ class _Download:
             if self.accept is not None and 200 <= resp.status < 300:
                 content_type = resp.headers.get("Content-Type")
                 if not self.accept(content_type):
+                    await _drain_if_small(resp)
                     await self._drop_part()
                     self.record.error = f"Content-Type {content_type} not accepted"
                     self._finish(Outcome.SKIPPED)
@@ -693,6 +698,19 @@ def _expected_size(resp: Any, decision: Decision, start: int, decoded: bool) -> 
         length = int_header(resp.headers.get("Content-Length"))
         return None if length is None else start + length
     return decision.total_length
+
+
+async def _drain_if_small(resp: Any) -> None:
+    """Read and drop a body we will not keep when it is short (`DRAIN_REFUSED_BYTES`), so the
+    connection is reused; a failure here only means it is closed instead, as a long one is."""
+    length = resp.content_length
+    if length is None or length > DRAIN_REFUSED_BYTES:
+        return
+    try:
+        async for _ in resp.content.iter_any():
+            pass
+    except Exception:  # the record says why the body was refused, not why draining failed
+        return
 
 
 def _file_size(path: str | Path) -> int:

@@ -200,9 +200,10 @@ class Worker:
 
     async def _pages_left(self) -> int | None:
         """How many more URLs the job's page budget (`max_pages`) lets us lease; None: no
-        budget. Finished URLs and those leased (by any worker) count: read just before each
-        lease, so one worker stops exactly at the budget, and several at most a lease batch
-        each past it when they ask at the same moment."""
+        budget. Finished URLs and those leased (by any worker) count. The frontier's lease
+        enforces the budget exactly; this read, just before each lease, tells the worker when
+        it is spent (so it ends instead of polling) and bounds a Redis job of several
+        partitions, whose scripts each see one partition's counts."""
         budget = self.frontier.settings.max_pages
         if budget is None:
             return None

@@ -306,6 +306,10 @@ class RedisFrontier(FrontierBase):
         start = self._cursor
         self._cursor = (self._cursor + 1) % count
         lease_ms = int(s.lease_seconds * 1000)
+        # The page budget is checked inside the script, exactly, where one partition holds
+        # the job; over several, each script sees only its own counts, so the workers' own
+        # check before each lease (workers.worker) is what bounds it there.
+        budget = s.max_pages if s.max_pages is not None and count == 1 else -1
         for step in range(count):
             part = self._parts[(start + step) % count]
             args = [
@@ -315,6 +319,7 @@ class RedisFrontier(FrontierBase):
                 int(s.per_host_delay * 1000),
                 RECLAIM_PER_LEASE,
                 worker,
+                budget,
             ]
             (reply,) = await self._run_scripts([(LEASE, part.script_keys, args)])
             deadline = (int(reply[0]) + lease_ms) / 1000

@@ -145,7 +145,9 @@ end
     .replace("@BLOOM@", BLOOM)
 )
 
-# ARGV: P, limit, max_attempts, n, lease_ms, delay_ms, reclaim_max, worker
+# ARGV: P, limit, max_attempts, n, lease_ms, delay_ms, reclaim_max, worker, budget
+# budget: the job's max_pages, or -1 for none; URLs leased and finished (done, failed, dead)
+# count against it, read inside the script, so concurrent leases never go past it.
 # -> {now_ms, fp1, row1, fp2, row2, ...}
 LEASE = Script(
     "lease",
@@ -161,6 +163,13 @@ reclaim(now, now, max_attempts, reclaim_max, touched)
 wake(now, reclaim_max, touched)
 for h in pairs(touched) do refresh(h, limit) end
 redis.call('HSET', K_WORKERS, ARGV[8], now)
+local budget = tonumber(ARGV[9])
+if budget >= 0 then
+  local st = redis.call('HMGET', K_STATS, 'leased', 'done', 'failed', 'dead')
+  local used = num(st[1]) + num(st[2]) + num(st[3]) + num(st[4])
+  used = used + (counts['leased'] or 0) + (counts['dead'] or 0)  -- this call's reclaims
+  if budget - used < n then n = math.max(0, budget - used) end
+end
 
 local deadline = now + lease_ms
 local taken = 0

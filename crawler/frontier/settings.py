@@ -48,8 +48,9 @@ class FrontierSettings:
     partitions: int = 1
     sort_query: bool = False
     scope: ScopeRules = field(default_factory=ScopeRules)
-    # The job's page budget: workers lease no more once this many URLs are finished (done,
-    # failed, dead) or leased. Enforced by the workers (`workers.worker`), not by the stores.
+    # The job's page budget: no more leases once this many URLs are finished (done, failed,
+    # dead) or leased. Enforced by `lease` inside the store's transaction or script, so any
+    # number of workers stop exactly at it (a Redis job of several partitions: see _lease).
     max_pages: int | None = None
 
     def __post_init__(self) -> None:

@@ -97,6 +97,8 @@ _COUNTER_NAMES = {
     "failed": "failed", "dead": "dead", "added": "added", "dupes": "duplicates",
     "scope": "out_of_scope", "retried": "retried", "expired": "expired",
 }  # fmt: skip
+# What a URL's lease or end takes from the job's page budget (skipped URLs were never fetched).
+_BUDGET_COUNTERS = ("leased", "done", "failed", "dead")
 _FINAL_STATES = {SKIPPED: FinalState.SKIPPED, FAILED: FinalState.FAILED, DEAD: FinalState.DEAD}
 _KIND_STATE = {SettleKind.DONE: DONE, SettleKind.SKIPPED: SKIPPED, SettleKind.FAILED: FAILED}
 
@@ -382,6 +384,7 @@ class SqliteStore:
             self._reclaim(now, now, RECLAIM_PER_LEASE, touched)
             self._wake(now, touched)
             self._refresh(touched)
+            n = self._within_budget(n)
             deadline = now + s.lease_seconds
             while len(tasks) < n:
                 hosts = self.db.execute(
@@ -403,6 +406,16 @@ class SqliteStore:
                     self._refresh((host,))
             self._flush_counts()
         return tasks
+
+    def _within_budget(self, n: int) -> int:
+        """`n`, or fewer where the job's page budget (`max_pages`) has less room: it counts
+        the URLs leased and finished (done, failed, dead), read inside this write
+        transaction, so however many workers lease at once none goes past it."""
+        budget = self.settings.max_pages
+        if budget is None:
+            return n
+        used = sum(self._counter(name) + self._counts[name] for name in _BUDGET_COUNTERS)
+        return max(0, min(n, budget - used))
 
     def _lease_host(
         self,

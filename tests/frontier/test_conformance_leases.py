@@ -177,3 +177,26 @@ async def test_renew_by_a_worker_whose_lease_was_reclaimed_extends_nothing(
     assert await slow.renew([task]) == set(), "the slow worker's lease is gone"
     assert await fast.renew([again]) == {again.id}
     assert await fast.renew([again.id]) == {again.id}  # by id: its own lease, known here
+
+
+async def test_the_page_budget_holds_however_many_workers_lease_at_once(
+    backend: Backend,
+) -> None:
+    budgeted = SHORT.replace(lease_seconds=30, max_pages=10)
+    workers = [await backend.open(budgeted) for _ in range(3)]
+    await workers[0].add([f"http://h{i % 4}.test/{i}" for i in range(40)])
+    batches = await asyncio.gather(*(w.lease(8, f"w{i}") for i, w in enumerate(workers)))
+    assert sum(len(batch) for batch in batches) == 10
+    holder = {task.id: w for w, batch in zip(workers, batches, strict=True) for task in batch}
+    leased = [task for batch in batches for task in batch]
+    # Finished URLs keep their place in the budget: acking frees nothing.
+    for task in leased[:4]:
+        assert await holder[task.id].ack(task)
+    assert await workers[1].lease(8, "w1") == []
+    # A retry hands its URL back to the queue, and with it its place.
+    assert await holder[leased[5].id].retry(leased[5], 0, "503")
+    (again,) = await workers[2].lease(8, "w2")
+    assert await workers[0].lease(8, "w0") == []
+    stats = await workers[0].stats()
+    assert (stats.done, stats.leased, stats.queued) == (4, 6, 30)
+    assert again.id not in {task.id for task in leased[:4]}

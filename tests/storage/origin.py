@@ -78,6 +78,9 @@ class Resource:
     send_length: bool = True
     # Ignore If-Range (answer 206 even when the validator changed), like a broken server.
     ignore_if_range: bool = False
+    # Seconds between the head and the body, as over a slow link: the client has decided
+    # what to do with the answer before any of its body arrives.
+    pause_before_body: float = 0.0
 
 
 @dataclass
@@ -102,6 +105,7 @@ class Origin:
         self.on_request: Callable[[SeenRequest], None] | None = None
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.StreamWriter] = set()
+        self.connections_accepted = 0
         self.port = 0
 
     def url(self, path: str) -> str:
@@ -120,6 +124,7 @@ class Origin:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._connections.add(writer)
+        self.connections_accepted += 1
         try:
             while True:
                 try:
@@ -204,6 +209,9 @@ class Origin:
         elif res.send_length:
             headers.append(("Content-Length", str(end - start)))
         writer.write(_head(status, headers))
+        if res.pause_before_body:
+            await writer.drain()
+            await asyncio.sleep(res.pause_before_body)
         sent = 0
         for piece in res.body.pieces(start, end):
             if drop is not None and sent + len(piece) >= drop:

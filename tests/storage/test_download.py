@@ -11,7 +11,7 @@ import pytest
 
 from crawler.http import _splice
 from storage import DownloadError, Outcome, Store, download, fetch_page, read_records
-from storage.fetch import SMALL_BODY_BYTES
+from storage.fetch import DRAIN_REFUSED_BYTES, SMALL_BODY_BYTES
 from storage.resume import load_state, state_path_for
 from storage.sink import part_path_for
 from tests.storage.origin import Body, Origin, Resource
@@ -611,3 +611,26 @@ async def test_no_state_file_outlives_its_part(session, origin: Origin, store: S
     assert record.outcome is Outcome.STORED and record.resumed_from > 0
     assert not part_path_for(final).exists()
     assert not state_path_for(part_path_for(final)).exists()
+
+
+# --- refused by its type (accept=) ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(("size", "connections"), [(DRAIN_REFUSED_BYTES, 1), (8 * MiB, 2)])
+async def test_a_refused_short_body_is_drained_so_its_connection_is_reused(
+    session, origin: Origin, store: Store, size: int, connections: int
+):
+    # The body comes after a pause, so it is still to arrive when the type is refused.
+    origin.resources["/refused.bin"] = Resource(Body(size, seed=70), pause_before_body=0.1)
+    origin.resources["/next.bin"] = Resource(Body(500, seed=71))
+    record, data = await fetch_page(
+        session, origin.url("/refused.bin"), store, accept=lambda _type: False
+    )
+    assert record.outcome is Outcome.SKIPPED and data is None
+    assert record.error == "Content-Type application/octet-stream not accepted"
+    assert record.received == 0
+    assert not list(store.out_dir.joinpath("files").rglob("refused.bin*"))
+    record, data = await fetch_page(session, origin.url("/next.bin"), store)
+    assert record.outcome is Outcome.STORED and data == Body(500, seed=71).bytes()
+    # Short: read to its end and the connection reused; longer: that connection was closed.
+    assert origin.connections_accepted == connections

@@ -62,18 +62,26 @@ def test_one_worker_stops_at_the_budget_and_a_later_run_goes_on(
         assert {record.url for record in found} == expected.urls
 
 
-def test_several_workers_stop_near_the_budget(workdir: Path) -> None:
-    # Two processes that read the budget at the same moment each lease up to what they can
-    # hold (concurrency 8 + 2 queued ahead): that is the most the crawl may go past it.
+@pytest.mark.parametrize("frontier", ["sqlite", "redis"])
+def test_several_workers_stop_exactly_at_the_budget(
+    workdir: Path, frontier: str, request: pytest.FixtureRequest
+) -> None:
+    # Three processes leasing at the same moments: the frontier checks the budget inside the
+    # lease (SQLite's write transaction, the Redis script), so none of them goes past it.
+    extra: list[str] = []
+    if frontier == "redis":
+        server: RedisServer = request.getfixturevalue("clean_redis")
+        extra = ["--redis", server.url, "--job", "budget-shared"]
     with site_in_thread(SPEC) as served:
         seeds = workdir / "seeds.txt"
         seeds.write_text("\n".join(served.seeds) + "\n")
         budget_run(
-            workdir, seeds, "--workers", "2", "--max-pages", "30", "--concurrency", "8"
-        )
+            workdir, seeds, "--workers", "3", "--max-pages", "30", "--concurrency", "8",
+            *extra,
+        )  # fmt: skip
         found = records(workdir / "out")
         assert duplicates(found) == {}
-        assert 30 <= len(found) <= 30 + 10
+        assert len(found) == 30
 
 
 def test_a_bad_budget_is_a_usage_error(workdir: Path) -> None:
