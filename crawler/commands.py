@@ -184,7 +184,8 @@ def worker(**options: Any) -> None:
     settings = _settings(_robots_flag(options))
     from workers.process import run_worker_process
 
-    sys.exit(run_worker_process(settings, index=int(os.environ.get("CRAWL_WORKER_INDEX", "0"))))
+    index = int(os.environ.get("CRAWL_WORKER_INDEX", "0"))
+    sys.exit(run_worker_process(settings, index=index, report=True))
 
 
 @main.command()

@@ -38,7 +38,7 @@ from crawler.http import (
 from crawler.http.tls import trusting_context
 from storage import RateLimit, Store
 from workers.job import PROGRESS_DIR, SETTINGS_ENV, frontier_settings, frontier_target
-from workers.progress import CrawlCounters
+from workers.progress import CrawlCounters, ProgressReporter
 from workers.worker import Worker, WorkerExit, WorkerOptions
 
 if TYPE_CHECKING:
@@ -55,6 +55,8 @@ __all__ = [
 ]
 
 ROBOTS_BYTES = 512 * 1024
+# How often a worker reads the frontier's backlog for its progress counters.
+BACKLOG_EVERY_S = 1.0
 # Cycle collection while a worker runs (see `_crawl_gc`): generation 0, 1, 2 thresholds.
 GC_THRESHOLDS = (10_000, 20, 20)
 
@@ -129,14 +131,18 @@ def robots_fetcher(session: ClientSession):  # type: ignore[no-untyped-def]
     return fetch
 
 
-def run_worker_process(settings: Settings, *, index: int = 0) -> int:
-    """Run one worker until the job is finished or a signal stops it; returns the exit code."""
+def run_worker_process(settings: Settings, *, index: int = 0, report: bool = False) -> int:
+    """Run one worker until the job is finished or a signal stops it; returns the exit code.
+
+    `report`: show this process's own progress and summary (`crawl worker`, run by a user or
+    a container); the workers `crawl run` starts report to it instead.
+    """
     with _crawl_gc():
         try:
             import uvloop  # type: ignore[import-not-found]
         except ImportError:
-            return asyncio.run(_main(settings, index))
-        return uvloop.run(_main(settings, index))
+            return asyncio.run(_main(settings, index, report))
+        return uvloop.run(_main(settings, index, report))
 
 
 @contextlib.contextmanager
@@ -159,9 +165,10 @@ def _crawl_gc() -> Iterator[None]:
         gc.unfreeze()
 
 
-async def _main(settings: Settings, index: int) -> int:
+async def _main(settings: Settings, index: int, report: bool) -> int:
     name = f"{socket.gethostname()}-{os.getpid()}"
     counters = CrawlCounters()
+    reporter = _own_reporter(settings, counters) if report else None
     metrics = None
     if settings.metrics_port is not None:
         # prometheus_client is imported only by workers that serve metrics.
@@ -222,19 +229,51 @@ async def _main(settings: Settings, index: int) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
     snapshots = asyncio.create_task(_publish_snapshots(counters, settings.out, name))
+    backlog = asyncio.create_task(_track_backlog(frontier, counters))
+    reports = asyncio.create_task(reporter.run()) if reporter is not None else None
+    code = WorkerExit.INTERRUPTED
     try:
         code = await worker.run()
     finally:
-        snapshots.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await snapshots
+        for task in (snapshots, backlog, reports):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         _write_snapshot(counters, settings.out, name)
+        if reporter is not None:
+            reporter.finish(interrupted=code is WorkerExit.INTERRUPTED)
         await session.close()
         await frontier.close()
         store.close()
         if metrics is not None:
             metrics.close()
     return int(code)
+
+
+def _own_reporter(settings: Settings, counters: CrawlCounters) -> ProgressReporter:
+    """Progress of this process alone: log lines (or a live view on a terminal) and a summary,
+    where a container's log or the user's terminal shows them."""
+    return ProgressReporter(
+        counters.snapshot,
+        progress=settings.progress,
+        log_format=settings.log_format,
+        interval=settings.progress_interval,
+        stream=sys.stderr if not sys.stdout.isatty() else sys.stdout,
+    )
+
+
+async def _track_backlog(frontier: Frontier, counters: CrawlCounters) -> None:
+    """Each second, the frontier's backlog (URLs queued, by every worker of the job) into the
+    counters, for the progress view's "queued"."""
+    while True:
+        await asyncio.sleep(BACKLOG_EVERY_S)
+        try:
+            stats = await frontier.stats()
+        except Exception as exc:  # an outage: the worker's own calls report and ride it out
+            log.debug("backlog not read: %s", exc)
+            continue
+        counters.set_queued(stats.queued)
 
 
 async def _publish_snapshots(counters: CrawlCounters, out: Path, name: str) -> None:

@@ -22,10 +22,11 @@ is printed too, with its ratio to curl's whole run. Peak RSS: each contender run
 exec, so a child forked from this script would count its size); Python children also report
 their VmHWM at exit. Without /usr/bin/time, VmHWM is read from /proc/<pid>/status while the
 child runs (that polling slows a busy child a little). Best and median of --rounds; ratios are
-to curl's. Every contender runs --warmup times untimed first (cold binaries and libraries
-would otherwise slow whoever starts first). Our code runs with its bytecode compiled once
-beforehand, as an installed package has it (see _bytecode.py): the rivals never compile at
-start-up either.
+to curl's; "paired" is the median over rounds of curl's time over the contender's in the
+same round (steadier on a noisy machine). Every contender runs --warmup times untimed first
+(cold binaries and libraries would otherwise slow whoever starts first). Our code runs with
+its bytecode compiled once beforehand, as an installed package has it (see _bytecode.py): the
+rivals never compile at start-up either.
 """
 
 from __future__ import annotations
@@ -268,12 +269,18 @@ def main() -> None:
 
 
 def report(runs: dict[str, list[Run]], size: int) -> None:
-    """Best and median of the rounds per contender; ratios are to curl's best and median."""
+    """Best and median of the rounds per contender; ratios are to curl's best and median.
+
+    "paired" is the median, over rounds, of curl's time over the contender's in the same
+    round: each round runs every contender one after another, so a pair shares the machine's
+    state of that moment, and on a noisy machine this ratio moves less than best or median.
+    """
     best_curl = size / min(r.process_seconds for r in runs["curl"]) / 1e6
     median_curl = size / statistics.median(r.process_seconds for r in runs["curl"]) / 1e6
+    curl_times = [r.process_seconds for r in runs["curl"]]
     print(
         f"{'contender':10} {'MB/s':>8} {'vs curl':>8} {'median':>8} {'vs curl':>8} "
-        f"{'transfer MB/s':>14} {'vs curl':>8} {'peak RSS MiB':>13}"
+        f"{'paired':>7} {'transfer MB/s':>14} {'vs curl':>8} {'peak RSS MiB':>13}"
     )
     for name, figures in runs.items():
         rate = size / min(r.process_seconds for r in figures) / 1e6
@@ -285,9 +292,12 @@ def report(runs: dict[str, list[Run]], size: int) -> None:
         else:
             transfer = f"{'-':>14} {'-':>8}"
         peak = max(r.peak_rss for r in figures) / MiB
+        paired = statistics.median(
+            theirs / r.process_seconds for theirs, r in zip(curl_times, figures, strict=True)
+        )
         print(
             f"{name:10} {rate:8.0f} {rate / best_curl:7.2f}x {median:8.0f} "
-            f"{median / median_curl:7.2f}x {transfer} {peak:13.1f}"
+            f"{median / median_curl:7.2f}x {paired:6.2f}x {transfer} {peak:13.1f}"
         )
 
 

@@ -8,6 +8,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 import signal
 import subprocess
 import time
@@ -380,30 +381,39 @@ def test_mirror_from_a_list_resumes_a_partial_file_with_range(workdir: Path) -> 
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.parametrize("command", ["run", "worker"])
 @pytest.mark.parametrize("log_format", ["text", "json"])
 def test_progress_is_logged_every_interval_when_not_on_a_terminal(
-    workdir: Path, log_format: str
+    workdir: Path, log_format: str, command: str
 ) -> None:
+    # `crawl run` reports for its workers; `crawl worker` (a container's, another machine's)
+    # for itself. Both show the frontier's backlog as "queued" while the crawl goes on.
     out = workdir / "out"
     env = crawl_env(CRAWL_PROGRESS_INTERVAL="0.2")
-    with site_in_thread(SiteSpec(pages=300, hosts=2), latency=0.02) as served:
+    with site_in_thread(SiteSpec(pages=600, hosts=2), latency=0.02) as served:
         seeds = workdir / "seeds.txt"
         seeds.write_text("\n".join(served.seeds) + "\n")
-        done = crawl(
-            "run", seeds, "--out", out, "--workers", "1", "--per-host", "2",
-            "--log-format", log_format, cwd=workdir, env=env,
-        )  # fmt: skip
+        options = ["--out", out, "--per-host", "2", "--log-format", log_format]
+        if command == "run":
+            done = crawl("run", seeds, *options, "--workers", "1", cwd=workdir, env=env)
+        else:
+            seeded = crawl("run", seeds, *options, "--workers", "0", cwd=workdir, env=env)
+            assert seeded.returncode == 0, seeded.stderr
+            done = crawl("worker", *options, cwd=workdir, env=env)
     assert done.returncode == 0, done.stderr
     lines = done.stderr.splitlines()
     if log_format == "text":
         progress = [line for line in lines if line.startswith("progress: ")]
         assert progress, done.stderr
         assert "pages/s" in progress[-1]
+        queued = [int(n.replace(",", "")) for n in re.findall(r"([\d,]+) queued", done.stderr)]
+        assert max(queued) > 0, done.stderr
         assert last_line(done.stderr).startswith("crawl finished in ")
     else:
         events = [json.loads(line) for line in lines if line.startswith("{")]
         kinds = [event["event"] for event in events]
         assert "progress" in kinds
+        assert max(event["queued"] for event in events if event["event"] == "progress") > 0
         assert kinds[-1] == "summary"
         assert events[-1]["done"] + events[-1]["failed"] == len(
             [r for r in records(out) if r.outcome is not Outcome.SKIPPED]
