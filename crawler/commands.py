@@ -8,6 +8,7 @@ state saved (run the same command again to resume).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -198,13 +199,18 @@ def mirror(urls: tuple[str, ...], input_file: Any, recrawl: bool, **options: Any
     """Download the listed files (no link following), resumable: run again to continue.
 
     Files go to OUT/files/<host>/<path>; a partial file resumes with a Range request. Once
-    every file is there, --recrawl checks each for a newer version (like `wget -N`).
+    every file is there, --recrawl checks each for a newer version (like `wget -N`). Runs
+    at most one worker process per listed file.
     """
     listed = list(urls) + (list(_read_seeds(input_file)) if input_file else [])
     if not listed:
         raise click.UsageError("give URLs or -i FILE")
     # Explicitly listed files are fetched like `wget URL`: no robots.txt, no links followed.
     settings = _settings(options, max_depth=0, robots=False)
+    if settings.redis is None and len(listed) < settings.workers:
+        # The job is these files and no more (no links followed): a process beyond one per
+        # file would only start, find nothing to lease and take CPU from the transfers.
+        settings = dataclasses.replace(settings, workers=len(listed))
     sys.exit(_run_crawl(settings, listed, recrawl=recrawl))
 
 

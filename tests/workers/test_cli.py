@@ -322,20 +322,35 @@ def test_a_second_sigint_stops_at_once_without_waiting_for_the_grace(
 @pytest.mark.timeout(300)
 def test_limit_rate_is_the_machine_s_shared_by_its_worker_processes(workdir: Path) -> None:
     size = 3_000_000
-    with site_in_thread(SiteSpec(pages=1, big_files=(size,))) as served:
-        url = served.seeds[0] + "files/big-0.bin"
+    with site_in_thread(SiteSpec(pages=1, big_files=(size, size))) as served:
+        urls = [served.seeds[0] + f"files/big-{i}.bin" for i in range(2)]
         started = time.monotonic()
         done = crawl(
-            "mirror", url, "--out", workdir / "out", "--workers", "2", "--limit-rate", "2MB",
+            "mirror", *urls, "--out", workdir / "out", "--workers", "2", "--limit-rate", "2MB",
             "--no-progress", cwd=workdir,
         )
         elapsed = time.monotonic() - started
     assert done.returncode == 0, done.stderr
-    (record,) = records(workdir / "out")
-    assert record.outcome is Outcome.STORED and record.size == size
-    # One file, so one of the two processes fetched it, at its half of the 2 MB/s: about 3 s.
-    # A lower bound only: a slow machine makes it longer, never shorter.
-    assert elapsed >= (size - 100_000) / 1_000_000 * 0.95
+    found = records(workdir / "out")
+    assert sorted(r.url for r in found) == urls
+    assert all(r.outcome is Outcome.STORED and r.size == size for r in found)
+    # Two processes, a file each, at their half of the 2 MB/s: 6 MB in about 3 s (each at
+    # the whole 2 MB/s would take 1.5 s). A lower bound only: a slow machine makes it longer.
+    assert elapsed >= (2 * size - 200_000) / 2_000_000 * 0.95
+
+
+def test_mirror_starts_no_more_processes_than_it_has_files(workdir: Path) -> None:
+    # Nothing but the listed files is ever fetched: a third process would have nothing to do.
+    with site_in_thread(SiteSpec(pages=3)) as served:
+        urls = [served.seeds[0] + name for name in ("", "files/data.bin")]
+        done = crawl(
+            "mirror", *urls, "--out", workdir / "out", "--workers", "3", "--no-progress",
+            cwd=workdir,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert len(records(workdir / "out")) == 2
+    # Each worker process leaves its counters in OUT/.progress, one file each.
+    assert len(list((workdir / "out" / ".progress").glob("*.json"))) == 2
 
 
 def test_mirror_from_a_list_resumes_a_partial_file_with_range(workdir: Path) -> None:
