@@ -3,7 +3,8 @@ the program that starts them.
 
 Settings come from flags > `CRAWL_*` environment > `crawl.toml` > defaults (`crawler.config`).
 Exit codes: 0 finished (failed URLs are recorded, not fatal), 2 bad usage, 130 interrupted with
-state saved (run the same command again to resume).
+state saved (run the same command again to resume), 75 stopped because OUT could not be written
+(disk full, read-only; state saved: free space and run again).
 """
 
 from __future__ import annotations
@@ -94,7 +95,8 @@ def _crawl_options(func: Callable[..., Any]) -> Callable[..., Any]:
 def _scope_options(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option("--workers", type=int, metavar="N", help=setting_help("workers")),
-        click.option("--max-depth", type=int, metavar="N", help=setting_help("max_depth")),
+        # Parsed by the settings, not click, so `none` (no limit) works here as in crawl.toml.
+        click.option("--max-depth", metavar="N", help=setting_help("max_depth")),
         click.option("--max-pages", metavar="N", help=setting_help("max_pages")),
         click.option("--max-url-length", metavar="N", help=setting_help("max_url_length")),
         click.option("--max-path-repeats", metavar="N", help=setting_help("max_path_repeats")),
@@ -183,10 +185,27 @@ def worker(**options: Any) -> None:
     Use with --redis and --job to work on a job started by `crawl run` on any machine.
     """
     settings = _settings(_robots_flag(options))
+    import asyncio
+
+    from crawler.frontier import FrontierError, job_exists
+    from workers.job import frontier_target
     from workers.process import run_worker_process
 
-    index = int(os.environ.get("CRAWL_WORKER_INDEX", "0"))
-    sys.exit(run_worker_process(settings, index=index, report=True))
+    try:
+        if not asyncio.run(job_exists(frontier_target(settings), settings.job)):
+            # Joining would create an empty job and "finish" it: a typo would look like success.
+            where = f"at {settings.redis}" if settings.redis else f"in {settings.out}"
+            start = f"--redis {settings.redis} --job {settings.job}" if settings.redis else (
+                f"--out {settings.out}"
+            )
+            raise click.ClickException(
+                f"no job {settings.job!r} {where}; start it with `crawl run SEEDS {start}`"
+            )
+        index = int(os.environ.get("CRAWL_WORKER_INDEX", "0"))
+        code = run_worker_process(settings, index=index, report=True)
+    except FrontierError as error:
+        raise click.ClickException(str(error)) from None
+    sys.exit(code)
 
 
 @main.command()
@@ -199,8 +218,9 @@ def mirror(urls: tuple[str, ...], input_file: Any, recrawl: bool, **options: Any
     """Download the listed files (no link following), resumable: run again to continue.
 
     Files go to OUT/files/<host>/<path>; a partial file resumes with a Range request. Once
-    every file is there, --recrawl checks each for a newer version (like `wget -N`). Runs
-    at most one worker process per listed file.
+    the job is finished, --recrawl checks each file for a newer version (like `wget -N`) and
+    tries again those that failed (resuming their partial files). Runs at most one worker
+    process per listed file.
     """
     listed = list(urls) + (list(_read_seeds(input_file)) if input_file else [])
     if not listed:
@@ -313,10 +333,15 @@ def demo(pages: int, hosts: int, out: str, workers: int, progress: bool | None) 
 
 
 def _read_seeds(lines: Iterable[str]) -> Iterable[str]:
-    for line in lines:
-        text = line.strip()
-        if text and not text.startswith("#"):
-            yield text
+    """URLs, one a line: blank lines and `#` lines skipped, and anything after the URL (a
+    space, then a comment) dropped, since a URL has no spaces; a BOM (Windows editors write
+    one) is not part of the first URL."""
+    for number, line in enumerate(lines):
+        if number == 0:
+            line = line.removeprefix("\ufeff")
+        words = line.split(None, 1)
+        if words and not words[0].startswith("#"):
+            yield words[0]
 
 
 def _run_crawl(settings: Settings, seeds: list[str], *, recrawl: bool = False) -> int:

@@ -10,8 +10,10 @@ import csv
 import json
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TextIO
 
+from storage.paths import current_location
 from storage.records import FetchRecord, Outcome, ReadReport, read_records
 
 __all__ = ["CSV_COLUMNS", "export_csv", "export_jsonl", "is_failure"]
@@ -64,6 +66,13 @@ def export_csv(
 def _selected(
     out_dir: str | os.PathLike[str], report: ReadReport, failed_only: bool
 ) -> Iterator[FetchRecord]:
+    root = Path(out_dir)
     for record in read_records(out_dir, report):
         if not failed_only or is_failure(record):
+            if record.path is not None:
+                # Where the file is now: `/a` moves aside once `/a/b` is stored (its record
+                # was written before), and the export should name a file, not a directory.
+                moved = current_location(root / record.path)
+                if moved.name != Path(record.path).name:
+                    record.path = str(Path(record.path).with_name(moved.name))
             yield record

@@ -267,7 +267,7 @@ class _Download:
     def _still_stored(self, entry: LatestEntry) -> bool:
         places = (self.final_path, displaced_path(self.final_path))
         wanted = {self.store.relative(p) for p in places}
-        return entry.path in wanted and _file_size(self.store.absolute(entry.path)) == entry.size
+        return entry.path in wanted and _file_size(self.store.locate(entry.path)) == entry.size
 
     async def _exchange(self, plan: ResumePlan) -> bool:
         """One request and its answer. True: ask again without Range."""
@@ -338,7 +338,10 @@ class _Download:
             bytes_done=self.sink.size,
             content_encoding=decoded,
         )
-        if expected is None or expected - self.sink.start_offset > STATELESS_BODY_BYTES:
+        left = None if expected is None else expected - self.sink.start_offset
+        if self.sink.start_offset > 0 or left is None or left > STATELESS_BODY_BYTES:
+            # Resuming, the state is what lets a killed process resume again: however short
+            # the rest, the `.part` before it may be long.
             self._save_state()
         else:
             self._remove_state()  # a stale one of an earlier, longer attempt
@@ -463,8 +466,9 @@ class _Download:
         step = SPLICE_STEP_BYTES if rate is None else rate.read_bytes
         next_checkpoint = sink.size + CHECKPOINT_BYTES
         while True:
-            fd = await sink.splice_target()
-            count = await content.splice_into(fd, min(step, expected - sink.size))
+            upcoming = min(step, expected - sink.size)
+            fd = await sink.splice_target(upcoming)
+            count = await content.splice_into(fd, upcoming)
             if not count:
                 return False
             await sink.spliced(count)
@@ -513,7 +517,9 @@ class _Download:
         # The stored version stays; its record refreshes the validators (see storage.latest_logs).
         self.record.etag = resp.headers.get("ETag") or entry.etag
         self.record.last_modified = resp.headers.get("Last-Modified") or entry.last_modified
-        self.record.path, self.record.size = entry.path, entry.size
+        # Where the file is now: a URL below it may have displaced it since it was stored.
+        self.record.path = self.store.relative(self.store.locate(entry.path))
+        self.record.size = entry.size
         self.record.sha256 = entry.sha256
         self._finish(Outcome.NOT_MODIFIED)
 
@@ -637,7 +643,7 @@ class _Download:
             self.sink.close_now()
             self.record.notes.append(f"while closing the partial body: {_one_line(second)}")
         if not hopeless:
-            self._save_state()
+            self._try_save_state()
 
     async def _archive_truncated(self) -> None:
         resp = self.last_response
@@ -653,7 +659,7 @@ class _Download:
             except BaseException:  # cancelled again, or the disk failed: close without waiting
                 self.sink.close_now()
             if self._resumable():
-                self._save_state()
+                self._try_save_state()
         self.record.error = "cancelled"
         self._finish(Outcome.FAILED)
 
@@ -675,6 +681,14 @@ class _Download:
         else:
             save_state(self.part_path, self.state)
             self.state_on_disk = True
+
+    def _try_save_state(self) -> None:
+        """`_save_state` while already failing: a disk too full for the state file must not
+        hide the first error, and the state file of an earlier save, if any, still holds."""
+        try:
+            self._save_state()
+        except OSError as second:
+            self.record.notes.append(f"while saving the resume state: {_one_line(second)}")
 
     def _remove_state(self) -> None:
         # Always before the `.part` itself goes (renamed or deleted): a state file then never

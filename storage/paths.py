@@ -101,6 +101,16 @@ def displaced_path(path: AnyPath) -> AnyPath:
     return path.with_name(path.name + DISPLACED_SUFFIX)
 
 
+def current_location(path: Path) -> Path:
+    """Where the file stored at `path` is now: there, or, when a later URL below it made that
+    path a directory (`/a`, then `/a/b`), at its displaced twin beside it."""
+    if path.is_dir():
+        twin = displaced_path(path)
+        if twin.is_file():
+            return twin
+    return path
+
+
 class MirrorTree:
     """The `files/` folder of an output directory, with clash-safe placement of files."""
 

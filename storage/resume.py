@@ -137,8 +137,12 @@ def save_state(part_path: str | Path, state: ResumeState) -> None:
     state.updated_at = time.time()
     path = state_path_for(part_path)
     temp = path.with_name(path.name + ".tmp")
-    temp.write_text(json.dumps(asdict(state)), "utf-8")
-    os.replace(temp, path)
+    try:
+        temp.write_text(json.dumps(asdict(state)), "utf-8")
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)  # a full disk, say: leave no half-written temp behind
+        raise
 
 
 def remove_state(part_path: str | Path) -> None:

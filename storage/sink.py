@@ -38,6 +38,7 @@ from typing import Any
 
 from storage.errors import DigestMismatchError, PathBusyError, SizeMismatchError, StorageError
 from storage.paths import AnyPath, displaced_path
+from storage.room import claim_room
 
 __all__ = ["PART_SUFFIX", "BodySink", "FsyncPolicy", "SinkResult", "part_path_for"]
 
@@ -289,10 +290,12 @@ class BodySink:
         if len(lent) - self._lent_fill < MIN_ROOM:
             await self._submit_lent()
 
-    async def splice_target(self) -> int:
+    async def splice_target(self, upcoming: int = 0) -> int:
         """The `.part`'s descriptor, positioned after every byte accepted so far, for a caller
-        that puts the next bytes in the file itself (a splice from the socket); then it calls
-        `spliced(n)`. Waits until earlier batches are written (not hashed)."""
+        that puts the next bytes (at most `upcoming`) in the file itself (a splice from the
+        socket); then it calls `spliced(n)`. Waits until earlier batches are written (not
+        hashed). Raises OSError(ENOSPC) when those bytes would eat into the disk's reserve
+        (`storage.room`)."""
         self._require_fd()
         if self._pending:
             await self._submit()
@@ -300,7 +303,9 @@ class BodySink:
             await self._submit_lent()
         for batch in list(self._in_flight):
             await asyncio.wrap_future(batch.written)
-        return self._require_fd()
+        fd = self._require_fd()
+        claim_room(fd, upcoming)
+        return fd
 
     async def spliced(self, count: int) -> None:
         """Accept the `count` bytes just put in the file through `splice_target()`: the hash
@@ -566,6 +571,7 @@ def _hash_window(hasher: hashlib._Hash, window: _Window, buffer: bytearray) -> N
 
 def _write_all(fd: int, chunks: Sequence[bytes | memoryview]) -> None:
     buffers: list[bytes | memoryview] = list(chunks)
+    claim_room(fd, sum(len(b) for b in buffers))
     while buffers:
         written = os.writev(fd, buffers)
         if written == sum(len(b) for b in buffers):

@@ -17,7 +17,7 @@ import socket
 from pathlib import Path
 
 from storage.latest import LatestIndex
-from storage.paths import MirrorTree
+from storage.paths import MirrorTree, current_location
 from storage.records import RecordLog
 from storage.sink import FsyncPolicy
 from storage.warc import DEFAULT_MAX_SIZE, WarcWriter
@@ -86,6 +86,11 @@ class Store:
     def absolute(self, stored: str) -> Path:
         """The inverse of `relative`."""
         return self.out_dir / stored if not os.path.isabs(stored) else Path(stored)
+
+    def locate(self, stored: str) -> Path:
+        """The file a record's `path` names, where it is now (see `current_location`: a later
+        URL may have displaced it)."""
+        return current_location(self.absolute(stored))
 
     def close(self) -> None:
         try:

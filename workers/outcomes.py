@@ -5,12 +5,17 @@ server's Retry-After when it sent one). Final: other 4xx, redirect loops, invali
 over the size limit, and certificates that do not verify (trying again later gets the same
 certificate; curl and wget give up at once too). Both kinds are recorded by storage; only the
 frontier call differs.
+
+A third kind is no URL's fault: the output folder cannot be written (disk full, over quota,
+read-only). Every other fetch would fail the same way, so the worker stops (`Action.HALT`)
+and hands its URLs back untried, instead of wearing each one's attempts down to "dead".
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import errno
 import time
 from dataclasses import dataclass
 
@@ -33,7 +38,7 @@ from storage import (
     UnsafePathError,
 )
 
-__all__ = ["Verdict", "classify_error", "classify_record", "retry_after_seconds"]
+__all__ = ["Verdict", "classify_error", "classify_record", "disk_failure", "retry_after_seconds"]
 
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 507, 509, 520, 521, 522, 524})
 # 429 and 503 slow the whole host down (the frontier's host backoff), not only this URL.
@@ -41,6 +46,11 @@ HOST_BACKOFF_STATUSES = frozenset({429, 503})
 UNTRUSTED_HINT = "trust its CA with --ca-file, or skip verification with --insecure"
 # A busy `.part` means another fetch of the same URL is running right now: look again soon.
 BUSY_RETRY_S = 5.0
+# Errors of the output folder itself, not of the URL being fetched.
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+# SQLITE_FULL, SQLITE_READONLY (sqlite3's constants, without importing it for Redis jobs).
+SQLITE_DISK_CODES = frozenset({13, 8})
+DISK_ADVICE = "free space (or fix the output folder) and run the same command again"
 
 
 class Action(enum.Enum):
@@ -48,6 +58,7 @@ class Action(enum.Enum):
     RETRY = "retry"
     FAIL = "fail"
     SKIP = "skip"  # not stored on purpose (a type --accept-type does not take)
+    HALT = "halt"  # the output folder cannot be written: stop, hand the URL back untried
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +98,9 @@ def classify_error(error: BaseException) -> Verdict:
     """The verdict for a fetch that ended in an exception (the cause of a DownloadError)."""
     name = type(error).__name__
     detail = str(error) or name
+    disk = disk_failure(error)
+    if disk is not None:
+        return Verdict(Action.HALT, f"{name}: {disk}", advice=DISK_ADVICE)
     if isinstance(error, TooManyRedirects):
         return Verdict(Action.FAIL, f"too many redirects: {detail}")
     if isinstance(error, InvalidURL | NonHttpUrlClientError | InvalidMirrorURL | UnsafePathError):
@@ -108,6 +122,20 @@ def classify_error(error: BaseException) -> Verdict:
         return Verdict(Action.RETRY, f"{name}: {detail}")
     # Anything else is a bug or a response we cannot handle: retrying would repeat it.
     return Verdict(Action.FAIL, f"{name}: {detail}", unexpected=True)
+
+
+def disk_failure(error: BaseException | None) -> BaseException | None:
+    """The disk error that `error` is or was caused by, if any: an OSError of `DISK_ERRNOS`,
+    or SQLite's "database or disk is full" (the SQLite frontier lives in the output folder)."""
+    seen = 0
+    while error is not None and seen < 10:  # a chain, bounded: causes can loop
+        if isinstance(error, OSError) and error.errno in DISK_ERRNOS:
+            return error
+        if getattr(error, "sqlite_errorcode", None) in SQLITE_DISK_CODES:
+            return error
+        error = error.__cause__ or error.__context__
+        seen += 1
+    return None
 
 
 def retry_after_seconds(value: str | None, *, now: float | None = None) -> float | None:

@@ -240,12 +240,20 @@ async def _main(settings: Settings, index: int, report: bool) -> int:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        _write_snapshot(counters, settings.out, name)
+        disk_failed = code is WorkerExit.DISK_FAILED
+        with contextlib.suppress(OSError) if disk_failed else contextlib.nullcontext():
+            _write_snapshot(counters, settings.out, name)
         if reporter is not None:
-            reporter.finish(interrupted=code is WorkerExit.INTERRUPTED)
+            reporter.finish(interrupted=code is not WorkerExit.FINISHED)
         await session.close()
         await frontier.close()
-        store.close()
+        try:
+            store.close()
+        except OSError as exc:
+            if not disk_failed:
+                raise
+            # Records of fetches handed back: those URLs are fetched (and recorded) again.
+            log.warning("records not written: %s", exc)
         if metrics is not None:
             metrics.close()
     return int(code)

@@ -27,7 +27,7 @@ from workers.job import (
 )
 from workers.progress import CounterSnapshot, ProgressReporter
 from workers.spare import take_spare
-from workers.supervisor import EXIT_INTERRUPTED, Supervisor
+from workers.supervisor import EXIT_DISK_FAILED, EXIT_INTERRUPTED, Supervisor
 
 if TYPE_CHECKING:
     from crawler.frontier import FrontierSettings
@@ -42,6 +42,9 @@ class Seeded:
     rejected: list[tuple[str, str]]  # (url, reason)
     changed: list[str]  # the job's settings this run changed, as "name old -> new"
     kept: list[str] = dataclasses.field(default_factory=list)  # job-defining ones it could not
+    # URLs an earlier run gave up on (failed, dead), when the job is finished: a plain rerun
+    # leaves them so; --recrawl tries them (and revalidates the rest).
+    gave_up: int = 0
 
 
 async def seed_job(settings: Settings, seeds: list[str], *, recrawl: bool = False) -> Seeded:
@@ -91,7 +94,13 @@ async def seed_job(settings: Settings, seeds: list[str], *, recrawl: bool = Fals
             for name in JOB_DEFINING
             if getattr(wanted, name) != getattr(frontier.settings, name)
         ]
-        return Seeded(result.added, result.duplicates, list(result.rejected), changed, kept)
+        gave_up = 0
+        if not recrawl and not result.added and await frontier.is_finished():
+            stats = await frontier.stats()
+            gave_up = stats.failed + stats.dead
+        return Seeded(
+            result.added, result.duplicates, list(result.rejected), changed, kept, gave_up
+        )
     finally:
         await frontier.close()
 
@@ -152,6 +161,12 @@ def run_crawl(settings: Settings, seeds: list[str], *, recrawl: bool = False) ->
     reporter.finish(interrupted=interrupted)
     if interrupted:
         click.echo("interrupted: state saved; run the same command again to resume", err=True)
+    elif code == EXIT_DISK_FAILED:
+        click.echo(
+            f"stopped: {settings.out} could not be written (see above); the URLs in progress "
+            "went back to the queue: free space and run the same command again",
+            err=True,
+        )
     elif code == 0 and settings.max_pages is not None:
         _say_if_budget_ended_it(settings)
     return code
@@ -194,6 +209,9 @@ def _seed(settings: Settings, seeds: list[str], recrawl: bool) -> None:
     seeded = asyncio.run(seed_job(settings, seeds, recrawl=recrawl))
     for url, reason in seeded.rejected:
         click.echo(f"seed not added: {url}: {reason}", err=True)
+    if seeded.rejected and not seeded.added and not seeded.duplicates:
+        # Nothing to crawl at all: a usage error, not a crawl that "finished" having done none.
+        raise click.UsageError(f"none of the {len(seeded.rejected)} seed URL(s) can be crawled")
     for line in seeded.kept:
         click.echo(f"job {settings.job!r}: {line}", err=True)
     if seeded.changed:
@@ -207,6 +225,13 @@ def _seed(settings: Settings, seeds: list[str], recrawl: bool) -> None:
         f"frontier {frontier_target(settings)}",
         err=True,
     )
+    if seeded.gave_up:
+        click.echo(
+            f"job {settings.job!r} is finished; {seeded.gave_up:,} URL(s) failed in an earlier "
+            "run (`crawl status` says why): run again with --recrawl to try them again "
+            "(partial files resume; stored ones are only revalidated)",
+            err=True,
+        )
 
 
 def _combined_snapshot(folder: Path, started: float) -> CounterSnapshot:

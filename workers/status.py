@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from crawler.config import Settings
-from crawler.frontier import FinalRecord, open_frontier
+from crawler.frontier import FinalRecord, job_exists, open_frontier
 from workers.job import frontier_target
 
 __all__ = ["crawl_status", "top_reasons"]
@@ -25,6 +25,9 @@ async def crawl_status(settings: Settings) -> dict[str, Any]:
     target = frontier_target(settings)
     if settings.redis is None and not await asyncio.to_thread(Path(target).exists):
         raise FileNotFoundError(f"no crawl in {settings.out} ({target} does not exist)")
+    if settings.redis is not None and not await job_exists(target, settings.job):
+        # Opening it would create it (and call an empty job finished).
+        raise FileNotFoundError(f"no job {settings.job!r} at {settings.redis}")
     frontier = await open_frontier(target, settings.job)
     try:
         stats = await frontier.stats()

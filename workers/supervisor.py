@@ -26,6 +26,9 @@ log = logging.getLogger("crawl.supervisor")
 # Exit codes a worker uses (see workers/process.py).
 EXIT_FINISHED = 0
 EXIT_INTERRUPTED = 130
+# The output folder cannot be written (disk full, read-only): the worker handed its URLs back
+# and stopped; the others would fail alike, so they are stopped too (EX_TEMPFAIL, sysexits.h).
+EXIT_DISK_FAILED = 75
 
 # A child that keeps crashing faster than this is given up on, so a broken install
 # does not become an endless restart loop.
@@ -124,6 +127,7 @@ class Supervisor:
         self._children: dict[int, _Child] = {}
         self._stopping = False
         self._signals_seen = 0
+        self._disk_failed = False
 
     def _child_env(self, index: int) -> dict[str, str]:
         return {**self.env, "CRAWL_WORKER_INDEX": str(index)}
@@ -155,6 +159,9 @@ class Supervisor:
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         self._signals_seen += 1
+        self._stop_children()
+
+    def _stop_children(self) -> None:
         self._stopping = True
         for child in self._children.values():
             if child.process.poll() is None:
@@ -167,7 +174,8 @@ class Supervisor:
                     pass
 
     def run(self, before: Callable[[], object] | None = None) -> int:
-        """Block until every child is done; returns 0 when finished, 130 when interrupted.
+        """Block until every child is done; returns 0 when finished, 130 when interrupted,
+        75 when a worker could not write the output folder (the rest were stopped).
 
         With `before`, the children are started first and wait at a gate while `before` runs
         (seeding the job): their start-up overlaps it. If `before` raises, the children are
@@ -229,6 +237,12 @@ class Supervisor:
                     continue
                 del self._children[index]
                 child.close_pidfd()
+                if code == EXIT_DISK_FAILED:
+                    if not self._disk_failed:
+                        self._disk_failed = True
+                        self._signals_seen = max(self._signals_seen, 1)
+                        self._stop_children()  # they hand their leases back and exit
+                    continue
                 if code == EXIT_FINISHED or self._stopping:
                     continue
                 if code == EXIT_INTERRUPTED:
@@ -241,6 +255,8 @@ class Supervisor:
                 log.warning("worker %d exited with %d; restarting it", index, code)
                 time.sleep(RESTART_BACKOFF_S)
                 self._spawn(index, child.restarts + 1)
+        if self._disk_failed:
+            return EXIT_DISK_FAILED
         if self._stopping:
             return EXIT_INTERRUPTED
         return 1 if failed else EXIT_FINISHED

@@ -39,7 +39,14 @@ from crawler.frontier import Frontier, FrontierUnavailable, Link, Outcome, Task
 from crawler.sitemaps import SitemapKind
 from storage import DownloadError, FetchRecord, RateLimit, Store, fetch_page
 from storage import Outcome as StoreOutcome
-from workers.outcomes import Action, Verdict, classify_error, classify_record
+from workers.outcomes import (
+    DISK_ADVICE,
+    Action,
+    Verdict,
+    classify_error,
+    classify_record,
+    disk_failure,
+)
 from workers.progress import CrawlCounters, FetchResult
 from workers.sitemap_tasks import sitemap_kind, sitemap_links, sitemap_task_link
 
@@ -69,6 +76,7 @@ OUTAGE_RETRY_MAX_S = 10.0
 class WorkerExit(enum.IntEnum):
     FINISHED = 0
     INTERRUPTED = 130
+    DISK_FAILED = 75  # the output folder could not be written: URLs handed back (see _halt)
 
 
 @dataclass(slots=True)
@@ -110,11 +118,12 @@ class Worker:
         self._work_ready = asyncio.Event()
         self._seen_links: set[str] = set()
         self._advised_hosts: set[str] = set()  # hosts whose failure advice was logged
+        self._halted: str | None = None  # why the output folder cannot be written (see _halt)
         # Records are written a batch at a time, just before the frontier commits the acks
         # they belong to: a page the frontier calls done always has its record, and a batch of
         # pages costs one write instead of one each.
         store.records.hold()
-        frontier.before_settling(store.records.flush)
+        frontier.before_settling(self._write_records)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -122,6 +131,25 @@ class Worker:
         """Stop leasing and wind down (see the module docstring)."""
         self._stopping.set()
         self._work_ready.set()
+
+    def _write_records(self) -> None:
+        # Halted, nothing is settled but hand-backs, which need no record on disk: the held
+        # records would only fail again (the disk is full) and keep the URLs from going back.
+        if self._halted is None:
+            self.store.records.flush()
+
+    async def _halt(self, task: Task, reason: str) -> None:
+        """The output folder cannot be written (disk full, read-only): no URL is to blame and
+        every fetch would fail alike, so stop the worker, and hand `task` back untried (no
+        attempt counted) like every URL still in progress. Run again once there is room."""
+        if self._halted is None:
+            self._halted = reason
+            log.error(
+                "stopping: cannot write under %s (%s); %s",
+                self.store.out_dir, reason, DISK_ADVICE,
+            )  # fmt: skip
+            self.stop()
+        await self._hand_back([task])
 
     async def run(self) -> WorkerExit:
         """Fetch until the frontier is finished (FINISHED) or `stop()` was called (INTERRUPTED)."""
@@ -137,7 +165,10 @@ class Worker:
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
-            self.store.records.flush()  # those of fetches whose acks did not go through
+            if self._halted is None:
+                self.store.records.flush()  # those of fetches whose acks did not go through
+        if self._halted is not None:
+            return WorkerExit.DISK_FAILED
         if finished and exit_code is WorkerExit.FINISHED:
             return WorkerExit.FINISHED
         return WorkerExit.INTERRUPTED
@@ -279,12 +310,19 @@ class Worker:
             task = await self._queue.get()
             if task is _STOP:
                 return
+            if self._halted is not None:
+                await self._hand_back([task])  # leased before the halt: back, untried
+                continue
             self._in_flight[task.id] = task
             try:
                 await self._process(task)
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
+                disk = disk_failure(exc)
+                if disk is not None:  # writing a record or an ack's records: see _halt
+                    await self._halt(task, f"{type(disk).__name__}: {disk}")
+                    continue
                 # A bug in our own code must not kill the worker: the lease expires and the URL
                 # is tried again (and ends dead after max attempts), with the error logged.
                 log.exception("unexpected error on %s", task.url)
@@ -325,11 +363,18 @@ class Worker:
                 verdict = classify_error(cause)
                 if verdict.unexpected:
                     log.warning("unexpected error fetching %s", task.url, exc_info=cause)
-                elif verdict.advice and task.host not in self._advised_hosts:
+                elif (
+                    verdict.advice
+                    and verdict.action is not Action.HALT  # said once by _halt, for all hosts
+                    and task.host not in self._advised_hosts
+                ):
                     self._advised_hosts.add(task.host)
                     log.warning("%s: %s; %s", task.host, verdict.reason, verdict.advice)
             status = record.status
             result = _RESULTS[verdict.action]
+            if verdict.action is Action.HALT:
+                await self._halt(task, verdict.reason)
+                return
             if result is FetchResult.RETRIED and self._last_attempt(task):
                 result = FetchResult.FAILED  # the frontier gives this URL up: it counts as failed
             counters.add_bytes(record.received)
@@ -342,6 +387,10 @@ class Worker:
     async def _settle(
         self, task: Task, record: FetchRecord, verdict: Verdict, body: bytes | None = None
     ) -> None:
+        if self._halted is not None:
+            # Its record cannot be trusted to reach the disk: the URL goes back, untried.
+            await self._hand_back([task])
+            return
         if verdict.action is Action.RETRY:
             await self._through_outage(
                 self.frontier.retry, task, verdict.delay, verdict.reason, status=verdict.status
@@ -521,6 +570,7 @@ _RESULTS = {
     Action.RETRY: FetchResult.RETRIED,
     Action.FAIL: FetchResult.FAILED,
     Action.SKIP: FetchResult.SKIPPED,
+    Action.HALT: FetchResult.RETRIED,  # handed back, to be fetched once there is room
 }
 
 

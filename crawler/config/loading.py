@@ -42,6 +42,8 @@ def _from_file(path: Path) -> dict[str, Any]:
         raise SettingsError(f"cannot read config file {path}: {error.strerror}") from None
     except tomllib.TOMLDecodeError as error:
         raise SettingsError(f"config file {path} is not valid TOML: {error}") from None
+    except UnicodeDecodeError:
+        raise SettingsError(f"config file {path} is not valid TOML: not UTF-8 text") from None
     values = {}
     for key, value in document.items():
         name = key.replace("-", "_")
@@ -71,8 +73,13 @@ def _from_cli(cli: Mapping[str, Any]) -> dict[str, Any]:
         # click passes None for an option not given, and () for a repeatable one not given.
         if value is None or (isinstance(value, tuple | list) and not value):
             continue
-        values[name] = parse_setting(name, value, "--" + key.replace("_", "-"))
+        flag = _FLAGS.get(key, "--" + key.replace("_", "-"))
+        values[name] = parse_setting(name, value, flag)
     return values
+
+
+# Options whose flag is not their key spelled with dashes (click's key -> the flag typed).
+_FLAGS = {"accept_types": "--accept-type", "verify_tls": "--insecure"}
 
 
 def _config_path(cli: Mapping[str, Any], env: Mapping[str, str], cwd: Path) -> Path | None:

@@ -54,6 +54,12 @@ def default_user_agent() -> str:
     return f"crawl/{__version__}"
 
 
+# Sanity bounds: a typo (99999) would otherwise fork until the machine runs out of processes,
+# or open more sockets than any file-descriptor limit allows.
+MAX_WORKERS = 256
+MAX_CONCURRENCY = 16384
+
+
 def _default_workers() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
@@ -78,7 +84,8 @@ class Settings:
     workers: int = field(
         default_factory=_default_workers,
         metadata=_meta(
-            integer(0), "worker processes on this machine (0: only enqueue seeds; default: cores)"
+            integer(0, MAX_WORKERS),
+            "worker processes on this machine (0: only enqueue seeds; default: cores)",
         ),
     )
     partitions: int = field(
@@ -90,7 +97,8 @@ class Settings:
         ),
     )
     concurrency: int = field(
-        default=64, metadata=_meta(integer(1), "concurrent fetches per worker process")
+        default=64,
+        metadata=_meta(integer(1, MAX_CONCURRENCY), "concurrent fetches per worker process"),
     )
     per_host: int = field(default=8, metadata=_meta(integer(1), "concurrent fetches per host"))
     delay: float = field(

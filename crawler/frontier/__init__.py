@@ -13,7 +13,7 @@ default) meet it, proven by one conformance suite (tests/frontier).
 
 from .base import FrontierBase
 from .errors import FrontierConfigError, FrontierError, FrontierUnavailable
-from .factory import open_frontier
+from .factory import job_exists, open_frontier
 from .protocol import Frontier
 from .settings import JOB_DEFINING, FrontierSettings
 from .sqlite_backend import SqliteFrontier
@@ -48,6 +48,7 @@ __all__ = [
     "RedisFrontier",
     "SqliteFrontier",
     "Task",
+    "job_exists",
     "open_frontier",
 ]
 

@@ -8,7 +8,7 @@ from typing import Any
 from .base import FrontierBase
 from .settings import FrontierSettings
 
-__all__ = ["open_frontier"]
+__all__ = ["job_exists", "open_frontier"]
 
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
 
@@ -38,3 +38,21 @@ async def open_frontier(
     from .sqlite_backend import SqliteFrontier
 
     return await SqliteFrontier.open(target, job, settings)
+
+
+async def job_exists(url_or_path: str | Path, job: str, **redis_options: Any) -> bool:
+    """Whether `job` exists at `url_or_path` (a Redis URL or a SQLite file), without creating
+    it as `open_frontier` would: for commands that only join or read a job."""
+    target = str(url_or_path)
+    if target.startswith(REDIS_SCHEMES):
+        from .redis_backend import RedisFrontier
+
+        return await RedisFrontier.job_exists(target, job, **redis_options)
+    import asyncio
+
+    from .sqlite_store import stored_job
+
+    def held() -> bool:
+        return Path(target).is_file() and stored_job(target) == job
+
+    return await asyncio.to_thread(held)

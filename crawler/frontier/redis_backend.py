@@ -211,6 +211,18 @@ class RedisFrontier(FrontierBase):
             raise
         return frontier
 
+    @classmethod
+    async def job_exists(cls, target: str, job: str, **redis_options: Any) -> bool:
+        """Whether `job` was created on this Redis (its settings are stored), read without
+        writing anything: `open` would create it."""
+        client = redis_client(target, **redis_options)
+        try:
+            return bool(await client.exists(JobKeys(job).config))
+        except _DOWN as exc:
+            raise _store_error(_where(client), job, exc) from exc
+        finally:
+            await client.aclose()
+
     @property
     def dedupe_mode(self) -> str:
         """How this job dedupes: 'set' (exact), 'bf' (the server's BF.* Bloom filter) or

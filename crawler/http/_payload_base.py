@@ -8,6 +8,7 @@ for a 307/308 redirect or a retry. `chunks()` yields the body piece by piece.
 from __future__ import annotations
 
 import codecs
+import re
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from typing import Any
@@ -147,7 +148,11 @@ def charset_of(content_type: str | None) -> str | None:
 
 
 def reject_control_chars(what: str, value: str) -> str:
-    """Refuse CR, LF and NUL in a value that goes into a header line."""
-    if "\r" in value or "\n" in value or "\x00" in value:
-        raise ValueError(f"{what} must not contain CR, LF or NUL: {value!r}")
+    """Refuse CR, LF, NUL and the other control characters but tab in a value that goes into a
+    header line."""
+    if not value.isprintable() and _CONTROL.search(value):
+        raise ValueError(f"{what} must not contain control characters: {value!r}")
     return value
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")

@@ -79,6 +79,10 @@ class BodyError(WireError):
 
 # --- request side -----------------------------------------------------------------------------
 
+# Control characters no request head may carry outside its line ends (tab is allowed in values).
+_FORBIDDEN = ("\r", "\n", *(chr(c) for c in (*range(0x20), 0x7F) if c not in (0x09, 0x0A, 0x0D)))
+_CONTROL_BYTES = bytes(ord(ch) for ch in _FORBIDDEN[2:])
+
 
 def _check_token(kind: str, value: str) -> None:
     if not value or not _TOKEN_CHARS.issuperset(value):
@@ -87,7 +91,7 @@ def _check_token(kind: str, value: str) -> None:
 
 def _find_injection(method: str, target: str, headers: list[tuple[str, str]]) -> str:
     """Say which part of a request head carries a forbidden character (slow path, for errors)."""
-    for ch in ("\r", "\n", "\x00"):
+    for ch in _FORBIDDEN:
         if ch in target:
             return f"request target {target!r} contains {ch!r}"
         for name, value in headers:
@@ -95,8 +99,9 @@ def _find_injection(method: str, target: str, headers: list[tuple[str, str]]) ->
                 return f"value of header {name!r} contains {ch!r}"
             if ch in name:
                 return f"header name {name!r} contains {ch!r}"
-    if " " in target:
-        return f"request target {target!r} contains a space"
+    for ch in (" ", "\t"):
+        if ch in target:
+            return f"request target {target!r} contains {ch!r}"
     return f"malformed request head for {method} {target!r}"
 
 
@@ -104,7 +109,9 @@ def encode_request_head(method: str, target: str, headers: list[tuple[str, str]]
     """The bytes of `METHOD target HTTP/1.1` plus header lines plus the blank line.
 
     Raises ValueError before anything is built for the wire when the method or a header name is
-    not a token, or when CR, LF or NUL appear anywhere (or a space in the target).
+    not a token, when CR, LF or any other control character but tab appears anywhere (RFC 9110
+    5.5: CR, LF and NUL could smuggle in a header or a request; the rest make it malformed),
+    or a space or tab in the target.
     """
     if method not in _good_methods:
         _check_token("method", method)
@@ -118,17 +125,20 @@ def encode_request_head(method: str, target: str, headers: list[tuple[str, str]]
     lines.extend([f"{name}: {value}\r\n" for name, value in headers])
     lines.append("\r\n")
     head = "".join(lines)
-    # One C-level scan per character instead of one check per header: a CR, LF or NUL smuggled in
+    # A few C-level scans instead of one check per header: a CR, LF or NUL smuggled in
     # a target or value shows up as an extra line ending (or a NUL) in the finished head.
     expected = len(headers) + 2
+    data = head.encode("utf-8", "surrogateescape")
     if (
         head.count("\n") != expected
         or head.count("\r") != expected
-        or "\x00" in head
+        # Deleting the other control bytes changes the length only when there are some.
+        or len(data.translate(None, _CONTROL_BYTES)) != len(data)
         or " " in target
+        or "\t" in target
     ):
         raise ValueError(_find_injection(method, target, headers))
-    return head.encode("utf-8", "surrogateescape")
+    return data
 
 
 # --- response side ----------------------------------------------------------------------------
@@ -219,7 +229,7 @@ class ResponseParser:
         self._max_line_size = max_line_size
         self._max_field_size = max_field_size
         self._max_headers = max_headers
-        self._parser = httptools.HttpResponseParser(self)
+        self._parser = _response_parser(self)
         self._reset_needed = False
         self._head_request = False
         self._state = _DONE
@@ -282,7 +292,7 @@ class ResponseParser:
         if max_headers is not None:
             self._max_headers = max_headers
         if self._reset_needed:
-            self._parser = httptools.HttpResponseParser(self)
+            self._parser = _response_parser(self)
             self._reset_needed = False
         self._head_request = head_request
         self._state = _HEAD
@@ -486,3 +496,14 @@ class ResponseParser:
             return
         self._state = _DONE
         self._receiver.on_message_complete(self._parser.should_keep_alive())
+
+
+def _response_parser(callbacks: object) -> httptools.HttpResponseParser:
+    """llhttp for responses, as lenient as browsers (and aiohttp) are with real servers: lines
+    ended by a bare LF, and header values folded onto the next line (obs-fold, joined with a
+    space as RFC 9112 5.2 asks) or holding other control bytes. A CR not followed by LF is still
+    refused, and so is everything else malformed (status line, lengths, chunk framing).
+    Leniency costs nothing on requests we send: only what a server answers is parsed here."""
+    parser = httptools.HttpResponseParser(callbacks)
+    parser.set_dangerous_leniencies(lenient_headers=True, lenient_optional_cr_before_lf=True)
+    return parser

@@ -28,8 +28,11 @@ __all__ = [
 
 _BOUNDARY_CHARS = re.compile(r"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-# What browsers escape in a quoted name or filename; NUL too, which no header may carry.
-_BROWSER_ESCAPES = str.maketrans({'"': "%22", "\r": "%0D", "\n": "%0A", "\x00": "%00"})
+# What browsers escape in a quoted name or filename (a quote, CR, LF), and the other control
+# characters too, which no header may carry (tab aside).
+_BROWSER_ESCAPES = str.maketrans(
+    {'"': "%22"} | {chr(c): f"%{c:02X}" for c in (*range(0x20), 0x7F) if c != 0x09}
+)
 _CRLF = b"\r\n"
 # Pieces up to this size are copied together into one write; bigger ones go out as they are.
 _GATHER_LIMIT = 16 * 1024
@@ -53,7 +56,7 @@ def form_data_disposition(name: str, filename: str | None = None, *, quote: bool
     """`form-data; name="..."; filename="..."` as a browser writes it.
 
     With `quote=False` names go in as given, and a name that would break the header (a quote,
-    CR, LF or NUL) raises ValueError instead of being escaped.
+    CR, LF or another control character) raises ValueError instead of being escaped.
     """
     params = [("name", name)] if filename is None else [("name", name), ("filename", filename)]
     rendered = ["form-data"]

@@ -7,6 +7,7 @@ cookies the caller set for the first one are not sent there (the session strips 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from yarl import URL
@@ -17,7 +18,12 @@ from crawler.http.request import HTTP_SCHEMES, origin_of
 __all__ = ["REDIRECT_STATUSES", "Redirect", "follow"]
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-_TO_GET = frozenset({301, 302, 303})
+# 301 and 302 turn only a POST into a GET (RFC 9110 15.4.2-3: what user agents do, for
+# historical reasons); 303 any method but HEAD; 307 and 308 never.
+_POST_TO_GET = frozenset({301, 302})
+
+
+_UNSENDABLE = re.compile(r"[\x00-\x20\x7f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,10 +56,15 @@ def follow(status: int, method: str, url: URL, location: str, *, requote: bool =
         raise NonHttpUrlRedirectClientError(location)
     if not target.raw_host:
         raise InvalidUrlRedirectClientError(location, "redirect URL has no host")
+    if not requote and _UNSENDABLE.search(target.raw_path_qs):
+        # Taken as sent (requote_redirect_url=False), it cannot go on a request line.
+        raise InvalidUrlRedirectClientError(location, "redirect URL has spaces or controls")
     if not target.raw_fragment and url.raw_fragment:
         # RFC 9110 10.2.2: a Location without a fragment inherits the request's.
         target = target.with_fragment(url.fragment)
-    drop_body = status in _TO_GET and method != "HEAD"
+    drop_body = (status == 303 and method != "HEAD") or (
+        status in _POST_TO_GET and method == "POST"
+    )
     return Redirect(
         url=target,
         method="GET" if drop_body else method,

@@ -233,7 +233,9 @@ def pick_auth(
 
     Raises ValueError when a URL's credentials and `auth=` (or an Authorization header) meet.
     """
-    from_url = BasicAuth.from_url(url) if url.raw_user else None
+    # `http://:secret@host/` has a password and no user: credentials all the same.
+    has_credentials = url.raw_user is not None or url.raw_password is not None
+    from_url = BasicAuth.from_url(url) if has_credentials else None
     if from_url is not None:
         url = url.with_user(None)
         if auth is not None:

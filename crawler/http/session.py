@@ -106,6 +106,10 @@ class ClientSession:
             base_url = checked_url(base_url, "base_url")
             if not base_url.absolute:
                 raise ValueError(f"base_url must be an absolute URL, got {base_url!s}")
+            if not base_url.path.endswith("/"):
+                # Joined as RFC 3986 says, "/api/v1" + "users" would be "/api/users": refuse,
+                # as aiohttp does, rather than drop the last segment without a word.
+                raise ValueError(f"base_url must have a trailing '/', got {base_url!s}")
         self._base_url: URL | None = base_url
         if connector is None:
             connector = TCPConnector()
@@ -387,7 +391,7 @@ class ClientSession:
                     plan.strip_for_new_origin()
                     auth = None
                 method, url = hop.method, hop.url
-                if url.raw_user is not None:
+                if url.raw_user is not None or url.raw_password is not None:
                     # Credentials in a Location are for the URL they are in, as a caller's are:
                     # Basic auth there (and on its same-origin hops), never in the request.
                     auth, url = BasicAuth.from_url(url), url.with_user(None)

@@ -136,7 +136,7 @@ async def test_other_subtypes_parse_with_the_email_package() -> None:
 
 
 def test_part_header_with_crlf_is_rejected() -> None:
-    with pytest.raises(ValueError, match="CR, LF or NUL"):
+    with pytest.raises(ValueError, match="control characters"):
         MultipartPayload([Part(BytesPayload(b""), [("Content-Type", "a\r\nX-Injected: 1")])])
 
 
@@ -159,7 +159,7 @@ def test_filename_is_escaped_the_same_way() -> None:
 
 def test_unquoted_names_refuse_what_would_break_the_header() -> None:
     assert form_data_disposition("a b", quote=False) == 'form-data; name="a b"'
-    with pytest.raises(ValueError, match="CR, LF or NUL"):
+    with pytest.raises(ValueError, match="control characters"):
         form_data_disposition("a\nb", quote=False)
     with pytest.raises(ValueError, match="must not contain"):
         form_data_disposition('a"b', quote=False)

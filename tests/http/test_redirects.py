@@ -212,3 +212,55 @@ async def test_relative_location_is_resolved_against_the_request_url() -> None:
     ):
         assert str(resp.url) == base + "/dir/next?x=1"
     assert state.requests[1].target == "/dir/next?x=1"
+
+
+@pytest.mark.parametrize("status", [301, 302])
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH"])
+async def test_301_302_keep_any_method_but_post_with_its_body(
+    httpbin, status: int, method: str
+) -> None:
+    # Only POST becomes GET on a 301/302 (RFC 9110 15.4.2-3): a DELETE stays a DELETE.
+    async with ClientSession() as session:
+        url = f"{httpbin.url}/redirect-to?url=/anything&status_code={status}"
+        async with session.request(method, url, data=b"payload") as resp:
+            body = await resp.json()
+    assert (body["method"], body["data"]) == (method, "payload")
+    assert resp.method == method and resp.history[0].status == status
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE"])
+async def test_303_makes_any_method_a_get(httpbin, method: str) -> None:
+    async with ClientSession() as session:
+        url = f"{httpbin.url}/redirect-to?url=/anything&status_code=303"
+        async with session.request(method, url, data=b"payload") as resp:
+            body = await resp.json()
+    assert (body["method"], body["data"]) == ("GET", "")
+
+
+@pytest.mark.parametrize("location", ["/a b?c d", "/a\x01b"])
+async def test_an_unquoted_location_that_cannot_be_sent_is_a_redirect_error(
+    location: str,
+) -> None:
+    async with (
+        raw_server(serve_forever(lambda r: redirect_to(location))) as base,
+        ClientSession(requote_redirect_url=False) as session,
+    ):
+        with pytest.raises(InvalidUrlRedirectClientError, match="spaces or controls"):
+            await session.get(base + "/")
+
+
+async def test_credentials_with_only_a_password_in_a_location_are_used_and_kept_out() -> None:
+    state = ServerState()
+
+    def answer(request: Request) -> bytes:
+        if request.target == "/a":
+            return redirect_to(f"http://:pw@{request.headers['host']}/b")
+        return response(200)
+
+    async with (
+        raw_server(serve_forever(answer, state)) as base,
+        ClientSession() as session,
+        session.get(base + "/a") as resp,
+    ):
+        assert resp.status == 200 and "pw" not in str(resp.url)
+    assert state.requests[1].headers["authorization"] == BasicAuth("", "pw").encode()

@@ -97,6 +97,21 @@ async def test_credentials_in_the_url_become_basic_auth(httpbin) -> None:
         assert resp.url.user is None
 
 
+async def test_a_password_without_a_user_in_the_url_is_basic_auth_too(httpbin) -> None:
+    url = httpbin.url.replace("http://", "http://:secret@") + "/headers"
+    async with ClientSession() as session, session.get(url) as resp:
+        sent = (await resp.json())["headers"]["Authorization"]
+        assert sent == BasicAuth("", "secret").encode()
+        for seen in (resp.url, resp.real_url, resp.request_info.url):
+            assert "secret" not in str(seen)
+
+
+async def test_a_base_url_must_end_in_a_slash() -> None:
+    # Joined by RFC 3986, "/api/v1" + "users" is "/api/users": refused rather than guessed.
+    with pytest.raises(ValueError, match="trailing '/'"):
+        ClientSession(base_url="http://127.0.0.1/api/v1")
+
+
 async def test_auth_argument_and_session_auth(httpbin) -> None:
     async with ClientSession(auth=BasicAuth("user", "pw")) as session:
         async with session.get(httpbin.url + "/basic-auth/user/pw") as resp:

@@ -613,6 +613,29 @@ async def test_no_state_file_outlives_its_part(session, origin: Origin, store: S
     assert not state_path_for(part_path_for(final)).exists()
 
 
+async def test_a_resume_keeps_its_state_while_a_short_rest_arrives(
+    session, origin: Origin, store: Store
+):
+    # 8 MiB already in the `.part`, half a MiB to come: a process killed while it comes must
+    # still find the state (its validators) and resume, not fetch all 8.5 MiB again.
+    body = Body(8 * MiB + MiB // 2, seed=59)
+    origin.resources["/r"] = Resource(body, drop_after=[8 * MiB])
+    url = origin.url("/r")
+    state = state_path_for(part_path_for(store.tree.path_for(url)))
+    with pytest.raises(DownloadError):
+        await download(session, url, store)
+    origin.resources["/r"].pause_before_body = 0.3
+    resumed = asyncio.create_task(download(session, url, store))
+    while len(origin.requests) < 2:
+        await asyncio.sleep(0.01)
+    assert origin.requests[-1].headers["range"] == f"bytes={8 * MiB}-"
+    assert state.exists()  # the rest is on its way: a kill now still resumes
+    record = await resumed
+    assert record.outcome is Outcome.STORED and record.resumed_from == 8 * MiB
+    assert sha256_file(store.absolute(record.path)) == body.sha256()
+    assert not state.exists()
+
+
 # --- refused by its type (accept=) ----------------------------------------------------------
 
 

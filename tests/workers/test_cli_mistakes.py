@@ -1,0 +1,125 @@
+"""What a user's mistakes get: a one-line error and a non-zero exit, never a traceback, a fork
+bomb, or a job created by a command that only reads or joins one."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import redis
+
+from crawler.frontier import open_frontier
+from tests.support.ports import free_port
+from tests.support.redis_server import RedisServer
+from tests.workers.support import crawl
+
+
+def test_a_huge_worker_count_is_refused_before_anything_starts(workdir: Path) -> None:
+    seeds = workdir / "seeds.txt"
+    seeds.write_text("http://127.0.0.1:1/\n")
+    (workdir / "crawl.toml").write_text("workers = 99999\n")
+    done = crawl("run", seeds, "--out", workdir / "out", cwd=workdir, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "bad setting workers=99999 from " in done.stderr
+    assert "crawl.toml: must be between 0 and 256" in done.stderr
+    assert not (workdir / "out").exists()
+
+
+def test_a_config_file_that_is_not_utf8_is_a_usage_error(workdir: Path) -> None:
+    seeds = workdir / "seeds.txt"
+    seeds.write_text("http://127.0.0.1:1/\n")
+    (workdir / "bad.toml").write_bytes(b"\xff\xfe")
+    done = crawl("run", seeds, "--config", workdir / "bad.toml", cwd=workdir, timeout=60)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "is not valid TOML: not UTF-8 text" in done.stderr
+
+
+def test_max_depth_none_on_the_command_line_lifts_the_config_s_limit(workdir: Path) -> None:
+    seeds = workdir / "seeds.txt"
+    seeds.write_text("http://127.0.0.1:1/\n")
+    (workdir / "crawl.toml").write_text("max_depth = 2\n")
+    out = workdir / "out"
+    done = crawl("run", seeds, "--out", out, "--workers", "0", "--max-depth", "none", cwd=workdir)
+    assert done.returncode == 0, done.stderr
+
+    async def stored_depth() -> int | None:
+        frontier = await open_frontier(out / "frontier.sqlite", "default")
+        try:
+            return frontier.settings.scope.max_depth
+        finally:
+            await frontier.close()
+
+    assert asyncio.run(stored_depth()) is None
+
+
+def test_seed_lines_lose_a_bom_and_whatever_follows_the_url(workdir: Path) -> None:
+    seeds = workdir / "seeds.txt"
+    seeds.write_text(
+        "\ufeffhttp://127.0.0.1:1/a\n  http://127.0.0.1:1/b   # the second one\n# none\n\n",
+        encoding="utf-8",
+    )
+    done = crawl("run", seeds, "--out", workdir / "out", "--workers", "0", cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    assert "2 new seed(s)" in done.stderr and "not added" not in done.stderr
+
+
+def test_a_worker_for_a_crawl_that_does_not_exist_says_so(workdir: Path) -> None:
+    done = crawl("worker", "--out", workdir / "nothere", cwd=workdir, timeout=60)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "no job 'default' in" in done.stderr and "crawl run SEEDS --out" in done.stderr
+    assert not (workdir / "nothere" / "frontier.sqlite").exists()
+
+
+def test_a_worker_and_status_for_a_redis_job_that_does_not_exist_create_nothing(
+    workdir: Path, clean_redis: RedisServer
+) -> None:
+    for command in (
+        ["worker", "--redis", clean_redis.url, "--job", "typo", "--out", workdir / "out"],
+        ["status", "--redis", clean_redis.url, "--job", "typo"],
+    ):
+        done = crawl(*command, cwd=workdir, timeout=60)
+        assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+        assert "no job 'typo' at " in done.stderr
+    client = redis.Redis.from_url(clean_redis.url)
+    try:
+        assert client.keys("*") == []
+    finally:
+        client.close()
+
+
+def test_a_worker_whose_redis_is_unreachable_gets_one_line(workdir: Path) -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    done = crawl("worker", "--redis", url, "--job", "j", "--out", workdir / "out", cwd=workdir)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "unreachable" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_rerun_of_a_finished_mirror_says_what_failed_and_recrawl_fetches_it(
+    workdir: Path,
+) -> None:
+    from crawler.demo_site import SiteSpec, site_in_thread
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/files/data.bin"
+    out = workdir / "out"
+    args = ["mirror", url, "--out", out, "--no-progress", "--retries", "0"]
+    first = crawl(*args, cwd=workdir, timeout=120)  # nothing listens there yet
+    assert first.returncode == 0, first.stderr
+    again = crawl(*args, cwd=workdir, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert "1 URL(s) failed in an earlier run" in again.stderr
+    assert "run again with --recrawl to try them again" in again.stderr
+    with site_in_thread(SiteSpec(pages=3), ports=[port]):
+        fixed = crawl(*args, "--recrawl", cwd=workdir, timeout=120)
+    assert fixed.returncode == 0, fixed.stderr
+    assert "failed in an earlier run" not in fixed.stderr
+    assert (out / "files" / f"127.0.0.1+{port}" / "files" / "data.bin").is_file()
+
+
+def test_seeds_that_are_all_unusable_are_a_usage_error(workdir: Path) -> None:
+    seeds = workdir / "seeds.txt"
+    seeds.write_text("garbage\nftp://example.com/x\n")
+    done = crawl("run", seeds, "--out", workdir / "out", "--no-progress", cwd=workdir)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "seed not added: garbage" in done.stderr
+    assert "none of the 2 seed URL(s) can be crawled" in done.stderr
