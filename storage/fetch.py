@@ -325,6 +325,7 @@ class _Download:
         if self.max_size is not None and expected is not None and expected > self.max_size:
             await self._drop_part()
             self.record.error = f"Content-Length {expected} is over max_size {self.max_size}"
+            await self._archive(resp, None, truncated="length")  # the head, and no payload
             self._finish(Outcome.TOO_LARGE)
             return
         # A continued body keeps the validators it was started with if the 206 omits them.
@@ -547,8 +548,10 @@ class _Download:
     # --- WARC ----------------------------------------------------------------------------------
 
     async def _archive(
-        self, resp: Any, body: tuple[str | Path, int, int], truncated: str | None = None
+        self, resp: Any, body: tuple[str | Path, int, int] | None, truncated: str | None = None
     ) -> WarcRef | None:
+        """The exchange's request and response records; `body` None: the response head alone
+        (a body refused unread, marked `truncated`)."""
         warc = self.store.warc
         if warc is None:
             return None
@@ -559,7 +562,7 @@ class _Download:
             request_head(resp, self.url),
             response_head(resp),
             body,
-            here=body[2] <= WARC_INLINE_BYTES,
+            here=body is None or body[2] <= WARC_INLINE_BYTES,
             truncated=truncated,
             decoded_encoding=self._decoded_encoding(resp),
         )

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import io
 import os
 import re
@@ -66,6 +67,22 @@ class WarcRef:
     offset: int
     record_id: str
     date: str
+
+
+@functools.cache
+def _sha256_writer() -> type[WARCWriter]:
+    """warcio's writer with sha256 digests instead of its sha1: a revisit record (a 304) gives
+    the stored payload's sha256, and deduplicating tools match a revisit to its response by
+    the digest string, so both must use one algorithm."""
+    from warcio.utils import Digester
+    from warcio.warcwriter import WARCWriter
+
+    class Sha256WARCWriter(WARCWriter):  # type: ignore[misc]
+        @staticmethod
+        def _create_digester() -> Digester:
+            return Digester("sha256")
+
+    return Sha256WARCWriter
 
 
 def sha256_warc_digest(hex_digest: str) -> str:
@@ -279,10 +296,8 @@ class WarcWriter:
         stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S%f")[:17]
         ext = ".warc.gz" if self.gzip else ".warc"
         self._name = f"{self.prefix}-{stamp}-{self._serial:05d}-{self.writer_id}{ext}"
-        from warcio.warcwriter import WARCWriter
-
         self._file = open(self.directory / (self._name + OPEN_SUFFIX), "xb")  # noqa: SIM115
-        self._writer = WARCWriter(self._file, gzip=self.gzip, warc_version="1.1")
+        self._writer = _sha256_writer()(self._file, gzip=self.gzip, warc_version="1.1")
         info = self._writer.create_warcinfo_record(
             self._name,
             {
