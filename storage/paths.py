@@ -6,6 +6,9 @@ on Linux, macOS or Windows is re-escaped as `%XX` (so a literal `%` becomes `%25
 mapped name is always followed by two hex digits). The result never contains `..`, `.`, an empty
 segment, a separator, NUL or a control character, and it is always relative.
 
+A query is kept in the name as `<stem>@<readable query>~<8 hex digits of its hash>.<ext>`, and a
+name too long is cut to `<head>~<16 hex digits>.<ext>`; a name mapped from a path that happens
+to end that way has its `~` escaped (`%7E`), so no path can take another URL's name.
 Names this module hands out for its own use contain `%%`, which a mapped name cannot:
 `<name>%%file` holds the body of a URL whose mapped path is a directory that another URL needed
 (see `MirrorTree.ensure_parent`), and `%%deep~<hash>` folds the middle of absurdly deep paths.
@@ -63,6 +66,8 @@ _WINDOWS_DEVICES = frozenset(
 )
 _RESERVED_SUFFIX = re.compile(r"\.part(\.json(\.tmp)?)?$", re.IGNORECASE)
 _EXTENSION = re.compile(r"(?<=[^.])\.[A-Za-z0-9]{1,10}$")
+# The `~` of a name that ends like `_with_query`'s or `_shorten`'s decoration.
+_LOOKS_DECORATED = re.compile(r"~(?=(?:[0-9a-f]{8}){1,2}(?:\.[A-Za-z0-9]{1,10})?$)")
 # Text made only of these characters needs no escaping (none is unsafe or invisible).
 _PLAIN = re.compile(r"[A-Za-z0-9._-]*")
 # A URL whose path is made of such text (no query, fragment, escapes or user info):
@@ -300,7 +305,13 @@ def _with_query(name: str, query: str) -> str:
 
 
 def _safe_name(raw: bytes) -> str:
-    return _guard_name(_escape_chars(_decode(raw), _UNSAFE_ASCII))
+    name = _guard_name(_escape_chars(_decode(raw), _UNSAFE_ASCII))
+    if "~" in name:
+        # A name that ends as our decorations do (`~` and 8 or 16 hex digits, before an
+        # extension: a query's, a shortened name's) gets that `~` escaped, so no URL's path
+        # can take the name of another URL's query or shortened form.
+        name = _LOOKS_DECORATED.sub("%7E", name)
+    return name
 
 
 def _decode(raw: bytes) -> str:

@@ -72,6 +72,24 @@ def test_ten_thousand_character_segment_is_shortened_with_a_hash() -> None:
     assert other != rel
 
 
+def test_a_path_cannot_take_the_name_of_another_url_s_query() -> None:
+    query = mirror_relpath("http://h/q.php?x=1")
+    crafted = mirror_relpath(f"http://h/{query.name}")  # `q@x=1~<hash>.php` as a path
+    assert crafted != query and crafted.name == query.name.replace("~", "%7E")
+
+
+def test_a_path_cannot_take_the_shortened_name_of_a_long_one() -> None:
+    long = mirror_relpath("http://h/" + "a" * 10_000 + ".html")
+    crafted = mirror_relpath(f"http://h/{long.name}")
+    assert crafted != long  # its `~` escaped, it is over the limit and shortened in turn
+    short = mirror_relpath("http://h/notes~0123456789abcdef.txt")
+    assert short.name == "notes%7E0123456789abcdef.txt"
+
+
+def test_a_tilde_elsewhere_stays_readable() -> None:
+    assert mirror_relpath("http://h/~user/notes~1.txt") == PurePosixPath("h/~user/notes~1.txt")
+
+
 def test_long_multibyte_names_are_cut_on_character_boundaries() -> None:
     name = mirror_relpath("http://h/" + "é" * 300).name
     assert len(name.encode()) <= MAX_NAME_BYTES
