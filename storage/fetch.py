@@ -142,6 +142,7 @@ async def fetch_page(
     meta: Mapping[str, Any] | None = None,
     rate_limit: RateLimit | None = None,
     accept: Callable[[str | None], bool] | None = None,
+    progress: ProgressCallback | None = None,
 ) -> tuple[FetchRecord, bytes | None]:
     """`download(session, url, store, ...)` for a crawler: also returns the stored body's bytes
     when it was small enough (`SMALL_BODY_BYTES`) to be held whole on its way to disk, so links
@@ -163,7 +164,7 @@ async def fetch_page(
         timeout=None,
         chunk_size=DEFAULT_CHUNK_SIZE,
         meta=meta,
-        progress=None,
+        progress=progress,
         rate_limit=rate_limit,
         accept=accept,
     )

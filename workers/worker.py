@@ -342,6 +342,7 @@ class Worker:
         result = FetchResult.FAILED
         status: int | None = None
         body: bytes | None = None
+        meter = _ByteMeter(counters)
         try:
             try:
                 record, body = await fetch_page(
@@ -355,6 +356,7 @@ class Worker:
                     rate_limit=self.options.rate_limit,
                     # A robots.txt or sitemap read for its URLs is kept whatever its type.
                     accept=self.options.accept if sitemap_kind(task) is None else None,
+                    progress=meter,
                 )
                 verdict = classify_record(record)
             except DownloadError as exc:
@@ -377,7 +379,7 @@ class Worker:
                 return
             if result is FetchResult.RETRIED and self._last_attempt(task):
                 result = FetchResult.FAILED  # the frontier gives this URL up: it counts as failed
-            counters.add_bytes(record.received)
+            meter.settle(record.received)
             await self._settle(task, record, verdict, body)
         finally:
             counters.fetch_finished(
@@ -596,6 +598,31 @@ def _read_small(path: Path, limit: int = 0) -> bytes:
     finally:
         os.close(fd)
     return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+
+class _ByteMeter:
+    """A fetch's progress callback: body bytes into the counters as they arrive, so MB/s moves
+    during a long download and an interrupted one still counts what came. The first report
+    is the baseline (a resumed `.part`'s prefix did not arrive now); `settle` adds, at the
+    end, whatever the reports did not cover."""
+
+    __slots__ = ("counted", "counters", "last")
+
+    def __init__(self, counters: CrawlCounters) -> None:
+        self.counters = counters
+        self.last: int | None = None
+        self.counted = 0
+
+    def __call__(self, size: int, _expected: int | None) -> None:
+        last, self.last = self.last, size
+        if last is not None and size > last:  # smaller: the body started over from zero
+            self.counted += size - last
+            self.counters.add_bytes(size - last)
+
+    def settle(self, received: int) -> None:
+        if received > self.counted:
+            self.counters.add_bytes(received - self.counted)
+            self.counted = received
 
 
 # A sentinel put on the queue to end a fetch loop.

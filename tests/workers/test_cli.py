@@ -436,6 +436,24 @@ def test_progress_is_logged_every_interval_when_not_on_a_terminal(
 
 
 @pytest.mark.timeout(300)
+def test_a_long_download_s_bytes_show_in_progress_while_it_arrives(workdir: Path) -> None:
+    # Spliced in steps of SPLICE_STEP_BYTES (8 MiB), each reported: at 6 MB/s, about one
+    # report a second and a half, over four seconds.
+    size = 24_000_000
+    env = crawl_env(CRAWL_PROGRESS_INTERVAL="0.2")
+    with site_in_thread(SiteSpec(pages=1, big_files=(size,)), rate=6e6) as served:
+        url = served.seeds[0] + "files/big-0.bin"
+        done = crawl(
+            "mirror", url, "--out", workdir / "out", "--log-format", "json", cwd=workdir, env=env
+        )
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    during = [e["bytes"] for e in events if e["event"] == "progress" and e["done"] == 0]
+    assert any(0 < count < size for count in during), events
+    assert events[-1]["event"] == "summary" and events[-1]["bytes"] == size
+
+
+@pytest.mark.timeout(300)
 def test_a_worker_serves_prometheus_metrics_while_it_crawls(workdir: Path) -> None:
     out = workdir / "out"
     port = free_port()
