@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
-from storage.paths import current_location
+from storage.paths import current_location, displaced_path
 from storage.records import FetchRecord, Outcome, ReadReport, read_records
 
 __all__ = ["CSV_COLUMNS", "export_csv", "export_jsonl", "is_failure"]
@@ -72,7 +72,7 @@ def _selected(
             if record.path is not None:
                 # Where the file is now: `/a` moves aside once `/a/b` is stored (its record
                 # was written before), and the export should name a file, not a directory.
-                moved = current_location(root / record.path)
-                if moved.name != Path(record.path).name:
-                    record.path = str(Path(record.path).with_name(moved.name))
+                stored = root / record.path
+                if current_location(stored) != stored:
+                    record.path = displaced_path(record.path)
             yield record

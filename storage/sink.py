@@ -571,11 +571,13 @@ def _hash_window(hasher: hashlib._Hash, window: _Window, buffer: bytearray) -> N
 
 def _write_all(fd: int, chunks: Sequence[bytes | memoryview]) -> None:
     buffers: list[bytes | memoryview] = list(chunks)
-    claim_room(fd, sum(len(b) for b in buffers))
+    left = sum(len(b) for b in buffers)
+    claim_room(fd, left)
     while buffers:
         written = os.writev(fd, buffers)
-        if written == sum(len(b) for b in buffers):
+        if written == left:
             return
+        left -= written
         # A short write (disk nearly full, signal): skip what went out, retry the rest.
         while buffers and written >= len(buffers[0]):
             written -= len(buffers[0])

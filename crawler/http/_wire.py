@@ -79,9 +79,11 @@ class BodyError(WireError):
 
 # --- request side -----------------------------------------------------------------------------
 
-# Control characters no request head may carry outside its line ends (tab is allowed in values).
-_FORBIDDEN = ("\r", "\n", *(chr(c) for c in (*range(0x20), 0x7F) if c not in (0x09, 0x0A, 0x0D)))
-_CONTROL_BYTES = bytes(ord(ch) for ch in _FORBIDDEN[2:])
+# Control characters a request head may not carry: CR and LF outside its line ends, and the
+# rest (C0 and DEL) anywhere, tab aside (allowed in values).
+_CONTROLS = "".join(chr(c) for c in (*range(0x20), 0x7F) if c not in (0x09, 0x0A, 0x0D))
+_CONTROL_BYTES = _CONTROLS.encode("ascii")
+_FORBIDDEN = ("\r", "\n", *_CONTROLS)
 
 
 def _check_token(kind: str, value: str) -> None:
@@ -125,8 +127,9 @@ def encode_request_head(method: str, target: str, headers: list[tuple[str, str]]
     lines.extend([f"{name}: {value}\r\n" for name, value in headers])
     lines.append("\r\n")
     head = "".join(lines)
-    # A few C-level scans instead of one check per header: a CR, LF or NUL smuggled in
-    # a target or value shows up as an extra line ending (or a NUL) in the finished head.
+    # A few C-level scans of the whole head instead of checks per header: a CR or LF smuggled
+    # into a target or value shows up as an extra line ending, any other control byte as a
+    # byte that `translate` deletes.
     expected = len(headers) + 2
     data = head.encode("utf-8", "surrogateescape")
     if (
