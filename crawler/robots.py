@@ -11,7 +11,12 @@ rules in memory until they expire, and concurrent checks of one origin share one
 
 Status handling follows RFC 9309: 2xx is parsed; other 4xx and unresolved redirects mean "no
 rules" (allow all); 429, 5xx and network errors mean "unreachable": every URL of the origin
-waits (`retry_in`) and the fetch is tried again after `unreachable_ttl`. A fetcher that raises
+waits (`retry_in`, an attempt of its own) and the fetch is tried again once the entry expires.
+A server that answers 429 or 5xx is given `unreachable_ttl` to recover. A network error (refused,
+reset, no such host, timed out) is tried again sooner, after `network_retry` seconds, doubling
+with each further failure in a row up to `unreachable_ttl`: it usually means the host is down
+or misspelled, and its pages, were they fetched, would be retried on a schedule that short, so
+a crawl of a dead host ends in seconds rather than minutes. A fetcher that raises
 `UntrustedOrigin` (the origin's TLS certificate does not verify) gives no rules for
 `unreachable_ttl` instead: the pages would fail the same way, so they are fetched and fail at
 once with the real cause in their records, rather than wait for a robots.txt that cannot come.
@@ -102,6 +107,8 @@ class _Rules:
     parser: Protego | None
     expires: float  # local monotonic clock
     why: str = ""  # for an unreachable robots.txt: what the fetch got (error or status)
+    wait: float = 0.0  # for an unreachable robots.txt: the entry's lifetime, the URLs' wait
+    network_failures: int = 0  # network errors in a row that gave this entry (0: not one)
 
 
 class Robots:
@@ -116,6 +123,7 @@ class Robots:
         enabled: bool = True,
         ttl: float = 24 * 3600.0,
         unreachable_ttl: float = 60.0,
+        network_retry: float = 1.0,
         claim_ttl: float = 30.0,
         fetch_timeout: float = 30.0,
     ) -> None:
@@ -125,6 +133,7 @@ class Robots:
         self.enabled = enabled
         self.ttl = ttl
         self.unreachable_ttl = unreachable_ttl
+        self.network_retry = network_retry
         self.claim_ttl = claim_ttl
         self.fetch_timeout = fetch_timeout
         self.fetches = 0  # robots.txt fetches this instance made (for tests and stats)
@@ -148,7 +157,7 @@ class Robots:
         if rules.kind is _Kind.UNREACHABLE:
             why = f" ({rules.why})" if rules.why else ""
             return RobotsDecision(
-                False, f"{parts.origin}/robots.txt unreachable{why}", retry_in=self.unreachable_ttl
+                False, f"{parts.origin}/robots.txt unreachable{why}", retry_in=rules.wait
             )
         if rules.parser is None or rules.parser.can_fetch(parts.url, self.user_agent):
             return ALLOWED
@@ -208,7 +217,7 @@ class Robots:
     async def _fetch(self, parts: UrlParts) -> _Rules:
         origin = parts.origin
         self.fetches += 1
-        untrusted = False
+        untrusted = network_error = False
         try:
             status, body = await asyncio.wait_for(
                 self.fetcher(f"{origin}/robots.txt"), self.fetch_timeout
@@ -218,7 +227,7 @@ class Robots:
         except UntrustedOrigin:
             untrusted, status, body, why = True, 0, b"", ""
         except Exception as exc:  # any failure to fetch is "unreachable" (RFC 9309 2.3.1.4)
-            status, body = 0, b""
+            status, body, network_error = 0, b"", True
             # Kept with the entry: the records of the URLs it holds back say why.
             why = _one_line(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
         else:
@@ -234,10 +243,19 @@ class Robots:
             kind, body = _Kind.ALLOW_ALL, b""
         else:
             kind, body, ttl = _Kind.UNREACHABLE, b"", self.unreachable_ttl
+        failures = 0
+        if network_error:
+            # The previous entry (still in this process's memory once expired) says how many
+            # fetches in a row failed so; each failure doubles the wait.
+            previous = self._cache.get(origin)
+            failures = 1 + (previous.network_failures if previous is not None else 0)
+            ttl = min(self.unreachable_ttl, self.network_retry * 2 ** (failures - 1))
         body = body[:MAX_ROBOTS_BYTES]
         fields = {"k": kind.value, "b": body, "at": time.time(), "ttl": ttl}
         if kind is _Kind.UNREACHABLE:
             fields["why"] = why
+            if failures:
+                fields["n"] = failures  # so that a process reading it goes on doubling
         entry = msgpack.packb(fields, use_bin_type=True)
         await self.store.robots_put(origin, entry, ttl)
         rules = _rules_from_entry(entry)
@@ -255,7 +273,10 @@ def _rules_from_entry(entry: bytes) -> _Rules:
     # the local copy lives no longer than the shared one does
     left = float(data["ttl"]) - max(0.0, time.time() - float(data["at"]))
     # "why" is absent from entries of older writers: the decision then just says unreachable.
-    return _Rules(kind, parser, time.monotonic() + left, str(data.get("why") or ""))
+    why = str(data.get("why") or "")
+    return _Rules(
+        kind, parser, time.monotonic() + left, why, float(data["ttl"]), int(data.get("n") or 0)
+    )
 
 
 def _one_line(text: str, limit: int = 300) -> str:

@@ -184,6 +184,56 @@ async def test_connection_refused_counts_as_unreachable(fetcher, store) -> None:
     assert other.fetches == 0
 
 
+async def test_network_errors_are_retried_sooner_and_sooner_less_often(  # type: ignore[no-untyped-def]
+    site, fetcher, store
+) -> None:
+    """A host that cannot be reached waits network_retry, then twice that after each further
+    failure in a row, up to unreachable_ttl; an answer ends the streak. Another process that
+    reads the shared entry holds the same wait and goes on doubling from it."""
+    down = True
+
+    async def fetch(url: str) -> tuple[int, bytes]:
+        if down:
+            raise ConnectionRefusedError(111, "Connection refused")
+        return await fetcher(url)
+
+    def make() -> Robots:
+        return Robots(
+            store, fetch, user_agent=AGENT, network_retry=0.1, unreachable_ttl=0.3, ttl=0.3
+        )
+
+    robots, other = make(), make()
+    waits = []
+    for _ in range(4):
+        decision = await robots.check(site.url("/public"))
+        assert not decision.allowed and "(ConnectionRefusedError: " in decision.reason
+        waits.append(decision.retry_in)
+        assert (await other.check(site.url("/public"))).retry_in == decision.retry_in
+        await asyncio.sleep(decision.retry_in + 0.02)
+    assert waits == [0.1, 0.2, 0.3, 0.3]
+    assert robots.fetches + other.fetches == 4
+    # The other process fetches next, and doubles on from the streak it read.
+    decision = await other.check(site.url("/x"))
+    assert other.fetches >= 1 and decision.retry_in == 0.3
+    # Up again: the rules are read, and once they expire a new failure starts from the start.
+    await asyncio.sleep(0.32)
+    down = False
+    assert (await robots.check(site.url("/public"))).allowed
+    await asyncio.sleep(0.32)
+    down = True
+    assert (await robots.check(site.url("/public"))).retry_in == 0.1
+
+
+async def test_server_errors_do_not_shorten_the_wait(site, fetcher, store) -> None:  # type: ignore[no-untyped-def]
+    site.status = 503
+    robots = Robots(store, fetcher, user_agent=AGENT, network_retry=0.01, unreachable_ttl=0.1)
+    for _ in range(2):
+        decision = await robots.check(site.url("/public"))
+        assert decision.retry_in == 0.1
+        await asyncio.sleep(0.12)
+    assert site.hits == 2
+
+
 async def test_an_untrusted_origin_gets_no_rules_until_the_unreachable_ttl(  # type: ignore[no-untyped-def]
     site, fetcher, store
 ) -> None:

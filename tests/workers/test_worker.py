@@ -325,6 +325,25 @@ def test_a_crawl_of_an_unreachable_host_says_what_failed(workdir: Path) -> None:
             assert " 1 retried," in said
 
 
+def test_a_dead_host_is_given_up_on_the_network_retry_schedule(workdir: Path) -> None:
+    """robots.txt of a host that refuses connections holds its URLs back 1 s, then 2 s (not a
+    fixed minute each), so the crawl ends about as soon as with --no-robots."""
+    seeds = workdir / "seeds.txt"
+    url = f"http://127.0.0.1:{free_port()}/"
+    seeds.write_text(url + "\n")
+    out = workdir / "out"
+    args = ("run", seeds, "--out", out, "--workers", "1", "--no-progress", "--retries", "2")
+    done = crawl(*args, cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    exported = crawl("export", out, "--format", "jsonl", "--failed", cwd=workdir)
+    errors = [json.loads(line)["error"] for line in exported.stdout.splitlines()]
+    assert [error.rpartition("; ")[2] for error in errors] == [
+        "tried again in 1 s",
+        "tried again in 2 s",
+        "given up after 3 attempts",
+    ]
+
+
 async def test_an_untyped_page_is_parsed_when_its_bytes_start_as_html(tmp_path: Path) -> None:
     from crawler.demo_site.resources import Body
 
