@@ -283,7 +283,7 @@ def status(out: str | None, redis: str | None, job: str | None, as_json: bool) -
 
 
 @main.command()
-@click.argument("out", type=click.Path(exists=True, file_okay=False))
+@click.argument("out", type=click.Path(file_okay=False))
 @click.option(
     "--format",
     "fmt",
@@ -299,7 +299,13 @@ def status(out: str | None, redis: str | None, job: str | None, as_json: bool) -
 def export(out: str, fmt: str, failed: bool, output: Any) -> None:
     """Print the fetch records of OUT as JSON lines or CSV."""
     from storage import export_csv, export_jsonl
+    from storage.records import RECORDS_DIR
+    from workers.job import SQLITE_NAME
 
+    folder = Path(out)
+    if not (folder / RECORDS_DIR).is_dir() and not (folder / SQLITE_NAME).exists():
+        # As `crawl status` says: a mistyped OUT must not pass for a crawl with no records.
+        raise click.ClickException(f"no crawl in {out} (no {RECORDS_DIR}/ nor {SQLITE_NAME})")
     writer = export_jsonl if fmt == "jsonl" else export_csv
     report = writer(Path(out), output, failed_only=failed)
     for problem in report.problems:

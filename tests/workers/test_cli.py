@@ -171,7 +171,6 @@ def test_a_resumed_crawl_follows_the_flags_of_the_run_that_resumes_it(
         (["mirror"], "Error: give URLs or -i FILE"),
         (["status"], "Error: give OUT (a SQLite crawl) or --redis URL --job NAME"),
         (["run", "missing.txt"], "Error: Invalid value for 'SEEDS': 'missing.txt': No such file"),
-        (["export", "nowhere"], "Error: Invalid value for 'OUT': Directory 'nowhere' does not"),
         (["run", "empty.txt", "--redis", "http://x"], "Error: bad setting redis='http://x'"),
     ],
 )

@@ -123,3 +123,21 @@ def test_seeds_that_are_all_unusable_are_a_usage_error(workdir: Path) -> None:
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert "seed not added: garbage" in done.stderr
     assert "none of the 2 seed URL(s) can be crawled" in done.stderr
+
+
+def test_export_of_a_folder_that_holds_no_crawl_says_so(workdir: Path) -> None:
+    """A mistyped OUT gets the error `crawl status` gives, not an empty export and exit 0."""
+    (workdir / "empty").mkdir()
+    for out in (workdir / "missing", workdir / "empty"):
+        for command in (("export", out), ("status", out)):
+            done = crawl(*command, cwd=workdir, timeout=60)
+            assert done.returncode == 1, (command, done.stderr)
+            assert f"Error: no crawl in {out} (" in done.stderr
+    assert not (workdir / "missing").exists()
+    # A crawl seeded but not yet run has no records, and an empty export is its true answer.
+    seeds = workdir / "seeds.txt"
+    seeds.write_text("http://127.0.0.1:1/\n")
+    seeded = workdir / "seeded"
+    assert crawl("run", seeds, "--out", seeded, "--workers", "0", cwd=workdir).returncode == 0
+    done = crawl("export", seeded, cwd=workdir, timeout=60)
+    assert (done.returncode, done.stdout) == (0, "")
