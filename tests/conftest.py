@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+import redis
 
-from tests.support.binaries import require_binary
+from tests.support.binaries import require_binary, require_redis_62
 from tests.support.redis_cluster import RedisClusterServers
 from tests.support.redis_server import RedisServer
 from tests.support.tinyproxy import TinyProxy
@@ -18,6 +19,20 @@ def redis_server() -> Iterator[RedisServer]:
     server = RedisServer(require_binary("redis-server"))
     server.start()
     try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def redis_62_server() -> Iterator[RedisServer]:
+    """A real redis-server 6.2 (the oldest Redis supported) for the whole test session."""
+    server = RedisServer(require_redis_62())
+    server.start()
+    try:
+        with redis.Redis.from_url(server.url) as client:
+            version = client.info("server")["redis_version"]
+        assert version.startswith("6.2."), f"{server.binary} is Redis {version}, not 6.2"
         yield server
     finally:
         server.close()

@@ -1,6 +1,7 @@
 """The stores every conformance test runs on: SQLite, SQLite in a file of the older layout
-(tasks keyed by fingerprint), fakeredis (with Lua), redis-server, redis-server over TLS with a
-password (rediss://), and a Redis Cluster of three nodes (a `RedisCluster` client).
+(tasks keyed by fingerprint), fakeredis (with Lua), redis-server (Debian's 7, and 6.2, the oldest
+supported, built by scripts/redis-6.2), redis-server over TLS with a password (rediss://), and
+a Redis Cluster of three nodes (a `RedisCluster` client).
 
 `backend.open(settings)` opens another frontier on the same job and store (another "worker"),
 so multi-worker behaviour is tested the same way on each backend. Every test gets its own job
@@ -28,7 +29,20 @@ from tests.support.ports import wait_for_port
 from tests.support.redis_server import RedisServer
 from tests.support.tls_certs import TestPKI, make_pki
 
-BACKENDS = ("sqlite", "sqlite-fp-keyed", "fakeredis", "redis", "redis-tls", "redis-cluster")
+BACKENDS = (
+    "sqlite",
+    "sqlite-fp-keyed",
+    "fakeredis",
+    "redis",
+    "redis-6.2",
+    "redis-tls",
+    "redis-cluster",
+)
+_REAL_REDIS = {
+    "redis": "redis_server",
+    "redis-6.2": "redis_62_server",
+    "redis-tls": "tls_redis_server",
+}
 # How frontier files made before tasks were stored in queue order keep their tasks: a file
 # created with this table keeps it (the schema only creates what is missing).
 FP_KEYED_TASKS = """
@@ -160,8 +174,7 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
 
         made = Backend("redis-cluster", job, None, open_cluster)
     else:
-        fixture = "redis_server" if request.param == "redis" else "tls_redis_server"
-        redis_server = request.getfixturevalue(fixture)
+        redis_server = request.getfixturevalue(_REAL_REDIS[request.param])
         options = {"ssl_ca_certs": redis_server.ca_file} if request.param == "redis-tls" else {}
 
         async def open_real(settings: FrontierSettings | None, job: str) -> FrontierBase:

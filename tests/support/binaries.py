@@ -47,3 +47,24 @@ def require_feature(available: bool, message: str) -> None:
     if in_ci():
         pytest.fail(message)
     pytest.skip(message)
+
+
+REDIS_62 = "6.2.14"
+_REDIS_62_BUILD = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+    ".cache",
+    f"redis-{REDIS_62}",
+)
+
+
+def require_redis_62() -> str:
+    """redis-server 6.2, the oldest Redis the frontier supports: built by scripts/redis-6.2
+    (which scripts/test runs) into .cache, or found in $CRAWL_REDIS_62_DIR."""
+    folder = os.environ.get("CRAWL_REDIS_62_DIR") or _REDIS_62_BUILD
+    binary = os.path.join(folder, "redis-server")
+    if not os.access(binary, os.X_OK):
+        message = f"redis-server {REDIS_62} is not built in {folder} (run scripts/redis-6.2)"
+        if in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    return binary

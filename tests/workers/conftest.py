@@ -20,6 +20,16 @@ def workdir(tmp_path: Path) -> Path:
 @pytest.fixture
 def clean_redis(redis_server: RedisServer) -> Iterator[RedisServer]:
     """The session's redis-server, emptied before and after the test."""
+    yield from _emptied(redis_server)
+
+
+@pytest.fixture
+def clean_redis_62(redis_62_server: RedisServer) -> Iterator[RedisServer]:
+    """The session's redis-server 6.2 (the oldest supported), emptied before and after."""
+    yield from _emptied(redis_62_server)
+
+
+def _emptied(redis_server: RedisServer) -> Iterator[RedisServer]:
     client = redis.Redis.from_url(redis_server.url)
     try:
         client.flushall()

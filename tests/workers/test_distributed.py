@@ -40,9 +40,13 @@ def check_outcomes(found: list, expected: dict) -> None:
 
 
 @pytest.mark.timeout(400)
+@pytest.mark.parametrize("redis_version", ["debian", "6.2"])
 def test_three_workers_fetch_every_page_once_within_per_host_limits(
-    workdir: Path, clean_redis: RedisServer
+    workdir: Path, redis_version: str, request: pytest.FixtureRequest
 ) -> None:
+    # Debian's Redis (7) and 6.2, the oldest the frontier supports.
+    fixture = "clean_redis" if redis_version == "debian" else "clean_redis_62"
+    clean_redis: RedisServer = request.getfixturevalue(fixture)
     out = workdir / "out"
     spec = SiteSpec(pages=2000, hosts=3)
     # Every answer is held back 10 ms, so the workers' requests overlap at the server and its
