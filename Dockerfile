@@ -1,8 +1,11 @@
 # syntax=docker/dockerfile:1
 # crawl: one image for every role (seed, worker, status, export). Build: docker build -t crawl .
 # Wheels are built in a throw-away stage, so the final image has no compiler and no build cache.
+# PYTHON_IMAGE: any Debian-based image whose `python`/`pip` (3.11+) install as root; where Docker
+# Hub cannot be reached, scripts/image-base makes one from Debian's packages (scripts/check-image).
+ARG PYTHON_IMAGE=python:3.12-slim
 
-FROM python:3.12-slim AS build
+FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
@@ -11,7 +14,7 @@ COPY workers ./workers
 COPY storage ./storage
 RUN pip wheel --wheel-dir /wheels ".[speed]"
 
-FROM python:3.12-slim
+FROM ${PYTHON_IMAGE}
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \

@@ -24,6 +24,31 @@ from crawler.config import Settings, SettingsError, load_settings, setting_help
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_CANNOT_WRITE = 75  # the code a worker stops with when OUT cannot be written (EX_TEMPFAIL)
+
+
+class OutNotWritable(click.ClickException):
+    exit_code = EXIT_CANNOT_WRITE
+
+
+def _check_out_writable(out: Path) -> None:
+    """Create OUT and write a file in it now, so that a folder the crawl cannot write (owned
+    by another user, as a container's root-owned volume is; read-only) is one line at the
+    start, not a traceback from whichever part writes first."""
+    import errno
+    import tempfile
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out, prefix=".crawl-write-check-"):
+            pass
+    except OSError as error:
+        why = error.strerror or type(error).__name__
+        hint = ""
+        if error.errno in (errno.EACCES, errno.EPERM) and hasattr(os, "getuid"):
+            uid = os.getuid()
+            hint = f"; this runs as uid {uid}: give it the folder (chown -R {uid} {out})"
+        raise OutNotWritable(f"cannot write under {out}: {why}{hint}") from None
 
 
 def _settings(options: dict[str, Any], **forced: Any) -> Settings:
@@ -173,6 +198,7 @@ def run(seeds: Any, recrawl: bool, **options: Any) -> None:
     urls = list(_read_seeds(seeds))
     if not urls:
         raise click.UsageError("no seed URLs given")
+    _check_out_writable(settings.out)
     sys.exit(_run_crawl(settings, urls, recrawl=recrawl))
 
 
@@ -201,6 +227,7 @@ def worker(**options: Any) -> None:
             raise click.ClickException(
                 f"no job {settings.job!r} {where}; start it with `crawl run SEEDS {start}`"
             )
+        _check_out_writable(settings.out)
         index = int(os.environ.get("CRAWL_WORKER_INDEX", "0"))
         code = run_worker_process(settings, index=index, report=True)
     except FrontierError as error:
@@ -231,6 +258,7 @@ def mirror(urls: tuple[str, ...], input_file: Any, recrawl: bool, **options: Any
         # The job is these files and no more (no links followed): a process beyond one per
         # file would only start, find nothing to lease and take CPU from the transfers.
         settings = dataclasses.replace(settings, workers=len(listed))
+    _check_out_writable(settings.out)
     sys.exit(_run_crawl(settings, listed, recrawl=recrawl))
 
 
@@ -330,6 +358,7 @@ def demo(pages: int, hosts: int, out: str, workers: int, progress: bool | None) 
         SiteSpec(pages=pages, hosts=hosts)  # a bad size is a usage error, said before serving
     except SiteError as error:
         raise click.UsageError(str(error)) from None
+    _check_out_writable(settings.out)
     # The site is served by a process of its own, so it is not what limits the crawl.
     with DemoSiteProcess(["--pages", str(pages), "--hosts", str(hosts)]) as served:
         click.echo(f"demo site: {len(served.seeds)} hosts, seeds {', '.join(served.seeds)}")

@@ -120,9 +120,13 @@ def test_environment_names_are_real_settings(compose: dict) -> None:
 
 
 def test_dockerfile_uses_a_slim_python_311_or_newer(dockerfile: list[tuple[str, str]]) -> None:
+    # Both stages start from the PYTHON_IMAGE argument, whose default is the official image.
+    defaults = dict(
+        arguments.partition("=")[::2] for keyword, arguments in dockerfile if keyword == "ARG"
+    )
     bases = [arguments.split()[0] for keyword, arguments in dockerfile if keyword == "FROM"]
-    assert bases
-    for base in bases:
+    assert bases == ["${PYTHON_IMAGE}", "${PYTHON_IMAGE}"]
+    for base in [defaults["PYTHON_IMAGE"]]:
         match = re.fullmatch(r"python:3\.(\d+)(?:\.\d+)?-slim(?:-\w+)?", base)
         assert match is not None and int(match.group(1)) >= 11, base
 

@@ -28,6 +28,10 @@ class SmallDisk:
         """Make room: the same mount, `size` bytes big, with what it holds kept."""
         _mount("-o", f"remount,size={size}", "tmpfs", self.path)
 
+    def read_only(self) -> None:
+        """Remount it read-only (only while no file on it is open for writing)."""
+        _mount("-o", "remount,ro", "tmpfs", self.path)
+
 
 @contextmanager
 def small_disk(path: Path, size: int) -> Iterator[SmallDisk]:

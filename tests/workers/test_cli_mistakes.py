@@ -11,6 +11,7 @@ import redis
 from crawler.frontier import open_frontier
 from tests.support.ports import free_port
 from tests.support.redis_server import RedisServer
+from tests.support.small_disk import small_disk
 from tests.workers.support import crawl
 
 
@@ -141,3 +142,29 @@ def test_export_of_a_folder_that_holds_no_crawl_says_so(workdir: Path) -> None:
     assert crawl("run", seeds, "--out", seeded, "--workers", "0", cwd=workdir).returncode == 0
     done = crawl("export", seeded, cwd=workdir, timeout=60)
     assert (done.returncode, done.stdout) == (0, "")
+
+
+def test_an_out_that_cannot_be_written_is_one_line_before_anything_starts(workdir: Path) -> None:
+    """A read-only OUT (or one inside it), or one under a file: exit 75, as when OUT fills up
+    mid-crawl, with the reason, and no traceback; `demo` says so before serving its site."""
+    seeds = workdir / "seeds.txt"
+    seeds.write_text("http://127.0.0.1:1/\n")
+    (workdir / "a-file").write_text("")
+    with small_disk(workdir / "ro", 1 << 20) as disk:
+        disk.read_only()
+        read_only = "Read-only file system"
+        cases = [
+            (("run", seeds, "--out", workdir / "ro"), workdir / "ro", read_only),
+            (("run", seeds, "--out", workdir / "ro" / "o"), workdir / "ro" / "o", read_only),
+            (("mirror", "http://127.0.0.1:1/x", "--out", workdir / "ro" / "m"), None, "Read-only"),
+            (("demo", "--out", workdir / "ro" / "d"), None, "Read-only file system"),
+            (("run", seeds, "--out", workdir / "a-file" / "o"), None, "Not a directory"),
+        ]
+        for args, out, why in cases:
+            done = crawl(*args, "--no-progress", cwd=workdir, timeout=60)
+            assert done.returncode == 75, (args, done.stderr)
+            assert "Traceback" not in done.stderr and "demo site:" not in done.stdout
+            line = done.stderr.strip().splitlines()[-1]
+            assert line.startswith("Error: cannot write under ") and why in line, line
+            if out is not None:
+                assert line == f"Error: cannot write under {out}: {why}"
