@@ -18,6 +18,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from crawler.http import proxy_env
+from crawler.http._payload_length import DeclaredLengthPayload, declared_length
 from crawler.http._wire import (
     MAX_FIELD_SIZE,
     MAX_HEADERS,
@@ -508,15 +509,19 @@ class ClientSession:
         else:
             payload = None
         has = caller.__contains__ if caller is not None else (lambda _: False)
+        declared = None
+        if caller is not None and "Content-Length" in caller:
+            declared = _checked_content_length(caller, payload, compress, chunked)
         if compress:
             if has("Content-Encoding"):
                 raise ValueError("compress can not be set if Content-Encoding header is set")
             if payload is not None:
                 payload = compress_payload(payload, "deflate" if compress is True else compress)
-        if chunked and has("Content-Length"):
-            raise ValueError("chunked can not be set if Content-Length header is set")
         if payload is None:
             return None, False
+        if declared is not None and payload.size is None:
+            # The caller's length frames the stream: sent as is, no chunked framing beside it.
+            return DeclaredLengthPayload(payload, declared), False
         by_header = caller is not None and "chunked" in caller.get("Transfer-Encoding", "")
         return payload, bool(chunked) or by_header or payload.size is None
 
@@ -717,3 +722,31 @@ async def _close_quietly(payload: Payload) -> None:
         await payload.close()
     except Exception:
         pass
+
+
+def _checked_content_length(
+    caller: CIMultiDict[str],
+    payload: Payload | None,
+    compress: str | bool | None,
+    chunked: bool | None,
+) -> int:
+    """The caller's Content-Length, refused (ValueError, before anything is sent) unless it is
+    the length the body will have: a server frames the request by it, so a longer body would
+    be read as another request (smuggling) and a shorter one would leave it waiting."""
+    values = caller.getall("Content-Length")
+    lengths = {declared_length(value) for value in values}
+    if len(lengths) != 1:
+        raise ValueError(f"conflicting Content-Length headers: {', '.join(values)}")
+    (length,) = lengths
+    if chunked or "chunked" in caller.get("Transfer-Encoding", ""):
+        raise ValueError("chunked can not be set if Content-Length header is set")
+    if "Transfer-Encoding" in caller:
+        raise ValueError("Transfer-Encoding can not be set if Content-Length header is set")
+    if compress:
+        raise ValueError("compress can not be set if Content-Length header is set")
+    size = 0 if payload is None else payload.size
+    if size is not None and size != length:
+        raise ValueError(
+            f"Content-Length header says {length} bytes but the body has {size}"
+        )
+    return length

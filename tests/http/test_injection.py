@@ -8,6 +8,7 @@ parameters, cookies, multipart names and filenames, credentials) arrive encoded,
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections.abc import AsyncIterator
 from typing import Any
@@ -247,3 +248,88 @@ async def test_multipart_names_and_filenames_are_escaped_like_browsers() -> None
 
 def parse_multipart(body: bytes, content_type: str) -> tuple[Any, Any]:
     return parse_form(body, content_type)
+
+
+# --- a caller's Content-Length frames the body, or is refused ----------------------------------
+
+
+async def _stream(*chunks: bytes) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk
+
+
+@pytest.mark.parametrize(
+    ("headers", "options", "refusal"),
+    [
+        # The rest of the body would be read as the next request on the connection.
+        ({"Content-Length": "6"}, {"data": b"x=1\r\n\r\nDELETE /admin HTTP/1.1\r\n\r\n"}, "says 6"),
+        ({"Content-Length": "9"}, {"data": b"short"}, "says 9 bytes but the body has 5"),
+        ({"Content-Length": "3"}, {}, "says 3 bytes but the body has 0"),
+        ({"Content-Length": "3", "Transfer-Encoding": "gzip"}, {"data": b"abc"}, "Transfer-Enc"),
+        ({"Content-Length": "3"}, {"data": b"abc", "chunked": True}, "chunked can not"),
+        ({"Content-Length": "3"}, {"data": b"abc", "compress": True}, "compress can not"),
+        ({"Content-Length": "-3"}, {"data": b"abc"}, "whole number"),
+        ({"Content-Length": "3, 3"}, {"data": b"abc"}, "whole number"),
+        ({"Content-Length": "0x3"}, {"data": b"abc"}, "whole number"),
+    ],
+)
+async def test_a_content_length_that_does_not_frame_the_body_is_refused(
+    echo: tuple[ServerState, str],
+    session: ClientSession,
+    headers: dict[str, str],
+    options: dict[str, Any],
+    refusal: str,
+) -> None:
+    state, base = echo
+    with pytest.raises(ValueError, match=refusal):
+        await session.post(base + "/upload", headers=headers, **options)
+    assert state.connections == 0
+
+
+async def test_a_stream_under_a_content_length_is_sent_with_that_framing_only(
+    echo: tuple[ServerState, str], session: ClientSession
+) -> None:
+    state, base = echo
+    headers = {"Content-Length": "6"}
+    async with session.post(base + "/a", data=_stream(b"abc", b"def"), headers=headers) as resp:
+        assert resp.status == 200
+    async with session.get(base + "/next") as resp:  # the same connection, still in step
+        assert resp.status == 200
+    first, second = state.requests
+    assert (first.body, first.headers["content-length"]) == (b"abcdef", "6")
+    assert "transfer-encoding" not in first.headers
+    assert (second.method, second.target) == ("GET", "/next")
+    assert state.connections == 1
+
+
+@pytest.mark.parametrize(
+    ("chunks", "message"),
+    [
+        ((b"abc", b"DELETE /admin HTTP/1.1\r\nHost: x\r\n\r\n"), "longer than its Content-Length"),
+        ((b"ab",), "ended 1 bytes short of its Content-Length"),
+    ],
+)
+async def test_a_stream_that_breaks_its_content_length_fails_and_smuggles_nothing(
+    session: ClientSession, chunks: tuple[bytes, ...], message: str
+) -> None:
+    from crawler.http import ClientPayloadError
+
+    state = ServerState()
+
+    async def hold_body(reader: Any, writer: Any) -> None:
+        # Reads the head, then whatever comes until the client gives up on the connection.
+        state.connections += 1
+        head = await reader.readuntil(b"\r\n\r\n")
+        state.requests.append(Request("POST", "/", {}, head, await reader.read()))
+        writer.close()
+
+    async with raw_server(hold_body, state) as base:
+        with pytest.raises(ClientPayloadError, match=message):
+            await session.post(base + "/", data=_stream(*chunks), headers={"Content-Length": "3"})
+        for _ in range(200):  # the client dropped the connection: the server reads to its end
+            if state.requests:
+                break
+            await asyncio.sleep(0.01)
+    [request] = state.requests
+    assert b"Transfer-Encoding" not in request.raw_head
+    assert b"DELETE" not in request.body and len(request.body) <= 3
