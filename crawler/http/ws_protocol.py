@@ -82,6 +82,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self._queued_bytes = 0
         self._read_waiter: asyncio.Future[None] | None = None
         self._reading_paused = False
+        self._dropping_data = False  # closing: data messages are not queued (see drop_data)
 
         self._writing_paused = False
         self._drain_waiters: deque[asyncio.Future[None]] = deque()
@@ -239,6 +240,8 @@ class WebSocketProtocol(asyncio.Protocol):
     # --- the message queue (one reader) --------------------------------------------------
 
     def _enqueue(self, message: WSMessage) -> None:
+        if self._dropping_data and message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+            return
         self._messages.append(message)
         if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
             self._queued_bytes += len(message.data)
@@ -273,6 +276,18 @@ class WebSocketProtocol(asyncio.Protocol):
             if self._reading_paused and self._queued_bytes <= _READ_LOW_WATER:
                 self._set_reading(True)
         return message
+
+    def drop_data(self) -> None:
+        """From now on, text and binary messages (queued or still to come) are dropped, and the
+        socket is read again if flow control paused it. For `close()`: nobody reads them any
+        more, and the server's close frame may be behind them (RFC 6455 7.1.2: after sending a
+        close frame, an endpoint reads on until it gets one); left paused, it never arrived."""
+        self._dropping_data = True
+        data = (WSMsgType.TEXT, WSMsgType.BINARY)
+        self._messages = deque(m for m in self._messages if m.type not in data)
+        self._queued_bytes = 0
+        if self._reading_paused:
+            self._set_reading(True)
 
     def _set_reading(self, reading: bool) -> None:
         transport = self.transport

@@ -241,6 +241,7 @@ class ClientWebSocketResponse:
             return False
         self._closed = True
         reason = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
+        protocol.drop_data()
         try:
             protocol.send_close(code, reason)
             if not await protocol.wait_close_frame(self._timeout.ws_close):

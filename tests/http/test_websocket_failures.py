@@ -3,6 +3,7 @@ exception with the right close code, never a hang, and leaves no socket open."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -147,3 +148,21 @@ async def test_close_gives_up_when_the_server_never_answers(
     assert await ws.close() is True
     assert ws.close_code == WSCloseCode.ABNORMAL_CLOSURE
     assert isinstance(ws.exception(), ServerTimeoutError)
+
+
+async def test_close_with_much_unread_still_gets_the_servers_close_frame(
+    ws_server: WebSocketTestServer,
+) -> None:
+    """640 KiB the client never reads pause the socket (flow control); closing must read on
+    past them to the server's close frame (RFC 6455 7.1.2), not time out with 1006."""
+    ws = await connect(ws_server, "/flood?count=20&size=32768", timeout=5)
+    first = await ws.receive_bytes()
+    assert len(first) == 32768
+    for _ in range(100):  # until flow control has paused reading
+        if ws._protocol._reading_paused:
+            break
+        await asyncio.sleep(0.02)
+    assert ws._protocol._reading_paused
+    assert await ws.close() is True
+    assert (ws.close_code, ws.exception()) == (WSCloseCode.OK, None)
+    assert await ws_server.next_close() == ("/flood", 1000, "")

@@ -12,6 +12,7 @@ Runs in the test's own event loop. Paths:
   /extensions      sends back the Sec-WebSocket-Extensions header it answered with, "" for none
   /headers         sends back the upgrade request's headers as a JSON object of lists
   /big?size=N      sends one binary message of N bytes
+  /flood?count=N&size=S  sends N binary messages of S bytes, then waits for the client to close
   /fragments?size=N&parts=K  sends one text message of N "x" characters as K fragments
   /violation       writes a frame with a reserved opcode (a protocol violation)
   /bad-utf8        writes a text frame that is not UTF-8
@@ -202,6 +203,12 @@ async def _big(ws: ServerConnection, query: dict[str, str]) -> None:
     await ws.send(b"\xab" * int(query["size"]))
 
 
+async def _flood(ws: ServerConnection, query: dict[str, str]) -> None:
+    for _ in range(int(query["count"])):
+        await ws.send(b"\xcd" * int(query["size"]))
+    await ws.wait_closed()  # answers the client's close frame whenever it comes
+
+
 async def _fragments(ws: ServerConnection, query: dict[str, str]) -> None:
     size, parts = int(query["size"]), int(query["parts"])
     step = -(-size // parts)
@@ -235,6 +242,7 @@ _HANDLERS = {
     "/extensions": _extensions,
     "/headers": _headers,
     "/big": _big,
+    "/flood": _flood,
     "/fragments": _fragments,
     "/violation": _violation,
     "/bad-utf8": _bad_utf8,
