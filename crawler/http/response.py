@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 __all__ = ["ClientResponse", "HttpVersion"]
 
 _JSON_SUFFIX = "+json"
+# fallback_charset_resolver(response, body) -> the codec for a body whose charset is not said.
+CharsetResolver = Callable[["ClientResponse", bytes], str]
 
 
 def _decode(raw: bytes) -> str:
@@ -78,6 +80,7 @@ class ClientResponse:
         "_raw",
         "_request_headers",
         "_request_info",
+        "_resolve_charset",
         "content",
         "history",
         "method",
@@ -99,8 +102,10 @@ class ClientResponse:
         request_headers: list[tuple[str, str]] | CIMultiDict[str],
         history: tuple[ClientResponse, ...] = (),
         deadline: Deadline | None = None,
+        resolve_charset: CharsetResolver | None = None,
     ) -> None:
         self.method = method
+        self._resolve_charset = resolve_charset
         self.real_url = url
         self.url = url.with_fragment(None) if url.raw_fragment else url
         self.status = head.status
@@ -212,7 +217,10 @@ class ClientResponse:
         return body
 
     def get_encoding(self) -> str:
-        """The charset to decode `text()` with: Content-Type's, else guessed from the body."""
+        """The charset to decode `text()` with: Content-Type's; UTF-8 for JSON; else what the
+        session's `fallback_charset_resolver` says (UTF-8 unless given one, as in aiohttp: a
+        guess from a short body can decode "successfully" into nonsense, where UTF-8 fails
+        loudly and `errors="replace"` keeps what is readable)."""
         charset = self.charset
         if charset:
             try:
@@ -224,7 +232,9 @@ class ClientResponse:
         mimetype = self.content_type
         if mimetype == "application/json" or mimetype.endswith(_JSON_SUFFIX):
             return "utf-8"  # RFC 8259: JSON is UTF-8
-        return _guess_encoding(self._body or b"")
+        if self._resolve_charset is None:
+            return "utf-8"
+        return self._resolve_charset(self, self._body or b"")
 
     async def text(self, encoding: str | None = None, errors: str = "strict") -> str:
         body = await self.read()
@@ -325,19 +335,4 @@ class _Done:
 
 
 _DONE = _Done()
-
-
-def _guess_encoding(body: bytes) -> str:
-    if not body:
-        return "utf-8"
-    try:
-        body.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
-    else:
-        return "utf-8"
-    from charset_normalizer import from_bytes
-
-    best = from_bytes(body).best()
-    return best.encoding if best is not None else "utf-8"
 

@@ -59,7 +59,7 @@ from crawler.http.request import (
     pick_auth,
     request_target,
 )
-from crawler.http.response import ClientResponse
+from crawler.http.response import CharsetResolver, ClientResponse
 from crawler.http.streams import StreamReader
 from crawler.http.timeouts import DEFAULT_TIMEOUT, ClientTimeout, Deadline, as_timeout
 from crawler.http.tls import SSLSetting, resolve_ssl
@@ -100,6 +100,7 @@ class ClientSession:
         max_decompressed_size: int | None = DEFAULT_MAX_OUTPUT,
         proxy: str | URL | None = None,
         proxy_auth: BasicAuth | None = None,
+        fallback_charset_resolver: CharsetResolver | None = None,
     ) -> None:
         self._source_traceback = traceback.extract_stack(sys._getframe(1), limit=10)
         self._closed = True  # until fully built, so __del__ of a half-made session stays quiet
@@ -138,6 +139,7 @@ class ClientSession:
         self._raise_for_status = raise_for_status
         self._timeout = DEFAULT_TIMEOUT if timeout is _sentinel else as_timeout(timeout)
         self._auto_decompress = auto_decompress
+        self._fallback_charset_resolver = fallback_charset_resolver
         self._trust_env = trust_env
         self._requote_redirect_url = requote_redirect_url
         self._options = ExchangeOptions(
@@ -361,6 +363,7 @@ class ClientSession:
                 response = ClientResponse(
                     method, url, response_head, body,
                     conn, request_headers=header_list, history=tuple(history),
+                    resolve_charset=self._fallback_charset_resolver,
                 )
                 if response_head.has_set_cookie:
                     self._cookie_jar.update_cookies(response.cookies, url)

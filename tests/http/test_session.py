@@ -182,12 +182,34 @@ async def test_session_closes_its_own_connector() -> None:
 # --- text decoding ------------------------------------------------------------------------------
 
 
-async def test_text_without_charset_is_detected() -> None:
-    text = "Съешь же ещё этих мягких французских булок, да выпей чаю. " * 20
-    body = text.encode("cp1251")
+@pytest.mark.parametrize(
+    "body",
+    ["Café crème".encode("cp1252"), ("Съешь же ещё этих мягких булок. " * 20).encode("cp1251")],
+)
+async def test_text_without_charset_is_utf8_unless_the_session_resolves_it(body: bytes) -> None:
+    """As in aiohttp: no guessing (a guess from a short body decodes "successfully" into
+    nonsense: b"Caf\xe9 cr\xe8me" came out as 'Cafﻠ crﻟme'); `fallback_charset_resolver`
+    decides instead, given the response and the body."""
     answer = serve_forever(lambda r: response(200, body, {"Content-Type": "text/plain"}))
     async with raw_server(answer) as base, ClientSession() as session, session.get(base) as resp:
-        assert await resp.text() == text
+        assert resp.get_encoding() == "utf-8"
+        with pytest.raises(UnicodeDecodeError):
+            await resp.text()
+        assert await resp.text(errors="replace") == body.decode("utf-8", "replace")
+    seen: list[tuple[int, bytes]] = []
+
+    def resolve(resp: object, content: bytes) -> str:
+        seen.append((resp.status, content))  # type: ignore[attr-defined]
+        return "cp1252" if content.startswith(b"Caf") else "cp1251"
+
+    expected = body.decode("cp1252" if body.startswith(b"Caf") else "cp1251")
+    async with (
+        raw_server(answer) as base,
+        ClientSession(fallback_charset_resolver=resolve) as session,
+        session.get(base) as resp,
+    ):
+        assert await resp.text() == expected
+    assert seen == [(200, body)]
 
 
 async def test_text_uses_the_content_type_charset() -> None:
