@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from crawler.http.decoders import SUPPORTED_ENCODINGS
 from storage.errors import DigestMismatchError, DownloadError, SizeMismatchError
 from storage.exchange import fill_record, request_head, response_head
 from storage.latest import LatestEntry, conditional_headers
@@ -593,11 +594,17 @@ class _Download:
             await spool.discard()
 
     def _decoded_encoding(self, resp: Any) -> str | None:
-        """The Content-Encoding the client undid for us (so bytes on disk are decoded), if any."""
-        encoding = resp.headers.get("Content-Encoding")
-        if not encoding or encoding.strip().lower() == "identity":
+        """The Content-Encoding the client undid for us (so bytes on disk are decoded), if any.
+
+        Only what the client really decodes counts: stacked ("gzip, gzip") or unknown
+        ("x-custom") codings reach us as sent, and their archived head must keep saying so.
+        """
+        if not getattr(self.session, "auto_decompress", True):
             return None
-        return encoding if getattr(self.session, "auto_decompress", True) else None
+        encoding = _last_content_encoding(resp.headers)
+        if encoding is None or encoding.strip().lower() not in SUPPORTED_ENCODINGS:
+            return None  # identity, or passed through undecoded (`make_decoder` gives None)
+        return encoding
 
     def _note_warc(self, ref: WarcRef) -> None:
         self.record.warc_file = ref.file
@@ -729,6 +736,17 @@ async def _drain_if_small(resp: Any) -> None:
             pass
     except Exception:  # the record says why the body was refused, not why draining failed
         return
+
+
+def _last_content_encoding(headers: Any) -> str | None:
+    """The Content-Encoding value the client decodes by: the last field when there are
+    several, as crawler.http's parser keeps the last one."""
+    getall = getattr(headers, "getall", None)
+    if getall is None:
+        value: str | None = headers.get("Content-Encoding")
+        return value
+    values = getall("Content-Encoding", ())
+    return values[-1] if values else None
 
 
 def _file_size(path: str | Path) -> int:

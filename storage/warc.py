@@ -6,6 +6,12 @@ so the socket's bytes reach the WARC through the disk. Files are named
 `<prefix>-<UTC timestamp>-<serial>-<writer id>.warc.gz`, carry `.open` while being written,
 start with a warcinfo record, and rotate once they pass `max_size`.
 
+A writer holds an exclusive `flock` on its `.open` file while it writes it. A writer that dies
+(kill -9, OOM, power cut) leaves its `.open` file unlocked, and the fetch records already name it
+without `.open`: so a writer, when it starts, recovers every unlocked `.open` file in its folder
+(cut back to its last whole record, renamed to that name), and leaves the locked ones, which a
+live writer in another process is still writing, alone.
+
 Writes are blocking (warcio reads, digests and gzips the payload). A lock makes one writer safe
 to share between threads. `storage.fetch` writes the records of a small body on the event loop's
 thread (`without_waiting`: about 0.2 ms a page, where a thread hop per record, and the GIL traded
@@ -30,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, ParamSpec
 
 from storage.records import clean_text
+from storage.warc_recovery import OPEN_SUFFIX, create_locked, recover_open_files
 
 if TYPE_CHECKING:
     from warcio.statusandheaders import StatusAndHeaders
@@ -42,7 +49,6 @@ __all__ = ["HttpHead", "WarcRef", "WarcWriter", "sha256_warc_digest"]
 P = ParamSpec("P")
 
 WARC_DIR = "warc"
-OPEN_SUFFIX = ".open"
 DEFAULT_MAX_SIZE = 1 << 30
 SERVER_NOT_MODIFIED = "http://netpreserve.org/warc/1.1/revisit/server-not-modified"
 _SAFE_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -148,6 +154,8 @@ class WarcWriter:
                 raise ValueError(f"WARC {label} {value!r}: use letters, digits, '.', '_', '-'")
         self.directory = Path(out_dir) / WARC_DIR
         self.directory.mkdir(parents=True, exist_ok=True)
+        # Files earlier writers left `.open` when they died, now finished under their names.
+        self.recovered: list[Path] = recover_open_files(self.directory)
         self.writer_id = writer_id
         self.prefix = prefix
         self.max_size = max_size
@@ -209,7 +217,12 @@ class WarcWriter:
         refers_to_date: str | None,
         refers_to_record: str | None,
     ) -> WarcRef:
-        """A server-not-modified revisit for a 304, pointing at the earlier response record."""
+        """A server-not-modified revisit for a 304, pointing at the earlier response record.
+
+        When the earlier version is in no WARC (it was stored by a crawl without --warc), the
+        revisit still records that the URL was checked, and says only what is known: neither
+        WARC-Refers-To nor WARC-Refers-To-Date (its date is unknown, never this record's).
+        """
         with self._lock:
             writer = self._current()
             extra = {"WARC-Refers-To": refers_to_record} if refers_to_record else {}
@@ -217,10 +230,12 @@ class WarcWriter:
                 target_uri,
                 digest=sha256_warc_digest(payload_sha256),
                 refers_to_uri=refers_to_uri,
-                refers_to_date=refers_to_date or writer.curr_warc_date(),
+                refers_to_date=refers_to_date,
                 http_headers=_head(response, is_request=False),
                 warc_headers_dict=extra,
             )
+            if not refers_to_date:  # warcio always adds the field, here with no value
+                record.rec_headers.remove_header("WARC-Refers-To-Date")
             record.rec_headers.replace_header("WARC-Profile", SERVER_NOT_MODIFIED)
             ref = self._write(record)
             self._write_request(target_uri, request, ref)
@@ -277,6 +292,9 @@ class WarcWriter:
         assert self._file is not None and self._writer is not None
         offset = self._file.tell()
         self._writer.write_record(record)
+        # Out of our buffer at once: the fetch record that names this one may be on disk soon,
+        # and a kill must not leave it naming a record that never left the process.
+        self._file.flush()
         headers = record.rec_headers  # type: ignore[attr-defined]
         return WarcRef(
             file=self._name,
@@ -296,7 +314,7 @@ class WarcWriter:
         stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S%f")[:17]
         ext = ".warc.gz" if self.gzip else ".warc"
         self._name = f"{self.prefix}-{stamp}-{self._serial:05d}-{self.writer_id}{ext}"
-        self._file = open(self.directory / (self._name + OPEN_SUFFIX), "xb")  # noqa: SIM115
+        self._file = create_locked(self.directory / (self._name + OPEN_SUFFIX))
         self._writer = _sha256_writer()(self._file, gzip=self.gzip, warc_version="1.1")
         info = self._writer.create_warcinfo_record(
             self._name,
@@ -315,11 +333,15 @@ class WarcWriter:
         file, self._file, self._writer = self._file, None, None
         if file is None:
             return
-        file.flush()
-        os.fsync(file.fileno())
-        file.close()
         final = self.directory / self._name
-        os.replace(self.directory / (self._name + OPEN_SUFFIX), final)
+        try:
+            file.flush()
+            os.fsync(file.fileno())
+            # Renamed while still locked: unlocked under its `.open` name, a starting writer
+            # could take it for a dead writer's file and finish it itself.
+            os.replace(self.directory / (self._name + OPEN_SUFFIX), final)
+        finally:
+            file.close()  # and with it the lock
         self.finished.append(final)
 
 
