@@ -368,6 +368,7 @@ class _Download:
             expected_size=expected, expected_sha256=self.expected_sha256
         )
         self.receiving = False
+        ref = await self._archive_whole(resp, result, ref)
         self._stored(result.path_text, result.size, result.sha256, ref)
 
     async def _receive_small(self, resp: Any, expected: int) -> None:
@@ -412,6 +413,7 @@ class _Download:
         self.receiving = False
         if sink.start_offset == 0:
             self.body = data
+        ref = await self._archive_whole(resp, result, ref)
         self._stored(result.path_text, result.size, result.sha256, ref)
 
     async def _stream(self, resp: Any, expected: int | None) -> bool:
@@ -570,6 +572,28 @@ class _Download:
         )
         self._note_warc(ref)
         return ref
+
+    async def _archive_whole(
+        self, resp: Any, result: Any, ref: WarcRef | None
+    ) -> WarcRef | None:
+        """After a resumed body (a 206 carried only its rest), the whole file as a resource
+        record, which the fetch record (and a later revisit, by its digest) then names: the
+        206 alone holds part of the payload, and the parts before it may be in no WARC (a
+        killed process archived nothing). Otherwise `ref`, the response record, as it is."""
+        warc = self.store.warc
+        if warc is None or ref is None or self.sink is None or self.sink.start_offset == 0:
+            return ref
+        whole = await _write_warc(
+            warc,
+            warc.write_resource,
+            self.record.final_url or self.url,
+            resp.headers.get("Content-Type", ""),
+            (result.path_text, 0, result.size),
+            concurrent_to=ref.record_id,
+            here=result.size <= WARC_INLINE_BYTES,
+        )
+        self._note_warc(whole)
+        return whole
 
     async def _archive_unstored(self, resp: Any) -> WarcRef | None:
         """Archive a body we do not keep (error page, redirect) through a spool file."""

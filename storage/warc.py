@@ -206,6 +206,34 @@ class WarcWriter:
             self._write_request(target_uri, request, ref)
             return ref
 
+    def write_resource(
+        self,
+        target_uri: str,
+        content_type: str,
+        body: tuple[str | Path, int, int],
+        *,
+        concurrent_to: str,
+    ) -> WarcRef:
+        """A resource record of a whole body put together from several responses (a download
+        resumed with Range: the archive holds each response as it came, a 206 with only the
+        rest among them, and this, the body whole, that revisits and replay can point at).
+        `concurrent_to`: the record ID of the response that completed it."""
+        with self._lock:
+            writer = self._current()
+            stream = _Window(*body)
+            try:
+                record = writer.create_warc_record(
+                    target_uri,
+                    "resource",
+                    payload=stream,
+                    length=body[2],
+                    warc_content_type=content_type or "application/octet-stream",
+                    warc_headers_dict={"WARC-Concurrent-To": concurrent_to},
+                )
+                return self._write(record)
+            finally:
+                stream.close()
+
     def write_revisit(
         self,
         target_uri: str,

@@ -11,7 +11,7 @@ from typing import Any
 
 from warcio.archiveiterator import ArchiveIterator
 
-from storage import Outcome, Store, download
+from storage import DownloadError, Outcome, Store, download
 from storage.warc import sha256_warc_digest
 from tests.storage.origin import Body, Origin, Resource
 from tests.storage.test_warc import assert_valid
@@ -126,4 +126,45 @@ async def test_undecoded_content_encodings_are_kept_in_the_archived_head(
     assert archived == Body(5000, seed=72).bytes() == warc_store.absolute(once.path).read_bytes()
     assert "Content-Encoding" not in http
     assert http.get("X-Crawl-Decoded-Content-Encoding") == "gzip"
+    assert_valid(files_of(warc_store.out_dir))
+
+
+async def test_a_resumed_download_is_archived_whole_and_revisits_point_at_that(
+    session, origin: Origin, warc_store: Store
+):
+    """The break leaves a truncated 200, the resume a 206 with the rest; then the whole body
+    as a resource record, which the fetch record names and a later 304's revisit refers to
+    with a digest that is the record's own."""
+    body = Body(3 * 1024 * 1024 + 7, seed=73)
+    origin.resources["/big"] = Resource(body, drop_after=[1024 * 1024 + 5])
+    url = origin.url("/big")
+    try:
+        await download(session, url, warc_store)
+    except DownloadError:
+        pass
+    else:
+        raise AssertionError("the dropped connection should have failed the first attempt")
+    resumed = await download(session, url, warc_store)
+    assert resumed.outcome is Outcome.STORED and resumed.resumed_from > 0
+    again = await download(session, url, warc_store)
+    assert again.outcome is Outcome.NOT_MODIFIED
+    warc_store.close()
+    records = warc_records(warc_store.out_dir)
+    kinds = [(kind, http.get("statusline") or "") for kind, _, http, _ in records]
+    responses = [r for r in records if r[0] == "response"]
+    assert len(responses) == 2 and responses[0][1]["WARC-Truncated"] == "disconnect"
+    tail = responses[1]
+    assert len(tail[3]) == body.size - resumed.resumed_from  # the 206: the rest only
+    (resource,) = [r for r in records if r[0] == "resource"]
+    _, headers, _, payload = resource
+    assert len(payload) == body.size, (len(payload), body.size)
+    assert hashlib.sha256(payload).hexdigest() == body.sha256()
+    assert headers["WARC-Concurrent-To"] == tail[1]["WARC-Record-ID"]
+    assert headers["WARC-Payload-Digest"] == headers["WARC-Block-Digest"]
+    assert headers["WARC-Block-Digest"] == sha256_warc_digest(body.sha256())
+    assert resumed.warc_record_id == headers["WARC-Record-ID"], kinds
+    (revisit,) = [r[1] for r in records if r[0] == "revisit"]
+    assert revisit["WARC-Refers-To"] == headers["WARC-Record-ID"]
+    assert revisit["WARC-Refers-To-Date"] == headers["WARC-Date"]
+    assert revisit["WARC-Payload-Digest"] == headers["WARC-Block-Digest"]
     assert_valid(files_of(warc_store.out_dir))
