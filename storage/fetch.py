@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from crawler.http.decoders import SUPPORTED_ENCODINGS
+from crawler.http.errors import ClientPayloadError
 from storage.errors import DigestMismatchError, DownloadError, SizeMismatchError
 from storage.exchange import fill_record, request_head, response_head
 from storage.latest import LatestEntry, conditional_headers
@@ -613,6 +614,7 @@ class _Download:
                     break
                 await spool.write(chunk)
             await spool.flush()
+            self.record.received = spool.size  # read (to be archived), though not stored
             return await self._archive(resp, (spool.part_path, 0, spool.size), truncated)
         finally:
             await spool.discard()
@@ -666,7 +668,7 @@ class _Download:
             if self.receiving and not hopeless:
                 await self.sink.flush()
                 self.record.received = self.sink.size - self.sink.start_offset
-                await self._archive_truncated()
+                await self._archive_truncated(_truncation(exc))
         except Exception as second:  # the disk may be what failed; keep the first error
             self.record.notes.append(f"while saving the partial body: {_one_line(second)}")
         try:
@@ -680,11 +682,11 @@ class _Download:
         if not hopeless:
             self._try_save_state()
 
-    async def _archive_truncated(self) -> None:
+    async def _archive_truncated(self, why: str) -> None:
         resp = self.last_response
         if resp is not None:
             body = (self.part_path, self.sink.start_offset, self.record.received)
-            await self._archive(resp, body, truncated="disconnect")
+            await self._archive(resp, body, truncated=why)
 
     async def _stop_on_cancel(self) -> None:
         """Cancelled (shutdown, lease lost): write what arrived, keep it resumable, record."""
@@ -760,6 +762,18 @@ async def _drain_if_small(resp: Any) -> None:
             pass
     except Exception:  # the record says why the body was refused, not why draining failed
         return
+
+
+def _truncation(exc: BaseException) -> str:
+    """WARC-Truncated for a body an error cut short (WARC 1.1 6.3.12): "time" for a timeout,
+    "unspecified" for one that arrived but could not be read (undecodable, bad framing: the
+    client keeps that cause), "disconnect" for the connection's end."""
+    if isinstance(exc, TimeoutError):
+        return "time"
+    cause = exc.__cause__
+    if isinstance(exc, ClientPayloadError) and cause is not None and not isinstance(cause, OSError):
+        return "unspecified"
+    return "disconnect"
 
 
 def _last_content_encoding(headers: Any) -> str | None:

@@ -627,7 +627,7 @@ class Connection(asyncio.BufferedProtocol):
             self.close()
             return
         except DecompressionError as decode_error:
-            self._deliver_error(ClientPayloadError(str(decode_error)))
+            self._deliver_error(_body_error(decode_error))
             self.close()
             return
         if self._body_done:
@@ -651,7 +651,7 @@ class Connection(asyncio.BufferedProtocol):
         if self._head is None:
             self._deliver_error(exc)  # the request maps head errors to ClientResponseError
         else:
-            self._deliver_error(ClientPayloadError(f"{exc}"))
+            self._deliver_error(_body_error(exc))
         self.close()
 
     def _deliver_error(self, exc: BaseException) -> None:
@@ -705,3 +705,11 @@ def _splice_failure(result: _splice.MoveResult, sock_read: float | None) -> Base
         return ClientPayloadError(f"Response payload is not completed: {result.error!r}")
     # The file, not the server, failed: the caller's own error, as a failed write() would be.
     return result.write_error
+
+
+def _body_error(exc: WireError | DecompressionError) -> ClientPayloadError:
+    """A body that arrived but could not be read (bad framing, undecodable): its cause kept,
+    so a caller can tell it from a body the connection cut short."""
+    error = ClientPayloadError(str(exc))
+    error.__cause__ = exc
+    return error

@@ -81,6 +81,8 @@ class Resource:
     # Seconds between the head and the body, as over a slow link: the client has decided
     # what to do with the answer before any of its body arrives.
     pause_before_body: float = 0.0
+    # Send this many body bytes, then nothing more, never closing (a server that hung).
+    stall_after: int | None = None
 
 
 @dataclass
@@ -214,6 +216,10 @@ class Origin:
             await asyncio.sleep(res.pause_before_body)
         sent = 0
         for piece in res.body.pieces(start, end):
+            if res.stall_after is not None and sent + len(piece) >= res.stall_after:
+                writer.write(_frame(piece[: res.stall_after - sent], res.chunked))
+                await writer.drain()
+                await asyncio.sleep(3600)  # until the client gives up (or the server closes)
             if drop is not None and sent + len(piece) >= drop:
                 piece = piece[: drop - sent]
                 writer.write(_frame(piece, res.chunked))

@@ -168,3 +168,38 @@ async def test_a_resumed_download_is_archived_whole_and_revisits_point_at_that(
     assert revisit["WARC-Refers-To-Date"] == headers["WARC-Date"]
     assert revisit["WARC-Payload-Digest"] == headers["WARC-Block-Digest"]
     assert_valid(files_of(warc_store.out_dir))
+
+
+
+async def test_warc_truncated_says_why_the_body_is_short(origin: Origin, warc_store: Store):
+    """WARC 1.1: "time" for a read that timed out, "unspecified" for a body that arrived but
+    could not be decoded, "disconnect" for a connection that ended early; and an error page's
+    body that was read and archived (not stored) counts as received."""
+    from crawler.http import ClientSession, ClientTimeout
+
+    origin.resources["/hung"] = Resource(Body(200_000, seed=74), stall_after=50_000)
+    origin.resources["/garbled"] = Resource(
+        Fixed(b"this is not gzip " * 100), extra_headers=[("Content-Encoding", "gzip")]
+    )
+    origin.resources["/cut"] = Resource(Body(200_000, seed=75), drop_after=[50_000])
+    origin.resources["/missing"] = Resource(Body(0), status=404)  # its body: "status 404\n"
+    got = {}
+    async with ClientSession(timeout=ClientTimeout(sock_read=0.5)) as session:
+        for path in ("/hung", "/garbled", "/cut", "/missing"):
+            try:
+                got[path] = await download(session, origin.url(path), warc_store)
+            except DownloadError as failed:
+                got[path] = failed.record
+    assert got["/missing"].received == len(b"status 404\n")
+    warc_store.close()
+    truncated = {
+        headers["WARC-Target-URI"]: headers.get("WARC-Truncated")
+        for kind, headers, _, _ in warc_records(warc_store.out_dir)
+        if kind == "response"
+    }
+    assert truncated == {
+        origin.url("/hung"): "time",
+        origin.url("/garbled"): "unspecified",
+        origin.url("/cut"): "disconnect",
+        origin.url("/missing"): None,
+    }
