@@ -198,6 +198,7 @@ class _Download:
         self.state: ResumeState | None = None  # what the `.part`'s bytes are, when resumable
         self.entry: LatestEntry | None = None  # the stored version we revalidate
         self.receiving = False
+        self.hops_archived = False  # the redirects the client followed are in the WARC
         self.state_on_disk = False  # whether a state file may sit beside the `.part`
         self.started = time.monotonic()
         self.last_response: Any = None
@@ -560,6 +561,9 @@ class _Download:
         warc = self.store.warc
         if warc is None:
             return None
+        if not self.hops_archived:
+            self.hops_archived = True
+            await self._archive_hops(warc, resp)
         ref = await _write_warc(
             warc,
             warc.write_exchange,
@@ -573,6 +577,33 @@ class _Download:
         )
         self._note_warc(ref)
         return ref
+
+    async def _archive_hops(self, warc: WarcWriter, resp: Any) -> None:
+        """A response and request record for each redirect the client followed, before the
+        final one's, so the URL asked for (and each hop's) can be found and replayed. A hop's
+        body is there when the client read it (a small one, to keep its connection); else
+        the head alone, marked truncated."""
+        for hop in getattr(resp, "history", ()):
+            body: bytes | None
+            try:
+                body = await hop.read()
+            except Exception:  # released unread (large or of unknown length)
+                body = None
+            hop_length = hop.headers.get("Content-Length")
+            truncated = None
+            if body is None and hop_length != "0":
+                truncated = "unspecified"
+            await _write_warc(
+                warc,
+                warc.write_exchange,
+                str(hop.url),
+                request_head(hop, str(hop.url)),
+                response_head(hop),
+                body or b"",
+                here=True,
+                truncated=truncated,
+                decoded_encoding=self._decoded_encoding(hop),
+            )
 
     async def _archive_whole(
         self, resp: Any, result: Any, ref: WarcRef | None

@@ -175,12 +175,13 @@ class WarcWriter:
         target_uri: str,
         request: HttpHead,
         response: HttpHead,
-        body: tuple[str | Path, int, int] | None,
+        body: tuple[str | Path, int, int] | bytes | None,
         *,
         truncated: str | None = None,
         decoded_encoding: str | None = None,
     ) -> WarcRef:
-        """A response record (payload = `body` as (file, offset, length)) and its request.
+        """A response record (payload = `body` as (file, offset, length), or bytes for a small
+        one held in memory, such as a redirect's) and its request.
 
         `truncated` (e.g. "disconnect", "length") marks a payload cut short. When the client
         decoded the body (`decoded_encoding`), the stored headers say so instead of claiming an
@@ -188,15 +189,19 @@ class WarcWriter:
         """
         with self._lock:
             writer = self._current()
-            http = _response_headers(response, body, decoded_encoding)
+            if isinstance(body, tuple):
+                stream: io.IOBase = _Window(*body)
+                length = body[2]
+            else:
+                stream, length = io.BytesIO(body or b""), len(body or b"")
+            http = _response_headers(response, length, decoded_encoding)
             extra = {"WARC-Truncated": truncated} if truncated else {}
-            stream: io.IOBase = _Window(*body) if body else io.BytesIO(b"")
             try:
                 record = writer.create_warc_record(
                     target_uri,
                     "response",
                     payload=stream,
-                    length=body[2] if body else 0,
+                    length=length,
                     http_headers=http,
                     warc_headers_dict=extra,
                 )
@@ -383,7 +388,7 @@ def _head(head: HttpHead, *, is_request: bool) -> StatusAndHeaders:
 
 
 def _response_headers(
-    head: HttpHead, body: tuple[str | Path, int, int] | None, decoded_encoding: str | None
+    head: HttpHead, payload_length: int, decoded_encoding: str | None
 ) -> StatusAndHeaders:
     """The response head, adjusted so its framing matches the payload we actually store."""
     status = _head(head, is_request=False)
@@ -401,5 +406,5 @@ def _response_headers(
             status.add_header("X-Crawl-Decoded-Content-Encoding", value)
         rewritten = True
     if rewritten:
-        status.replace_header("Content-Length", str(body[2] if body else 0))
+        status.replace_header("Content-Length", str(payload_length))
     return status

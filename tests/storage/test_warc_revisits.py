@@ -203,3 +203,39 @@ async def test_warc_truncated_says_why_the_body_is_short(origin: Origin, warc_st
         origin.url("/cut"): "disconnect",
         origin.url("/missing"): None,
     }
+
+
+async def test_the_redirects_the_client_followed_are_archived_before_the_target(
+    session, origin: Origin, warc_store: Store
+):
+    origin.redirects["/start"] = "/middle"
+    origin.redirects["/middle"] = "/end"
+    origin.resources["/end"] = Resource(Body(3000, seed=76))
+    record = await download(session, origin.url("/start"), warc_store)
+    assert record.outcome is Outcome.STORED and record.final_url == origin.url("/end")
+    warc_store.close()
+    records = warc_records(warc_store.out_dir)
+    exchanges = [
+        (kind, headers["WARC-Target-URI"], http.get("Location"))
+        for kind, headers, http, _ in records
+        if kind in ("response", "request")
+    ]
+    assert exchanges == [
+        ("response", origin.url("/start"), "/middle"),
+        ("request", origin.url("/start"), None),
+        ("response", origin.url("/middle"), "/end"),
+        ("request", origin.url("/middle"), None),
+        ("response", origin.url("/end"), None),
+        ("request", origin.url("/end"), None),
+    ]
+    statuses = []
+    for path in files_of(warc_store.out_dir):
+        with open(path, "rb") as stream:
+            statuses += [
+                r.http_headers.get_statuscode()
+                for r in ArchiveIterator(stream)
+                if r.rec_type == "response"
+            ]
+    assert statuses == ["302", "302", "200"]
+    assert "WARC-Truncated" not in records[0][1]
+    assert_valid(files_of(warc_store.out_dir))
