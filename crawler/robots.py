@@ -250,7 +250,10 @@ class Robots:
             previous = self._cache.get(origin)
             failures = 1 + (previous.network_failures if previous is not None else 0)
             ttl = min(self.unreachable_ttl, self.network_retry * 2 ** (failures - 1))
-        body = body[:MAX_ROBOTS_BYTES]
+        if len(body) > MAX_ROBOTS_BYTES:
+            # Only whole lines: a rule cut in half ("Allow: /public/" as "Allow: /") would
+            # say something the file does not.
+            body = body[: body.rfind(b"\n", 0, MAX_ROBOTS_BYTES + 1) + 1]
         fields = {"k": kind.value, "b": body, "at": time.time(), "ttl": ttl}
         if kind is _Kind.UNREACHABLE:
             fields["why"] = why

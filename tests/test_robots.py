@@ -319,3 +319,35 @@ async def test_an_invalid_url_is_not_allowed(fetcher, store) -> None:  # type: i
     robots = Robots(store, fetcher, user_agent=AGENT)
     decision = await robots.check("mailto:x@y.z")
     assert not decision.allowed and "invalid URL" in decision.reason
+
+
+async def test_a_rule_cut_by_the_size_limit_is_dropped_not_shortened(  # type: ignore[no-untyped-def]
+    site, fetcher, store
+) -> None:
+    from crawler.robots import MAX_ROBOTS_BYTES
+
+    head = b"User-agent: *\nDisallow: /\n"
+    rule = b"Allow: /public/\n"
+    filler = b"#" * (MAX_ROBOTS_BYTES - len(head) - len(b"Allow: /") - 1) + b"\n"
+    site.body = head + filler + rule  # the limit falls after "Allow: /", inside the rule
+    assert len(head + filler) < MAX_ROBOTS_BYTES < len(site.body)
+    robots = Robots(store, fetcher, user_agent=AGENT)
+    # Cut to "Allow", the rule would have read "Allow: /" or worse; dropped, "Disallow: /" holds.
+    assert not (await robots.check(site.url("/secret"))).allowed
+    assert not (await robots.check(site.url("/public/page"))).allowed
+
+
+async def test_the_workers_fetcher_reads_a_long_robots_txt_to_its_end(site, store) -> None:  # type: ignore[no-untyped-def]
+    """One read gives what has arrived so far (about 128 KiB of a 150 KB file here), not the
+    whole file: its late rules were lost."""
+    from crawler.http import ClientSession
+    from workers.process import robots_fetcher
+
+    filler = b"# padding\n" * 20_000
+    site.body = b"User-agent: *\nDisallow: /early\n" + filler + b"Disallow: /late\n"
+    async with ClientSession() as session:
+        fetch = robots_fetcher(session)
+        status, body = await fetch(site.url("/robots.txt"))
+        assert (status, body) == (200, site.body)
+        robots = Robots(store, fetch, user_agent=AGENT)
+        assert not (await robots.check(site.url("/late/page"))).allowed

@@ -123,8 +123,18 @@ def robots_fetcher(session: ClientSession):  # type: ignore[no-untyped-def]
     async def fetch(url: str) -> tuple[int, bytes]:
         try:
             async with session.get(url) as resp:
-                body = await resp.content.read(ROBOTS_BYTES)
-                return resp.status, body
+                # read(n) gives what has arrived, up to n: a file longer than one network read
+                # would lose its later rules. Read on to its end, or one byte past the limit
+                # (so that `Robots` knows the file goes on, and keeps only whole lines).
+                pieces: list[bytes] = []
+                got = 0
+                while got <= ROBOTS_BYTES:
+                    piece = await resp.content.read(ROBOTS_BYTES + 1 - got)
+                    if not piece:
+                        break
+                    pieces.append(piece)
+                    got += len(piece)
+                return resp.status, b"".join(pieces)
         except (ClientConnectorCertificateError, ServerFingerprintMismatch) as error:
             raise UntrustedOrigin(str(error)) from error
 
