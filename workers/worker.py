@@ -436,13 +436,17 @@ class Worker:
     def _follows_redirects(self, task: Task) -> bool:
         """Whether the fetch itself follows redirects.
 
-        A crawl hands a redirect's target to the frontier as a link instead, so it is fetched
-        under its own host's politeness limits, only when in scope, and once however many URLs
-        redirect to it. A task that may not add links (at the depth limit, like every file of
-        `crawl mirror`) follows redirects itself, as `wget URL` does.
+        A crawl hands a redirect's target to the frontier as a link instead (at the same
+        depth: a redirect is not a link, so the depth limit never cuts it off), so it is
+        fetched under its own host's politeness limits, only when in scope and allowed by
+        robots.txt, and once however many URLs redirect to it. Only a job of listed URLs
+        (depth 0, robots.txt not read: every `crawl mirror`, or `crawl run --max-depth 0
+        --no-robots`) follows redirects in the fetch, as `wget URL` does: the user named the
+        file, wherever it has moved to (often another host: a download mirror, a CDN).
         """
-        max_depth = self.options.max_depth
-        return max_depth is not None and task.depth >= max_depth
+        robots = self.robots
+        reads_robots = robots is not None and robots.enabled
+        return self.options.max_depth == 0 and not reads_robots and sitemap_kind(task) is None
 
     async def _links(
         self, task: Task, record: FetchRecord, body: bytes | None = None
@@ -452,8 +456,6 @@ class Worker:
         sitemap = sitemap_kind(task)
         redirected = record.status is not None and 300 <= record.status < 400
         if redirected and record.status != 304:
-            if sitemap is None and self._at_max_depth(task):
-                return []
             return self._redirect_target(task, record, sitemap)
         if sitemap is not None:
             # Not limited by depth: what a sitemap lists is as deep as the sitemap.
@@ -523,7 +525,7 @@ class Worker:
             return []
         if sitemap is not None:  # a sitemap that moved is still a sitemap
             return [sitemap_task_link(target, sitemap, redirects=hops)]
-        return [Link(target, task.priority, {"redirects": hops})]
+        return [Link(target, task.priority, {"redirects": hops}, keeps_depth=True)]
 
     async def _skip(self, task: Task, reason: str, retry_in: float | None) -> None:
         """Settle a task that is not fetched (robots.txt), with a record saying why.
