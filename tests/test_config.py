@@ -208,6 +208,19 @@ def test_international_domains_are_idna_encoded(tmp_path: Path) -> None:
     assert settings.allow_domains == ("xn--bcher-kva.test",)
 
 
+def test_an_allowed_domain_is_the_host_its_links_have(tmp_path: Path) -> None:
+    """IDNA 2008 (UTS #46, non-transitional) as for URLs: "straße" keeps its ß (IDNA 2003,
+    Python's "idna" codec, made it "strasse", and every link of the domain out of scope)."""
+    from crawler.scope import Scope, ScopeRules
+    from crawler.urls import canonical_parts
+
+    settings = load_settings({"allow_domain": ("straße.test", "faß.de")}, env={}, cwd=tmp_path)
+    scope = Scope(ScopeRules(allowed_domains=settings.allow_domains))
+    for url in ("http://www.straße.test/page", "http://faß.de/"):
+        parts = canonical_parts(url)
+        assert scope.host_allowed(parts.host), (parts.host, settings.allow_domains)
+
+
 def test_headers_from_a_toml_table_and_from_flags(tmp_path: Path) -> None:
     write_toml(tmp_path, '[headers]\nAccept-Language = "en"\nX-Team = "crawl"\n')
     settings = load_settings({}, env={}, cwd=tmp_path)

@@ -165,10 +165,15 @@ def domain_names(value: Any) -> tuple[str, ...]:
     result = []
     for item in _items(value):
         name = item.lower().removeprefix("*.").strip(".")
-        try:
-            name = name.encode("idna").decode("ascii")
-        except UnicodeError:
-            raise ValueError(f"{item!r} is not a domain name") from None
+        if not name.isascii():
+            # The same IDNA as URLs' hosts get (UTS #46, non-transitional): Python's "idna"
+            # codec is IDNA 2003, which turns "straße" into "strasse", a name no link has.
+            import idna
+
+            try:
+                name = idna.encode(name, uts46=True, transitional=False).decode("ascii")
+            except (idna.IDNAError, UnicodeError, ValueError):
+                raise ValueError(f"{item!r} is not a domain name") from None
         if _DOMAIN.fullmatch(name) is None:
             raise ValueError(f"{item!r} is not a domain name")
         result.append(name)
