@@ -125,14 +125,15 @@ def _parse_text(body: bytes, base_url: str, result: Sitemap) -> None:
 
 def _parse_xml(body: bytes, base_url: str, result: Sitemap) -> None:
     kind: str | None = None
+    namespace = ""  # the root's: <image:loc> and other extensions' elements are not ours
     try:
         for event, element in _events(body):
-            name = element.tag.rpartition("}")[2]
+            space, _, name = element.tag.rpartition("}")
             if event == "start":
                 if kind is None:
-                    kind = name
+                    kind, namespace = name, space
                 continue
-            if name != "loc":
+            if name != "loc" or space != namespace:
                 if name in ("url", "sitemap"):
                     element.clear()  # keeps memory flat on a 50,000-URL file
                 continue

@@ -46,6 +46,20 @@ def test_a_urlset_lists_pages() -> None:
     )
 
 
+def test_extensions_locs_are_not_pages() -> None:
+    """Only the sitemap namespace's <loc> lists a page (sitemaps.org); an image or video
+    extension's <image:loc> names a picture of the page. A sitemap without xmlns still reads."""
+    image = 'xmlns:image="http://www.google.com/schemas/sitemap-image/1.1"'
+    body = (
+        f"<urlset {NS} {image}><url><loc>http://a.test/page</loc>"
+        "<image:image><image:loc>https://cdn.test/photo.jpg</image:loc></image:image></url>"
+        "</urlset>"
+    )
+    assert parse_sitemap(body.encode(), "http://a.test/s.xml").pages == ["http://a.test/page"]
+    plain = b"<urlset><url><loc>http://a.test/p</loc></url></urlset>"
+    assert parse_sitemap(plain, "http://a.test/s.xml").pages == ["http://a.test/p"]
+
+
 def test_an_index_lists_sitemaps() -> None:
     index = f"<sitemapindex {NS}><sitemap><loc>http://a.test/s1.xml</loc></sitemap>"
     index += "<sitemap><loc>/s2.xml</loc></sitemap></sitemapindex>"
