@@ -46,8 +46,10 @@ def sitemap_kind(task: Task) -> SitemapKind | None:
 
 
 def sitemap_task_link(url: str, kind: SitemapKind, **meta: object) -> Link:
-    """The link (or seed) of a robots.txt or sitemap to fetch for what it lists."""
-    return Link(url, meta={**meta, SITEMAP_META: kind.value}, keeps_depth=True)
+    """The link (or seed) of a robots.txt or sitemap to fetch for what it lists: taken
+    whatever the scope says (`--include '/blog/'` must not drop the /sitemap.xml that lists
+    the blog, nor robots.txt a sitemap on another host); the pages it lists are scoped."""
+    return Link(url, meta={**meta, SITEMAP_META: kind.value}, keeps_depth=True, scoped=False)
 
 
 def robots_tasks(seeds: Iterable[str]) -> list[Link]:

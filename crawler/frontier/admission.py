@@ -113,7 +113,7 @@ class Admitter:
             except InvalidURL as exc:
                 rejected.append((link.url, str(exc)))
                 continue
-            reason = self.scope.reason_out(parts.url, parts.host, depth)
+            reason = self.scope.reason_out(parts.url, parts.host, depth) if link.scoped else None
             if reason is not None:
                 rejected.append((parts.url, reason))
                 continue

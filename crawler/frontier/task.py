@@ -109,12 +109,16 @@ class Link:
     """A URL to enqueue with a priority and metadata (plain strings get the defaults).
 
     A link is one level deeper than the page it was found on, unless `keeps_depth`: a page a
-    sitemap lists is as deep as the sitemap (it is listed the way a seed is, not linked)."""
+    sitemap lists is as deep as the sitemap (it is listed the way a seed is, not linked).
+    A link that is not `scoped` is taken whatever the scope's rules say (a sitemap file, read
+    for what it lists: it may sit on another host, or fail --include; what it lists is
+    scoped)."""
 
     url: str
     priority: int = 0
     meta: dict[str, Any] | None = None
     keeps_depth: bool = False
+    scoped: bool = True
 
 
 @dataclass(slots=True)

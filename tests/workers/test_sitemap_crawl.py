@@ -107,3 +107,14 @@ def test_accept_type_does_not_stop_sitemaps_being_read(origin: str, workdir: Pat
     got = run(origin, workdir, "--sitemaps", "--accept-type", "application/pdf")
     assert got["/maps/a.xml"] is Outcome.STORED and got["/robots.txt"] is Outcome.STORED
     assert got["/orphan1.html"] is Outcome.STORED
+
+
+def test_include_patterns_scope_the_listed_pages_not_the_sitemaps(
+    origin: str, workdir: Path
+) -> None:
+    """`--include /orphan` keeps the sitemaps that list the orphans (they match no pattern,
+    and were dropped without a word), and applies to what they list."""
+    got = run(origin, workdir, "--sitemaps", "--include", "/orphan")
+    assert {"/maps/index.xml", "/maps/a.xml", "/maps/b.xml.gz", "/maps/c.txt"} <= set(got)
+    assert {got[f"/orphan{n}.html"] for n in (1, 2, 3, 4)} == {Outcome.STORED}
+    assert "/linked.html" not in got and "/private/hidden.html" not in got
