@@ -96,6 +96,7 @@ class RobotsDecision:
     allowed: bool
     reason: str = ""
     retry_in: float | None = None
+    delay: float = 0.0  # for an allowed URL: the Crawl-delay (or Request-rate) for our agent
 
 
 ALLOWED = RobotsDecision(True)
@@ -109,6 +110,7 @@ class _Rules:
     why: str = ""  # for an unreachable robots.txt: what the fetch got (error or status)
     wait: float = 0.0  # for an unreachable robots.txt: the entry's lifetime, the URLs' wait
     network_failures: int = 0  # network errors in a row that gave this entry (0: not one)
+    allowed: RobotsDecision | None = None  # the answer for allowed URLs, once worked out
 
 
 class Robots:
@@ -159,8 +161,13 @@ class Robots:
             return RobotsDecision(
                 False, f"{parts.origin}/robots.txt unreachable{why}", retry_in=rules.wait
             )
-        if rules.parser is None or rules.parser.can_fetch(parts.url, self.user_agent):
+        if rules.parser is None:
             return ALLOWED
+        if rules.parser.can_fetch(parts.url, self.user_agent):
+            if rules.allowed is None:
+                delay = _crawl_delay(rules.parser, self.user_agent)
+                rules.allowed = RobotsDecision(True, delay=delay) if delay else ALLOWED
+            return rules.allowed
         return RobotsDecision(False, f"disallowed by {parts.origin}/robots.txt")
 
     async def screen(self, frontier: SkipSink, tasks: Sequence[Task]) -> list[Task]:

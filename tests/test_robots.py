@@ -140,8 +140,10 @@ async def test_each_origin_has_its_own_robots_txt(site, fetcher, store) -> None:
 async def test_crawl_delay_becomes_the_hosts_delay_in_the_frontier(site, fetcher, store) -> None:  # type: ignore[no-untyped-def]
     robots = Robots(store, fetcher, user_agent=AGENT)
     await store.add([site.url(f"/page{i}") for i in range(3)])
-    await robots.check(site.url("/page0"))  # Crawl-delay: 30 (capped at max_crawl_delay 60)
-    assert len(await store.lease(10, "w")) == 1  # one start, then the host waits 30 s
+    decision = await robots.check(site.url("/page0"))  # Crawl-delay: 30 (capped at 60)
+    assert decision.allowed and decision.delay == 30
+    # The robots.txt was a request: the host waits 30 s from then, also for its first page.
+    assert await store.lease(10, "w") == []
 
 
 @pytest.mark.parametrize("status", [404, 410, 401, 403])

@@ -117,6 +117,8 @@ class Worker:
         self._stopping = asyncio.Event()
         self._work_ready = asyncio.Event()
         self._seen_links: set[str] = set()
+        # Per host, when this worker may start its next request there (robots.txt Crawl-delay).
+        self._host_next_start: dict[str, float] = {}
         self._advised_hosts: set[str] = set()  # hosts whose failure advice was logged
         self._halted: str | None = None  # why the output folder cannot be written (see _halt)
         # Records are written a batch at a time, just before the frontier commits the acks
@@ -336,6 +338,8 @@ class Worker:
             if not decision.allowed:
                 await self._skip(task, decision.reason, decision.retry_in)
                 return
+            if decision.delay and not await self._spaced(task, decision.delay):
+                return
         counters = self.counters
         counters.fetch_started(task.host)
         started = time.monotonic()
@@ -432,6 +436,32 @@ class Worker:
         urls = [link if type(link) is str else link.url for link in links]
         seen.update(urls)
         return urls
+
+    async def _spaced(self, task: Task, delay: float) -> bool:
+        """Wait for `task.host`'s Crawl-delay since this worker's last start there; False when
+        the wait is too long to hold a lease through, and the task was handed back instead.
+
+        The frontier spaces a host's leases once it knows the delay, but the tasks leased
+        before its robots.txt was read (up to --per-host of them) are in hand already: they
+        would go out at once, then the delay would apply only after.
+        """
+        delay = min(delay, self.frontier.settings.max_crawl_delay)
+        now = time.monotonic()
+        # A host first met here: its robots.txt, a request too, was most likely read just now.
+        start = max(now, self._host_next_start.get(task.host, now + delay))
+        wait = start - now
+        if wait > self.frontier.settings.lease_seconds / 2:
+            # The frontier holds it back until the host may be asked again.
+            await self._through_outage(self.frontier.release, [task])
+            return False
+        spacing = self._host_next_start
+        if len(spacing) > 10_000:  # hosts whose time has come need no entry
+            for host in [host for host, at in spacing.items() if at <= now]:
+                del spacing[host]
+        spacing[task.host] = start + delay
+        if wait > 0:
+            await asyncio.sleep(wait)
+        return True
 
     def _follows_redirects(self, task: Task) -> bool:
         """Whether the fetch itself follows redirects.

@@ -40,7 +40,7 @@ from .base import CommitResult, FrontierBase, Settle
 from .bloom import bloom_shape
 from .errors import FrontierConfigError, FrontierUnavailable
 from .redis_keys import JobKeys, PartitionKeys
-from .redis_scripts import COMMIT, LEASE, RECOVER, RENEW, SCRIPTS, Script
+from .redis_scripts import COMMIT, LEASE, RECOVER, RENEW, SCRIPTS, SET_DELAY, Script
 from .settings import FrontierSettings
 from .task import FinalRecord, FinalState, FrontierStats, HostBacklog, Task
 
@@ -476,7 +476,8 @@ class RedisFrontier(FrontierBase):
     async def set_host_delay(self, host: str, seconds: float) -> None:
         delay_ms = int(min(max(seconds, 0.0), self.settings.max_crawl_delay) * 1000)
         part = self._part_of_host(host)
-        await self._client.hset(part.host(host), "d", delay_ms)
+        args = [part.prefix, self.settings.per_host_limit, host, delay_ms]
+        await self._run_scripts([(SET_DELAY, part.script_keys, args)])
 
     @_store_call
     async def robots_get(self, origin: str) -> bytes | None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from .redis_keys import BLOOM, HOST, QUEUE
 
-__all__ = ["COMMIT", "LEASE", "RECOVER", "RENEW", "SCRIPTS", "Script"]
+__all__ = ["COMMIT", "LEASE", "RECOVER", "RENEW", "SCRIPTS", "SET_DELAY", "Script"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,4 +369,23 @@ return n
 """,
 )
 
-SCRIPTS = (LEASE, COMMIT, RENEW, RECOVER)
+# ARGV: P, limit, host, delay_ms -> 1. robots.txt's Crawl-delay for a host: kept (`d`), and its
+# next start put at least a delay from now (that robots.txt was a request to the host, and
+# tasks leased before it was read may have started since), so the wait holds from the first.
+SET_DELAY = Script(
+    "set_delay",
+    _PRELUDE
+    + r"""
+local host, delay = ARGV[3], tonumber(ARGV[4])
+local hk = P .. HOST .. host
+redis.call('HSET', hk, 'd', delay)
+local want = now_ms() + delay
+if want > num(redis.call('HGET', hk, 'n')) then
+  redis.call('HSET', hk, 'n', want)
+  refresh(host, tonumber(ARGV[2]))
+end
+return 1
+""",
+)
+
+SCRIPTS = (LEASE, COMMIT, RENEW, RECOVER, SET_DELAY)

@@ -505,12 +505,17 @@ class SqliteStore:
     # ---- hosts, robots, listing ----------------------------------------------------------
 
     def set_host_delay(self, host: str, seconds: float) -> None:
-        with self._write():
+        """robots.txt's Crawl-delay for `host`; its next start is put at least that long from
+        now (the robots.txt was a request to it, and tasks leased before it was read may
+        have started since), so the wait holds from the first request on."""
+        with self._write() as now:
             self.db.execute(
-                "INSERT INTO hosts (host, crawl_delay) VALUES (?, ?) "
-                "ON CONFLICT (host) DO UPDATE SET crawl_delay = excluded.crawl_delay",
-                (host, seconds),
+                "INSERT INTO hosts (host, crawl_delay, next_start) VALUES (?, ?, ?) "
+                "ON CONFLICT (host) DO UPDATE SET crawl_delay = excluded.crawl_delay, "
+                "next_start = max(next_start, excluded.next_start)",
+                (host, seconds, now + seconds),
             )
+            self._refresh((host,))
 
     def robots_get(self, origin: str) -> bytes | None:
         row = self.db.execute(
