@@ -726,6 +726,9 @@ class _Download:
                 await self.sink.close()
             except BaseException:  # cancelled again, or the disk failed: close without waiting
                 self.sink.close_now()
+            # From the file: a splice moves bytes into it without passing through the sink.
+            kept = _file_size(self.part_path)
+            self.record.received = max(0, kept - self.sink.start_offset)
             if self._resumable():
                 self._try_save_state()
         self.record.error = "cancelled"

@@ -172,17 +172,22 @@ class CrawlCounters:
     ) -> None:
         """End of a fetch begun with `fetch_started(host)`. `status` is the final HTTP status
         (None when there was no response), `seconds` the fetch's duration."""
+        self.fetch_abandoned(host)
+        self._count(result)
+        if result is not FetchResult.SKIPPED:
+            self.status_classes[status_class(status)] += 1
+            self.latency_buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+            self.latency_sum += seconds
+
+    def fetch_abandoned(self, host: str) -> None:
+        """End of a fetch cut off unsettled (the crawl was stopping): its URL goes back to the
+        frontier untried, so it counts as nothing but no longer in flight."""
         self.in_flight -= 1
         left = self.host_in_flight.get(host, 0) - 1
         if left > 0:
             self.host_in_flight[host] = left
         else:
             self.host_in_flight.pop(host, None)
-        self._count(result)
-        if result is not FetchResult.SKIPPED:
-            self.status_classes[status_class(status)] += 1
-            self.latency_buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
-            self.latency_sum += seconds
 
     def fetch_skipped(self, result: FetchResult = FetchResult.SKIPPED) -> None:
         """A URL settled without a request (robots.txt, scope): no fetch_started before it.

@@ -316,9 +316,13 @@ class Worker:
                 await self._hand_back([task])  # leased before the halt: back, untried
                 continue
             self._in_flight[task.id] = task
+            cancelled = False
             try:
                 await self._process(task)
             except asyncio.CancelledError:
+                # Cut off at the end of the grace period: left in flight, so that `_wind_down`
+                # hands it back (its lease would otherwise hold it from every worker).
+                cancelled = True
                 raise
             except Exception as exc:
                 disk = disk_failure(exc)
@@ -329,7 +333,8 @@ class Worker:
                 # is tried again (and ends dead after max attempts), with the error logged.
                 log.exception("unexpected error on %s", task.url)
             finally:
-                self._in_flight.pop(task.id, None)
+                if not cancelled:
+                    self._in_flight.pop(task.id, None)
                 self._work_ready.set()
 
     async def _process(self, task: Task) -> None:
@@ -343,7 +348,7 @@ class Worker:
         counters = self.counters
         counters.fetch_started(task.host)
         started = time.monotonic()
-        result = FetchResult.FAILED
+        result: FetchResult | None = FetchResult.FAILED
         status: int | None = None
         body: bytes | None = None
         meter = _ByteMeter(counters)
@@ -385,10 +390,16 @@ class Worker:
                 result = FetchResult.FAILED  # the frontier gives this URL up: it counts as failed
             meter.settle(record.received)
             await self._settle(task, record, verdict, body)
+        except asyncio.CancelledError:
+            result = None  # handed back by `_wind_down`: neither failed nor retried
+            raise
         finally:
-            counters.fetch_finished(
-                task.host, result, status=status, seconds=time.monotonic() - started
-            )
+            if result is None:
+                counters.fetch_abandoned(task.host)
+            else:
+                counters.fetch_finished(
+                    task.host, result, status=status, seconds=time.monotonic() - started
+                )
 
     async def _settle(
         self, task: Task, record: FetchRecord, verdict: Verdict, body: bytes | None = None

@@ -21,6 +21,7 @@ from crawler.demo_site import GeneratedBody, SiteSpec, site_in_thread
 from crawler.frontier import open_frontier
 from storage import Outcome
 from tests.support.ports import free_port
+from tests.support.redis_server import RedisServer
 from tests.workers.support import (
     by_url,
     crawl,
@@ -488,3 +489,33 @@ def test_a_worker_serves_prometheus_metrics_while_it_crawls(workdir: Path) -> No
     assert 'crawl_fetches_total{status_class="2xx"}' in text
     assert "crawl_fetch_duration_seconds_bucket" in text
     assert 'crawl_worker{job="default",worker="0"} 1.0' in text
+
+
+def test_a_download_cut_at_the_end_of_the_grace_is_handed_back_not_failed(
+    workdir: Path, clean_redis: RedisServer
+) -> None:
+    """With Redis its lease would otherwise hold the URL from every worker for a lease's time
+    (a rerun sat idle a minute), and the summary called an interrupted download failed."""
+    out = workdir / "out"
+    size = 20_000_000
+    env = crawl_env(CRAWL_GRACE_SECONDS="0")
+    with site_in_thread(SiteSpec(pages=2, big_files=(size,)), rate=4e6) as served:
+        big_url = served.seeds[0] + "files/big-0.bin"
+        part = out / "files" / f"127.0.0.1+{served.site.hosts[0].port}" / "files" / "big-0.bin.part"
+        common = ["--redis", clean_redis.url, "--job", "cut", "--out", out, "--no-progress"]
+        first = start_crawl("mirror", big_url, *common, cwd=workdir, env=env,
+                            log=workdir / "first.log")  # fmt: skip
+        try:
+            wait_for(lambda: part.exists() and part.stat().st_size >= 2_000_000, "2 MB")
+            first.send_signal(signal.SIGINT)
+            (code,) = wait_all([first])
+        finally:
+            stop(first)
+        said = (workdir / "first.log").read_text()
+        assert code == 130, said
+        assert " 0 failed," in said, said
+        shown = crawl("status", "--redis", clean_redis.url, "--job", "cut", "--json", cwd=workdir)
+        report = json.loads(shown.stdout)
+        assert (report["leased"], report["queued"], report["failed"]) == (0, 1, 0), report
+        (cut,) = records(out)
+        assert cut.error == "cancelled" and 0 < cut.received <= part.stat().st_size
