@@ -186,7 +186,13 @@ async def _main(settings: Settings, index: int, report: bool) -> int:
 
         port = metrics_port_for(settings.metrics_port, index)
         if port is not None:
-            metrics = serve_metrics(counters, port, worker=str(index), job=settings.job)
+            try:
+                metrics = serve_metrics(counters, port, worker=str(index), job=settings.job)
+            except (OSError, OverflowError) as error:
+                # The crawl is the job, metrics a view of it: a port in use (or past 65535,
+                # the base port + this worker's index) costs the view, not the crawl, nor a
+                # restart loop of a worker that would fail the same way each time.
+                log.error("worker %d serves no metrics: port %d: %s", index, port, error)
     frontier: Frontier = await open_frontier(frontier_target(settings), settings.job)
     store = Store(
         settings.out,

@@ -220,6 +220,10 @@ class Supervisor:
             raise
         try:
             os.write(write_end, GATE_OPEN * spawned)
+        except BrokenPipeError:
+            # No child is left at the gate: a signal during seeding reached them all (they
+            # had no handler yet). `_wait_all` reaps them and says the crawl was interrupted.
+            pass
         finally:
             os.close(write_end)
         if spare is not None:
@@ -245,14 +249,15 @@ class Supervisor:
                     continue
                 if code == EXIT_FINISHED or self._stopping:
                     continue
-                if code == EXIT_INTERRUPTED:
-                    # Interrupted from outside (a signal to this one child): not a crash.
-                    continue
                 if child.restarts >= MAX_RESTARTS:
                     log.error("worker %d failed %d times; giving up on it", index, child.restarts)
                     failed = True
                     continue
-                log.warning("worker %d exited with %d; restarting it", index, code)
+                # A signal to this one child (exit 130) is no reason to end short of the job:
+                # only the frontier says when it is finished, so it is replaced like a crash.
+                signalled = code == EXIT_INTERRUPTED
+                why = "was stopped by a signal" if signalled else f"exited with {code}"
+                log.warning("worker %d %s; restarting it", index, why)
                 time.sleep(RESTART_BACKOFF_S)
                 self._spawn(index, child.restarts + 1)
         if self._disk_failed:
