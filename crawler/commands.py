@@ -228,6 +228,9 @@ def worker(**options: Any) -> None:
                 f"no job {settings.job!r} {where}; start it with `crawl run SEEDS {start}`"
             )
         _check_out_writable(settings.out)
+        from workers.messages import configure_logging
+
+        configure_logging(settings.log_format)
         index = int(os.environ.get("CRAWL_WORKER_INDEX", "0"))
         code = run_worker_process(settings, index=index, report=True)
     except FrontierError as error:

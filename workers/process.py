@@ -327,9 +327,9 @@ def main() -> None:
 
     if not wait_at_gate():
         raise SystemExit(0)  # `crawl run` could not seed the job: nothing to do
-    logging.basicConfig(
-        level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s"
-    )
+    from workers.messages import configure_logging
+
+    configure_logging(settings.log_format)
     code = run_worker_process(settings, index=int(os.environ.get("CRAWL_WORKER_INDEX", "0")))
     # Everything was closed and written by now (records, frontier, sockets): the interpreter's
     # teardown of every module would only keep the supervisor waiting, tens of ms per worker.

@@ -25,6 +25,7 @@ from workers.job import (
     frontier_settings,
     frontier_target,
 )
+from workers.messages import configure_logging, say
 from workers.progress import CounterSnapshot, ProgressReporter
 from workers.spare import take_spare
 from workers.supervisor import EXIT_DISK_FAILED, EXIT_INTERRUPTED, Supervisor
@@ -136,6 +137,7 @@ def run_crawl(settings: Settings, seeds: list[str], *, recrawl: bool = False) ->
     The worker processes start while the seeds go in (they wait at the supervisor's gate), so
     their start-up does not add to the crawl's.
     """
+    configure_logging(settings.log_format)  # the supervisor's warnings, in the chosen format
     if settings.workers == 0:
         _seed(settings, seeds, recrawl)
         return 0
@@ -160,12 +162,17 @@ def run_crawl(settings: Settings, seeds: list[str], *, recrawl: bool = False) ->
     interrupted = code == EXIT_INTERRUPTED
     reporter.finish(interrupted=interrupted)
     if interrupted:
-        click.echo("interrupted: state saved; run the same command again to resume", err=True)
+        say(
+            "interrupted: state saved; run the same command again to resume",
+            settings.log_format,
+            "interrupted",
+        )
     elif code == EXIT_DISK_FAILED:
-        click.echo(
+        say(
             f"stopped: {settings.out} could not be written (see above); the URLs in progress "
             "went back to the queue: free space and run the same command again",
-            err=True,
+            settings.log_format,
+            "disk-failed",
         )
     elif code == 0 and settings.max_pages is not None:
         _say_if_budget_ended_it(settings)
@@ -186,10 +193,12 @@ def _say_if_budget_ended_it(settings: Settings) -> None:
 
     left = asyncio.run(queued())
     if left:
-        click.echo(
+        say(
             f"stopped at --max-pages {settings.max_pages}: {left:,} URL(s) still queued; "
             "run again with a higher --max-pages to go on",
-            err=True,
+            settings.log_format,
+            "max-pages",
+            queued=left,
         )
 
 
@@ -208,29 +217,36 @@ def _seed(settings: Settings, seeds: list[str], recrawl: bool) -> None:
 
     seeded = asyncio.run(seed_job(settings, seeds, recrawl=recrawl))
     for url, reason in seeded.rejected:
-        click.echo(f"seed not added: {url}: {reason}", err=True)
+        say(f"seed not added: {url}: {reason}", settings.log_format, "seed-rejected", url=url)
     if seeded.rejected and not seeded.added and not seeded.duplicates:
         # Nothing to crawl at all: a usage error, not a crawl that "finished" having done none.
         raise click.UsageError(f"none of the {len(seeded.rejected)} seed URL(s) can be crawled")
     for line in seeded.kept:
-        click.echo(f"job {settings.job!r}: {line}", err=True)
+        say(f"job {settings.job!r}: {line}", settings.log_format, "job")
     if seeded.changed:
-        click.echo(
+        say(
             f"job {settings.job!r}: settings changed since its last run: "
             + "; ".join(seeded.changed),
-            err=True,
+            settings.log_format,
+            "settings-changed",
         )
-    click.echo(
+    say(
         f"job {settings.job!r}: {seeded.added} new seed(s), {seeded.duplicates} already known; "
         f"frontier {frontier_target(settings)}",
-        err=True,
+        settings.log_format,
+        "seeded",
+        job=settings.job,
+        added=seeded.added,
+        known=seeded.duplicates,
     )
     if seeded.gave_up:
-        click.echo(
+        say(
             f"job {settings.job!r} is finished; {seeded.gave_up:,} URL(s) failed in an earlier "
             "run (`crawl status` says why): run again with --recrawl to try them again "
             "(partial files resume; stored ones are only revalidated)",
-            err=True,
+            settings.log_format,
+            "already-finished",
+            failed=seeded.gave_up,
         )
 
 

@@ -4,6 +4,7 @@ a false "finished", a bare exit 1 or a restart loop."""
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 from pathlib import Path
@@ -81,3 +82,28 @@ def test_a_metrics_port_in_use_costs_the_metrics_not_the_crawl(workdir: Path) ->
     assert f"worker 0 serves no metrics: port {port}:" in done.stderr
     assert "restarting" not in done.stderr
     assert len(records(workdir / "out")) >= 30
+
+
+def test_log_format_json_makes_every_line_json(workdir: Path) -> None:
+    """Seeding report, warnings of the workers, the --max-pages stop and the summary: a log
+    collector reading JSON lines gets nothing else."""
+    taken = socket.socket()
+    taken.bind(("0.0.0.0", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    try:
+        with site_in_thread(SiteSpec(pages=60)) as served:
+            seeds = workdir / "seeds.txt"
+            seeds.write_text(served.seeds[0] + "\nftp://nowhere.test/\n")
+            done = crawl("run", seeds, "--out", workdir / "out", "--workers", "2",
+                         "--max-pages", "20", "--metrics-port", str(port), "--log-format",
+                         "json", "--no-progress", cwd=workdir)  # fmt: skip
+    finally:
+        taken.close()
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    events = [json.loads(line) for line in lines]  # each line is JSON, or this fails
+    kinds = {event["event"] for event in events}
+    assert {"seed-rejected", "seeded", "log", "max-pages", "summary"} <= kinds, kinds
+    (logged,) = [e for e in events if e["event"] == "log"]
+    assert logged["level"] == "error" and "serves no metrics" in logged["message"]
