@@ -295,8 +295,13 @@ def status(out: str | None, redis: str | None, job: str | None, as_json: bool) -
         click.echo(json.dumps(report))
         return
     for key, value in report.items():
-        if key == "max_pages_reached":
-            continue  # said with max_pages
+        if key in ("max_pages_reached", "settled_per_s"):
+            continue  # said with max_pages, and with done_per_s
+        if key == "done_per_s":
+            if value is not None:
+                shown = f"{value:,.1f} pages/s done, {report['settled_per_s']:,.1f}/s settled"
+                click.echo(f"{'rates':>14}: {shown}")
+            continue
         if key == "max_pages":
             shown = "none" if value is None else f"{value:,}"
             value = shown + (" (reached)" if report["max_pages_reached"] else "")

@@ -519,3 +519,25 @@ def test_a_download_cut_at_the_end_of_the_grace_is_handed_back_not_failed(
         assert (report["leased"], report["queued"], report["failed"]) == (0, 1, 0), report
         (cut,) = records(out)
         assert cut.error == "cancelled" and 0 < cut.received <= part.stat().st_size
+
+
+def test_status_during_a_crawl_gives_its_rates(workdir: Path) -> None:
+    out = workdir / "out"
+    with site_in_thread(SiteSpec(pages=400), latency=0.02) as served:
+        seeds = workdir / "seeds.txt"
+        seeds.write_text(served.seeds[0] + "\n")
+        run = start_crawl("run", seeds, "--out", out, "--workers", "1", "--concurrency", "8",
+                          "--no-robots", "--no-progress", cwd=workdir)  # fmt: skip
+        try:
+            wait_for(lambda: (out / "records").is_dir() and len(records(out)) >= 20, "20 pages")
+            during = crawl("status", out, cwd=workdir)
+            as_json = json.loads(crawl("status", out, "--json", cwd=workdir).stdout)
+            (code,) = wait_all([run])
+        finally:
+            stop(run)
+        assert code == 0
+    assert during.returncode == 0, during.stderr
+    assert re.search(r"rates: [0-9,.]+ pages/s done, [0-9,.]+/s settled", during.stdout)
+    assert as_json["done_per_s"] > 0 and as_json["settled_per_s"] >= as_json["done_per_s"]
+    after = json.loads(crawl("status", out, "--json", cwd=workdir).stdout)
+    assert after["finished"] and after["done_per_s"] is None  # nothing left to measure
