@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 import signal
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
+import pytest
 
 from crawler.demo_site import SiteSpec, site_in_thread
 from tests.workers.support import (
@@ -65,41 +67,39 @@ def test_a_signal_while_seeding_many_workers_is_exit_130_with_state_saved(workdi
     assert "interrupted" in said and "Traceback" not in said
 
 
-def test_a_metrics_port_in_use_costs_the_metrics_not_the_crawl(workdir: Path) -> None:
-    taken = socket.socket()
-    taken.bind(("0.0.0.0", 0))
-    taken.listen()
-    port = taken.getsockname()[1]
-    try:
-        with site_in_thread(SiteSpec(pages=30)) as served:
-            seeds = workdir / "seeds.txt"
-            seeds.write_text(served.seeds[0] + "\n")
-            done = crawl("run", seeds, "--out", workdir / "out", "--workers", "1",
-                         "--metrics-port", str(port), "--no-progress", cwd=workdir)  # fmt: skip
-    finally:
-        taken.close()
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    """A port something else listens on."""
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        yield taken.getsockname()[1]
+
+
+def test_a_metrics_port_in_use_costs_the_metrics_not_the_crawl(
+    workdir: Path, busy_port: int
+) -> None:
+    port = busy_port
+    with site_in_thread(SiteSpec(pages=30)) as served:
+        seeds = workdir / "seeds.txt"
+        seeds.write_text(served.seeds[0] + "\n")
+        done = crawl("run", seeds, "--out", workdir / "out", "--workers", "1",
+                     "--metrics-port", str(port), "--no-progress", cwd=workdir)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert f"worker 0 serves no metrics: port {port}:" in done.stderr
     assert "restarting" not in done.stderr
     assert len(records(workdir / "out")) >= 30
 
 
-def test_log_format_json_makes_every_line_json(workdir: Path) -> None:
+def test_log_format_json_makes_every_line_json(workdir: Path, busy_port: int) -> None:
     """Seeding report, warnings of the workers, the --max-pages stop and the summary: a log
     collector reading JSON lines gets nothing else."""
-    taken = socket.socket()
-    taken.bind(("0.0.0.0", 0))
-    taken.listen()
-    port = taken.getsockname()[1]
-    try:
-        with site_in_thread(SiteSpec(pages=60)) as served:
-            seeds = workdir / "seeds.txt"
-            seeds.write_text(served.seeds[0] + "\nftp://nowhere.test/\n")
-            done = crawl("run", seeds, "--out", workdir / "out", "--workers", "2",
-                         "--max-pages", "20", "--metrics-port", str(port), "--log-format",
-                         "json", "--no-progress", cwd=workdir)  # fmt: skip
-    finally:
-        taken.close()
+    with site_in_thread(SiteSpec(pages=60)) as served:
+        seeds = workdir / "seeds.txt"
+        seeds.write_text(served.seeds[0] + "\nftp://nowhere.test/\n")
+        done = crawl("run", seeds, "--out", workdir / "out", "--workers", "2",
+                     "--max-pages", "20", "--metrics-port", str(busy_port), "--log-format",
+                     "json", "--no-progress", cwd=workdir)  # fmt: skip
     assert done.returncode == 0, done.stderr
     lines = done.stderr.splitlines()
     events = [json.loads(line) for line in lines]  # each line is JSON, or this fails
