@@ -47,6 +47,7 @@ __all__ = [
     "SocketTimeoutError",
     "TooManyRedirects",
     "UnixClientConnectorError",
+    "WSMessageTypeError",
     "WSServerHandshakeError",
 ]
 
@@ -112,6 +113,11 @@ class ContentTypeError(ClientResponseError):
 
 class WSServerHandshakeError(ClientResponseError):
     """The server did not accept the WebSocket upgrade."""
+
+
+class WSMessageTypeError(TypeError):
+    """`receive_str`/`receive_bytes`/`receive_json` got a message of another type (a CLOSE, a
+    binary message where text was wanted); a TypeError, as before aiohttp named it."""
 
 
 class ClientHttpProxyError(ClientResponseError):

@@ -19,7 +19,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from wsproto.events import BytesMessage, Ping, Pong, TextMessage
 from yarl import URL
 
-from crawler.http.errors import ServerTimeoutError
+from crawler.http.errors import ServerTimeoutError, WSMessageTypeError
 from crawler.http.ws_handshake import Negotiated
 from crawler.http.ws_messages import (
     WS_CLOSED_MESSAGE,
@@ -201,13 +201,17 @@ class ClientWebSocketResponse:
     async def receive_str(self, *, timeout: float | None = None) -> str:
         message = await self.receive(timeout)
         if message.type is not WSMsgType.TEXT:
-            raise TypeError(f"Received message {message.type}:{message.data!r} is not str")
+            raise WSMessageTypeError(
+                f"Received message {message.type}:{message.data!r} is not str"
+            )
         return str(message.data)
 
     async def receive_bytes(self, *, timeout: float | None = None) -> bytes:
         message = await self.receive(timeout)
         if message.type is not WSMsgType.BINARY:
-            raise TypeError(f"Received message {message.type}:{message.data!r} is not bytes")
+            raise WSMessageTypeError(
+                f"Received message {message.type}:{message.data!r} is not bytes"
+            )
         return bytes(message.data)
 
     async def receive_json(
@@ -215,7 +219,9 @@ class ClientWebSocketResponse:
     ) -> Any:
         message = await self.receive(timeout)
         if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
-            raise TypeError(f"Received message {message.type}:{message.data!r} is not JSON data")
+            raise WSMessageTypeError(
+                f"Received message {message.type}:{message.data!r} is not JSON data"
+            )
         return loads(message.data)
 
     def __aiter__(self) -> ClientWebSocketResponse:

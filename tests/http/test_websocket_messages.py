@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from crawler.http import WSMessageTypeError
 from crawler.http.errors import ClientConnectionResetError, ServerTimeoutError
 from crawler.http.websocket import ClientWebSocketResponse, websocket_handshake
 from crawler.http.ws_messages import WSCloseCode, WSMessage, WSMsgType
@@ -66,12 +67,14 @@ async def test_json_round_trip(ws_server: WebSocketTestServer) -> None:
 async def test_receive_str_refuses_binary_and_receive_bytes_refuses_text(
     ws_server: WebSocketTestServer,
 ) -> None:
+    # WSMessageTypeError, as aiohttp (3.12+) names it, and still a TypeError for older code.
+    assert issubclass(WSMessageTypeError, TypeError)
     async with await connect(ws_server) as ws:
         await ws.send_bytes(b"raw")
-        with pytest.raises(TypeError, match="not str"):
+        with pytest.raises(WSMessageTypeError, match="not str"):
             await ws.receive_str()
         await ws.send_str("text")
-        with pytest.raises(TypeError, match="not bytes"):
+        with pytest.raises(WSMessageTypeError, match="not bytes"):
             await ws.receive_bytes()
 
 
