@@ -1,17 +1,36 @@
 """Where a URL's body lives in the mirror tree: `out/files/<host>[+port]/<path>`.
 
 `mirror_relpath(url)` is a pure function of the URL string, so every worker on every machine
-agrees on it. Each segment is percent-decoded, then every byte that is unsafe in a file name
-on Linux, macOS or Windows is re-escaped as `%XX` (so a literal `%` becomes `%25`, and `%` in a
-mapped name is always followed by two hex digits). The result never contains `..`, `.`, an empty
-segment, a separator, NUL or a control character, and it is always relative.
+agrees on it. The result never contains `..`, `.`, an empty segment, a separator, NUL or a
+control character, and it is always relative.
+
+Two URLs get the same file only when they are the same resource by RFC 3986 (6.2.2): the same
+path after escapes of unreserved characters (`%41` is `A`) and of characters that may not
+stand bare in a URL (non-ASCII, space, `"<>|{}`...) are decoded and dot segments removed. That
+is the equivalence `crawler.urls.canonicalize` draws, so the frontier and the mirror agree on
+what one URL is. Everything the RFC keeps apart stays apart on disk:
+- an escaped reserved character is not the character (`/p%2Bq` is not `/p+q`, and `%3A` is not
+  `:`): the escape is kept as text, so its `%` is written `%25` (`p%252Bq`);
+- an empty segment is a folder of its own, named `%%` (`/a//b` is `a/%%/b`, not `a/b`);
+- `index.html` is the name of a directory URL's body (`/dir/` → `dir/index.html`), so a segment
+  that is itself `index.html` is written `%69ndex.html`;
+- user info is part of the host folder (`u~<hash of the password>@host`): the password is never
+  written out.
+(http and https URLs of one host share its folder, as wget does: they are one site.) A folder
+written before these rules keeps its files, and its records name them; a URL whose name changed
+is fetched whole again, once, under its new name.
+
+After that, every character that is unsafe in a file name on Linux, macOS or Windows is
+escaped as `%XX` (so a literal `%` becomes `%25`, and `%` in a mapped name is always followed
+by two hex digits).
 
 A query is kept in the name as `<stem>@<readable query>~<8 hex digits of its hash>.<ext>`, and a
 name too long is cut to `<head>~<16 hex digits>.<ext>`; a name mapped from a path that happens
 to end that way has its `~` escaped (`%7E`), so no path can take another URL's name.
 Names this module hands out for its own use contain `%%`, which a mapped name cannot:
-`<name>%%file` holds the body of a URL whose mapped path is a directory that another URL needed
-(see `MirrorTree.ensure_parent`), and `%%deep~<hash>` folds the middle of absurdly deep paths.
+`%%` is an empty segment's folder, `<name>%%file` holds the body of a URL whose mapped path is
+a directory that another URL needed (see `MirrorTree.ensure_parent`), and `%%deep~<hash>`
+folds the middle of absurdly deep paths.
 Names ending in `.part`, `.part.json` or `.part.json.tmp` are reserved for downloads in progress.
 """
 
@@ -49,6 +68,10 @@ QUERY_READABLE_BYTES = 80
 DISPLACED_SUFFIX = "%%file"
 DEEP_FOLD_PREFIX = "%%deep~"
 DIRECTORY_INDEX = "index.html"
+# A segment named as the directory index is written with its first letter escaped (as a Windows
+# device name is), which no other segment maps to: `i` is unreserved, so never left escaped.
+LITERAL_INDEX = "%69ndex.html"
+EMPTY_SEGMENT = "%%"
 _KNOWN_DIRS_MAX = 100_000
 _KNOWN_HOSTS_MAX = 10_000
 # Hot paths keep paths as str (pathlib's parsing costs more than a page's mapping); the helpers
@@ -60,6 +83,11 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 _UNSAFE_ASCII = frozenset('/\\%:*?"<>|')
 # `+` separates host from port; `@` and `~` are used in query and hash decorations.
 _UNSAFE_IN_HOST = _UNSAFE_ASCII | {"+", "@", "~"}
+# Reserved characters (RFC 3986 2.2) that may stand bare in a path segment, and `%` itself: an
+# escape of one of these means something else than the character, so it is kept as an escape.
+# (`/`, `?` and `#` cannot stand bare in a segment; `[` and `]` may not stand bare in a path.)
+_KEPT_ESCAPES = frozenset(b":@!$&'()*+,;=%")
+_ESCAPE_OR_PERCENT = re.compile(rb"%([0-9A-Fa-f]{2})?")
 _WINDOWS_DEVICES = frozenset(
     ["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"]
     + [f"{dev}{n}" for dev in ("COM", "LPT") for n in "0123456789¹²³"]
@@ -164,17 +192,18 @@ class MirrorTree:
                 self._hosts.clear()
             self._hosts[origin] = host
         names: list[str] = []
-        is_directory = True
-        for segment in (match.group(2) or "").split("/"):
+        pieces = (match.group(2) or "/").split("/")
+        last = len(pieces) - 1
+        for index in range(1, last + 1):  # pieces[0] is the nothing before the first `/`
+            segment = pieces[index]
             if not segment:
-                is_directory = True
+                # The last one names the directory's index; an inner one, a folder of its own.
+                names.append(DIRECTORY_INDEX if index == last else EMPTY_SEGMENT)
                 continue
             if segment == "." or segment == ".." or len(segment) > MAX_NAME_BYTES:
                 return None
-            names.append(_guard_name(segment))
-            is_directory = False
-        if is_directory:
-            names.append(DIRECTORY_INDEX)
+            name = _guard_name(segment)
+            names.append(LITERAL_INDEX if name == DIRECTORY_INDEX else name)
         if len(names) > MAX_DIRS + 1 or sum(map(len, names)) + len(names) > MAX_DIR_BYTES:
             return None
         return host + "/" + "/".join(names)
@@ -265,31 +294,67 @@ def _host_segment(parts: SplitResult) -> str:
     port = parts.port
     if port is not None and port != _DEFAULT_PORTS[parts.scheme.lower()]:
         name = f"{name}+{port}"
+    if parts.username is not None:
+        name = f"{_user_prefix(parts.username, parts.password)}@{name}"
     return _shorten(name)
+
+
+def _user_prefix(user: str, password: str | None) -> str:
+    """`user` as it stands in the URL, escaped; a password only as 8 hex digits of its hash,
+    so two logins stay apart without the secret reaching a file name."""
+    prefix = _escape_chars(user, _UNSAFE_IN_HOST)
+    if password:
+        digest = hashlib.sha256(password.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+        prefix = f"{prefix}~{digest}"
+    return prefix
 
 
 def _path_segments(path: str) -> tuple[list[str], str]:
     """(directory names, file name) after dot-segment removal, decoding and escaping."""
     # Browsers treat `\` as `/` in http(s) URLs; so do we, so `..\..\` is a dot segment too.
-    raw_segments = path.replace("\\", "/").split("/")
+    pieces = path.replace("\\", "/").split("/")[1:]  # what precedes the first `/` is no segment
     stack: list[bytes] = []
-    is_directory = True
-    for raw in raw_segments:
-        decoded = unquote_to_bytes(raw.encode("utf-8", "surrogatepass"))
+    for raw in pieces:
+        decoded = _segment_bytes(raw)
         if decoded == b"..":
             if stack:
                 stack.pop()
-            is_directory = True
-        elif decoded in (b".", b""):
-            # An empty segment names nothing; dropping it keeps `/a//b` and `/a/b` together.
-            is_directory = True
-        else:
+        elif decoded != b".":
             stack.append(decoded)
-            is_directory = False
-    names = [_safe_name(seg) for seg in stack]
-    if is_directory or not names:
+    # RFC 3986 5.2.4: a path ending in `/`, `.` or `..` names a directory.
+    is_directory = not pieces or pieces[-1] == "" or _segment_bytes(pieces[-1]) in (b".", b"..")
+    if pieces and pieces[-1] == "":
+        stack.pop()  # the empty piece after the last `/` names the directory's index
+    names = [_segment_name(seg) for seg in stack]
+    if is_directory:
         names.append(DIRECTORY_INDEX)
     return [_shorten(n) for n in names[:-1]], names[-1]
+
+
+def _segment_bytes(raw: str) -> bytes:
+    """A segment's bytes with the escapes RFC 3986 counts as equivalent decoded (see the module
+    docstring); an escaped reserved character stays `%XX` (upper case), as does a bare `%`."""
+    data = raw.encode("utf-8", "surrogatepass")
+    if b"%" not in data:
+        return data
+    return _ESCAPE_OR_PERCENT.sub(_unescape, data)
+
+
+def _unescape(match: re.Match[bytes]) -> bytes:
+    digits = match.group(1)
+    if digits is None:
+        return b"%25"  # a `%` that starts no escape stands for itself, as `%25` does
+    value = int(digits, 16)
+    if value in _KEPT_ESCAPES:
+        return b"%" + digits.upper()
+    return bytes((value,))
+
+
+def _segment_name(decoded: bytes) -> str:
+    if not decoded:
+        return EMPTY_SEGMENT
+    name = _safe_name(decoded)
+    return LITERAL_INDEX if name == DIRECTORY_INDEX else name
 
 
 def _with_query(name: str, query: str) -> str:
