@@ -222,6 +222,7 @@ async def _main(settings: Settings, index: int, report: bool) -> int:
             max_depth=frontier.settings.scope.max_depth,
             max_size=settings.max_size,
             honor_nofollow=settings.honor_nofollow,
+            user_agent=settings.user_agent,
             max_redirects=settings.max_redirects,
             renew_s=settings.renew_seconds or settings.lease_seconds / 3,
             grace_s=settings.grace_seconds,

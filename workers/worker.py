@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from crawler.extract import extract_links_from_body, is_html, resolve_link
 from crawler.frontier import Frontier, FrontierUnavailable, Link, Outcome, Task
+from crawler.robots_header import forbids_following
 from crawler.sitemaps import SitemapKind
 from storage import DownloadError, FetchRecord, RateLimit, Store, fetch_page
 from storage import Outcome as StoreOutcome
@@ -87,6 +88,7 @@ class WorkerOptions:
     max_depth: int | None = None
     max_size: int | None = None
     honor_nofollow: bool = False
+    user_agent: str = ""  # its product token scopes X-Robots-Tag directives
     max_redirects: int = 10
     renew_s: float = 20.0
     grace_s: float = 10.0
@@ -509,6 +511,8 @@ class Worker:
         content_type = record.content_type
         if content_type is not None and not is_html(content_type):
             return []
+        if self.options.honor_nofollow and self._header_says_nofollow(record):
+            return []
         if record.size is not None and record.size > MAX_PARSE_BYTES:
             return []
         if body is None:
@@ -533,6 +537,12 @@ class Worker:
             record.content_type,
             honor_nofollow=self.options.honor_nofollow,
         )
+
+    def _header_says_nofollow(self, record: FetchRecord) -> bool:
+        values = [value for name, value in record.headers if name.lower() == "x-robots-tag"]
+        if not values:
+            return False
+        return forbids_following(values, self.options.user_agent)
 
     def _at_max_depth(self, task: Task) -> bool:
         max_depth = self.options.max_depth

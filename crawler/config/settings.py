@@ -150,7 +150,12 @@ class Settings:
         ),
     )
     honor_nofollow: bool = field(
-        default=False, metadata=_meta(boolean, 'skip rel="nofollow" links')
+        default=False,
+        metadata=_meta(
+            boolean,
+            'skip rel="nofollow" links, and all links of a page whose <meta name="robots"> or '
+            "X-Robots-Tag header says nofollow",
+        ),
     )
     warc: bool = field(default=False, metadata=_meta(boolean, "also write WARC files"))
     warc_max_size: int = field(
