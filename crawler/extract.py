@@ -12,6 +12,11 @@ and backslashes before the query count as slashes. Results made of URL-safe ASCI
 are kept as strings (the per-page fast path); anything else goes through `yarl`, which
 percent-encodes spaces and non-ASCII (as UTF-8) and IDNA-encodes hosts.
 
+The query is the exception to UTF-8 (WHATWG URL, "percent-encode after encoding"): in a document
+of a legacy encoding (windows-1252, Shift_JIS, ...) a browser encodes the query of its links in
+that encoding, and writes what the encoding cannot hold as "%26%23NNNN%3B" (the character
+reference "&#NNNN;"). `extract_links(..., encoding=...)` does the same; the path stays UTF-8.
+
 What is not returned: non-http(s) schemes (`javascript:`, `mailto:`, `data:`, `ftp:` ...), empty
 and fragment-only references to the page itself, URLs without a valid host or port, and, when
 `honor_nofollow` is set, links with `rel="nofollow"` (all links when the page's
@@ -21,7 +26,9 @@ and fragment-only references to the page itself, URLs without a valid host or po
 from __future__ import annotations
 
 import codecs
+import functools
 import re
+from urllib.parse import quote_from_bytes
 
 import yarl
 from selectolax.lexbor import LexborHTMLParser
@@ -307,6 +314,75 @@ def resolve_link(ref: str, base_url: str) -> str | None:
     return _resolve(ref, _Base(base_url.partition("#")[0]))
 
 
+# --- query encoding ----------------------------------------------------------------------------
+
+# The bytes of an encoded query character that stay literal: those `crawler.urls` keeps literal
+# in a canonical query (unreserved, sub-delims, ":@/?"; quote_from_bytes adds letters, digits
+# and "-._~"), so that canonicalization leaves what is written here as it is. Anything else,
+# "%" and "#" included (ISO-2022-JP writes them inside its escape sequences), is escaped.
+_QUERY_LITERAL_BYTES = "!$&'()*+,;=:@/?"
+_NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]+")
+
+
+def _query_codec(encoding: str | None) -> str | None:
+    """The codec to percent-encode link queries in, or None for UTF-8 (the fast path).
+
+    WHATWG URL uses the document's encoding, except that UTF-16 documents (whose "output
+    encoding" is UTF-8) and UTF-8 ones get UTF-8, which is what yarl writes anyway.
+    """
+    if encoding is None or encoding == "utf-8":
+        return None
+    name = codecs.lookup(encoding).name
+    return None if name.startswith("utf") else name
+
+
+def _with_encoded_queries(refs: list[str], codec: str) -> list[str]:
+    """`refs` with their queries encoded in `codec`; the list itself when all are ASCII.
+
+    str.isascii is constant-time in CPython, so a legacy page of ASCII links (most of them)
+    pays one pass of it and nothing else.
+    """
+    if all(map(str.isascii, refs)):
+        return refs
+    return [ref if ref.isascii() else _with_encoded_query(ref, codec) for ref in refs]
+
+
+def _with_encoded_query(ref: str, codec: str) -> str:
+    """`ref` with the non-ASCII characters of its query percent-encoded in `codec`.
+
+    Only the query changes: the path stays for yarl's UTF-8 (WHATWG URL's path state ignores
+    the document's encoding), and the fragment is dropped here as `_resolve` drops it anyway.
+    ASCII is left as it is, so existing escapes stay and `_resolve`'s clean-ups (whitespace,
+    tabs, backslashes before the query) see the same characters they would have.
+    """
+    path, mark, query = ref.partition("#")[0].partition("?")
+    if not mark or query.isascii():
+        return ref
+    encoded = _NON_ASCII_RUN.sub(lambda run: _percent_encoded(run.group(), codec), query)
+    return path + mark + encoded
+
+
+def _percent_encoded(text: str, codec: str) -> str:
+    """`text` encoded in `codec` and percent-encoded, as WHATWG URL's "percent-encode after
+    encoding" does: a character the codec cannot encode becomes "%26%23NNNN%3B", the numeric
+    character reference a browser sends in its place.
+
+    Whole runs are encoded at once rather than each character, so that a stateful codec
+    (ISO-2022-JP) switches modes once per run, as a browser's encoder does.
+    """
+    out: list[str] = []
+    while text:
+        try:
+            out.append(quote_from_bytes(text.encode(codec), _QUERY_LITERAL_BYTES))
+            break
+        except UnicodeEncodeError as error:
+            encodable = text[: error.start].encode(codec)
+            out.append(quote_from_bytes(encodable, _QUERY_LITERAL_BYTES))
+            out.extend(f"%26%23{ord(char)}%3B" for char in text[error.start : error.end])
+            text = text[error.end :]
+    return "".join(out)
+
+
 def _page_says_nofollow(tree: LexborHTMLParser) -> bool:
     for meta in tree.css("meta[name][content]"):
         attributes = meta.attributes
@@ -319,7 +395,11 @@ def _page_says_nofollow(tree: LexborHTMLParser) -> bool:
 
 
 def extract_links(
-    html: str | bytes, page_url: str | yarl.URL, *, honor_nofollow: bool = False
+    html: str | bytes,
+    page_url: str | yarl.URL,
+    *,
+    honor_nofollow: bool = False,
+    encoding: str | None = None,
 ) -> list[str]:
     """Absolute http(s) links of an HTML document, in document order, deduplicated.
 
@@ -329,9 +409,13 @@ def extract_links(
     With `honor_nofollow`, `rel="nofollow"` links are skipped, and a
     `<meta name="robots" content="nofollow">` page yields no links at all.
     Bytes are parsed as UTF-8; use `extract_links_from_body` to honour the declared encoding.
+    `encoding` is the document's character encoding (a Python codec name, as `html_encoding`
+    gives; None means UTF-8): link queries are percent-encoded in it, as a browser does.
+    Raises LookupError for an unknown `encoding`.
     """
     page = str(page_url).partition("#")[0]
     document_base = _Base(page)
+    query_codec = _query_codec(encoding)
     tree = LexborHTMLParser(html)
     if honor_nofollow and _page_says_nofollow(tree):
         return []
@@ -357,6 +441,10 @@ def extract_links(
             if rel and "nofollow" in rel.lower().split():
                 continue
         refs.append(ref)
+    if query_codec is not None:
+        refs = _with_encoded_queries(refs, query_codec)
+        if base_href and not base_href.isascii():
+            base_href = _with_encoded_query(base_href, query_codec)
     base = document_base
     if base_href:
         resolved_base = _resolve(base_href, document_base)
@@ -389,6 +477,8 @@ _WHATWG_ALIASES = {
 _META_PRESCAN_BYTES = 1024
 
 
+# A site uses one or two labels; cached, the probe in `_usable_codec` is paid once per label.
+@functools.lru_cache(maxsize=256)
 def _codec_name(label: bytes | str) -> str | None:
     if isinstance(label, bytes):
         label = label.decode("ascii", "replace")
@@ -396,7 +486,26 @@ def _codec_name(label: bytes | str) -> str | None:
         name = codecs.lookup(label.strip()).name
     except LookupError:
         return None
+    if not _usable_codec(name):
+        return None
     return _WHATWG_ALIASES.get(name, name)
+
+
+def _usable_codec(name: str) -> bool:
+    """Whether a codec can decode any body (with "replace") and encode a link query.
+
+    Python knows codecs no browser does: bytes-to-bytes ones ("base64", "rot13", "zlib"),
+    which str.decode refuses with LookupError, and "idna", "punycode" or "undefined", which
+    raise on any input; a page labelled so would otherwise fail extraction, not fall back.
+    """
+    try:
+        b"\x80\xff<a href=x>".decode(name, "replace")
+        "\u00e9\u2603".encode(name)
+    except UnicodeEncodeError:
+        return True  # a legacy codec lacking those characters: the query encoder copes
+    except (LookupError, UnicodeError, TypeError, ValueError):
+        return False
+    return True
 
 
 def html_encoding(body: bytes, content_type: str | None = None) -> str:
@@ -436,8 +545,8 @@ def extract_links_from_body(
 ) -> list[str]:
     """`extract_links` on a raw response body, decoded per `html_encoding(body, content_type)`.
 
-    Undecodable bytes become U+FFFD rather than an error: a page with a few bad bytes still
-    yields its links.
+    Link queries are percent-encoded in that same encoding (see `extract_links`). Undecodable
+    bytes become U+FFFD rather than an error: a page with a few bad bytes still yields its links.
     """
     encoding = html_encoding(body, content_type)
     for bom, name in _BOMS:
@@ -445,7 +554,7 @@ def extract_links_from_body(
             body = body[len(bom) :]
             break
     text = body.decode(encoding, "replace")
-    return extract_links(text, page_url, honor_nofollow=honor_nofollow)
+    return extract_links(text, page_url, honor_nofollow=honor_nofollow, encoding=encoding)
 
 
 _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
