@@ -50,10 +50,17 @@ class Payload(ABC):
         """
         return None
 
+    def check_sendable(self) -> None:  # noqa: B027 - in-memory bodies can always be sent
+        """Raise (ValueError, RuntimeError) when this body cannot be sent now: a closed file, a
+        one-shot stream already sent. Called before each request goes out, so that a body that
+        would fail does so before its head is on the wire, not half way through the request.
+        """
+
     async def close(self) -> None:  # noqa: B027 - most payloads hold nothing to release
         """Release what the payload holds (file objects handed in are closed, as aiohttp does).
 
-        Call it once the request and any redirect that resent the body are done.
+        The session calls it once the request and any redirect that resent the body are done.
+        A body made by a `FormData` the caller built does nothing here: the form owns its files.
         """
 
     def __repr__(self) -> str:
@@ -72,12 +79,15 @@ class OneShotPayload(Payload):
         self._what = what
         self._consumed = False
 
-    def _claim(self) -> None:
+    def check_sendable(self) -> None:
         if self._consumed:
             raise RuntimeError(
                 f"{self._what} body was already sent once and cannot be replayed; "
                 "pass bytes or a seekable file to resend it"
             )
+
+    def _claim(self) -> None:
+        self.check_sendable()
         self._consumed = True
 
 

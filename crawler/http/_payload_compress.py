@@ -79,6 +79,9 @@ class CompressedPayload(Payload):
         if tail:
             yield tail
 
+    def check_sendable(self) -> None:
+        self.inner.check_sendable()
+
     async def close(self) -> None:
         await self.inner.close()
 

@@ -54,5 +54,8 @@ class DeclaredLengthPayload(Payload):
                 f"({self.size} bytes)"
             )
 
+    def check_sendable(self) -> None:
+        self.inner.check_sendable()
+
     async def close(self) -> None:
         await self.inner.close()

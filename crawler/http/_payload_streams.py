@@ -125,6 +125,11 @@ class FilePayload(Payload):
         self.size = _remaining_size(file, self._start)
         self.replayable = self._start is not None
         self._sent = False
+        # Each send takes the next number; a send that is no longer the latest stops reading,
+        # so two sends (a redirect's resend, the same form posted twice) never share the file
+        # position. The last read issued by any send is kept to be waited for before a seek.
+        self._generation = 0
+        self._inflight: asyncio.Future[Any] | None = None
         self.filename = filename if filename is not None else guess_filename(file)
         if content_type is None and self.filename:
             content_type = mimetypes.guess_type(self.filename, strict=False)[0]
@@ -134,7 +139,7 @@ class FilePayload(Payload):
         reader = getattr(file, "read1", None)
         self._read = reader if callable(reader) else file.read
 
-    def _rewind(self) -> None:
+    def check_sendable(self) -> None:
         if self._sent and not self.replayable:
             raise RuntimeError(
                 f"file body {self.filename or self._file!r} is a one-shot stream that was "
@@ -142,18 +147,30 @@ class FilePayload(Payload):
             )
         if getattr(self._file, "closed", False):
             raise ValueError(f"cannot upload file {self.filename or self._file!r}: it is closed")
+
+    def _rewind(self) -> None:
+        self.check_sendable()
         if self._start is not None:
             self._file.seek(self._start)
         self._sent = True
 
-    def _read_ahead(self, loop: asyncio.AbstractEventLoop, size: int) -> asyncio.Future[Any]:
+    def _read_ahead(
+        self, loop: asyncio.AbstractEventLoop, size: int, generation: int
+    ) -> asyncio.Future[Any]:
+        if generation != self._generation:
+            raise RuntimeError(
+                f"file body {self.filename or self._file!r} was restarted by another send "
+                "while this one was in progress; send one request with it at a time"
+            )
         if self._in_thread:
-            return loop.run_in_executor(None, self._read, size)
-        future: asyncio.Future[Any] = loop.create_future()
-        try:
-            future.set_result(self._read(size))
-        except Exception as exc:
-            future.set_exception(exc)
+            future = loop.run_in_executor(None, self._read, size)
+        else:
+            future = loop.create_future()
+            try:
+                future.set_result(self._read(size))
+            except Exception as exc:
+                future.set_exception(exc)
+        self._inflight = future
         return future
 
     def _check_chunk(self, chunk: object) -> bytes:
@@ -169,10 +186,19 @@ class FilePayload(Payload):
         raise TypeError(f"file read() returned {type(chunk).__name__}, expected bytes")
 
     async def chunks(self) -> AsyncIterator[bytes]:
+        self.check_sendable()
+        self._generation += 1
+        generation = self._generation
+        if self._inflight is not None:
+            # A send this one replaces (a cancelled writer, the first try of a 307) may still
+            # have a read running in a thread: seeking under it would splice the two streams.
+            await _settle(self._inflight)
         self._rewind()
         loop = asyncio.get_running_loop()
         remaining = self.size
-        pending: asyncio.Future[Any] | None = self._read_ahead(loop, self._want(remaining))
+        pending: asyncio.Future[Any] | None = self._read_ahead(
+            loop, self._want(remaining), generation
+        )
         try:
             while pending is not None:
                 chunk = self._check_chunk(await pending)
@@ -184,7 +210,7 @@ class FilePayload(Payload):
                     chunk = chunk[:remaining]
                     remaining -= len(chunk)
                 if remaining != 0:
-                    pending = self._read_ahead(loop, self._want(remaining))
+                    pending = self._read_ahead(loop, self._want(remaining), generation)
                 yield chunk
             if remaining:
                 raise ClientPayloadError(
@@ -204,6 +230,7 @@ class FilePayload(Payload):
             return None
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None
+        self._generation += 1  # a send in progress through chunks() must stop reading
         self._rewind()
         return self._file, self._start, self.size
 

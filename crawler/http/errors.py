@@ -39,6 +39,7 @@ __all__ = [
     "NonHttpUrlClientError",
     "NonHttpUrlRedirectClientError",
     "RedirectClientError",
+    "RequestBodyNotReplayableError",
     "RequestInfo",
     "ServerConnectionError",
     "ServerDisconnectedError",
@@ -332,3 +333,11 @@ class InvalidUrlRedirectClientError(InvalidUrlClientError, RedirectClientError):
 
 class NonHttpUrlRedirectClientError(NonHttpUrlClientError, RedirectClientError):
     """A redirect points to a scheme other than http(s)."""
+
+
+class RequestBodyNotReplayableError(RedirectClientError, ClientPayloadError):
+    """A 307/308 redirect needs the body again, but it was a one-shot stream already sent.
+
+    A `ClientPayloadError` too: that is what aiohttp raises here, so handlers written for it
+    still catch this.
+    """

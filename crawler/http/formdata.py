@@ -2,12 +2,18 @@
 
 Plain text fields give `application/x-www-form-urlencoded`; a file, a stream, a filename, a
 content type or a transfer encoding on any field switches the whole form to multipart.
+
+Who closes the files: the one who made the form. A `FormData` the caller built owns its files,
+so it can be posted again; a dict or list passed as `data=` is made into a form by the request,
+which closes its files when done (see `FormData` and `request_form_body`).
 """
 
 from __future__ import annotations
 
 import codecs
+import contextlib
 import mimetypes
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +35,7 @@ from crawler.http._payload_streams import (
 )
 from crawler.http.multipart import MultipartPayload, Part, form_data_disposition, transfer_encoded
 
-__all__ = ["FormData"]
+__all__ = ["FormData", "request_form_body"]
 
 URLENCODED = "application/x-www-form-urlencoded"
 
@@ -49,6 +55,15 @@ class FormData:
     `fields` may be a dict or MultiDict, a list of (name, value) pairs, or files. `charset`
     encodes text (UTF-8 by default). `quote_fields=False` writes multipart names unescaped.
     The body is replayable unless a field is a one-shot stream (async iterable, pipe, reader).
+
+    The form owns the files, streams and payloads added to it. A request sends them and leaves
+    them open: each send (the same form posted again, a 307/308 resend) starts every seekable
+    file again from the position it had when it was added. They are closed by
+    `await form.close()`, on leaving `async with form:`, or, as a last resort, when the form
+    and every body made from it are garbage collected (files only). aiohttp instead closes
+    them after the first request, so a second post of the same form fails there.
+    A one-shot field (async iterable, pipe, StreamReader) can be sent once; a second post of
+    the form raises RuntimeError before anything is sent.
     """
 
     def __init__(
@@ -70,6 +85,11 @@ class FormData:
         self._charset = charset
         self._boundary = boundary
         self._is_multipart = default_to_multipart
+        self._owns_parts = True
+        self._closed = False
+        # Only plain file objects can be closed from a finalizer (no event loop needed there).
+        self._files: list[Any] = []
+        self._finalizer = weakref.finalize(self, _close_files, self._files)
         if isinstance(fields, Mapping):
             self.add_fields(fields)
         elif isinstance(fields, list | tuple):
@@ -114,7 +134,11 @@ class FormData:
                     content_transfer_encoding=content_transfer_encoding,
                 )
             return
+        if self._closed:
+            raise RuntimeError("cannot add a field to a closed FormData")
         field = _Field(name, self._field_value(name, value, content_type, filename))
+        if is_file_like(value) and not is_stream_reader(value):
+            self._files.append(value)
         if isinstance(value, Payload):
             field.filename = filename
         elif is_file_like(value) and filename is None:
@@ -149,9 +173,25 @@ class FormData:
 
     def __call__(self) -> Payload:
         """The body: urlencoded bytes, or a streamed multipart payload."""
+        if self._closed:
+            raise RuntimeError("this FormData was closed; its files cannot be sent any more")
         if self._is_multipart:
             return self._multipart()
         return self._urlencoded()
+
+    async def close(self) -> None:
+        """Close every file and stream added to the form. The form cannot be sent afterwards."""
+        self._closed = True
+        self._finalizer.detach()
+        for field in self._fields:
+            if isinstance(field.value, Payload):
+                await field.value.close()
+
+    async def __aenter__(self) -> FormData:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
 
     # --- building --------------------------------------------------------------------------
 
@@ -188,7 +228,9 @@ class FormData:
     def _multipart(self) -> Payload:
         charset = self._charset or "utf-8"
         parts = [self._part(field, charset) for field in self._fields]
-        return MultipartPayload(parts, boundary=self._boundary, charset=charset)
+        # An owner keeps the form (and so its finalizer) alive while the body is being sent.
+        owner = self if self._owns_parts else None
+        return MultipartPayload(parts, boundary=self._boundary, charset=charset, owner=owner)
 
     def _part(self, field: _Field, charset: str) -> Part:
         disposition = form_data_disposition(field.name, field.filename, quote=self._quote_fields)
@@ -220,3 +262,18 @@ class FormData:
         kind = "multipart" if self._is_multipart else "urlencoded"
         names = ", ".join(repr(field.name) for field in self._fields)
         return f"<FormData {kind} [{names}]>"
+
+
+def request_form_body(fields: Any) -> Payload:
+    """The body for `data=` given as a dict or list of pairs: a form nobody else holds, so the
+    request owns its files and closes them once it is done, as aiohttp does."""
+    form = FormData(fields)
+    form._owns_parts = False
+    form._finalizer.detach()  # the request's close() is what closes the files now
+    return form()
+
+
+def _close_files(files: list[Any]) -> None:
+    for file in files:
+        with contextlib.suppress(Exception):
+            file.close()

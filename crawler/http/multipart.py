@@ -89,7 +89,11 @@ class Part:
 
 
 class MultipartPayload(Payload):
-    """`multipart/<subtype>` made of parts. Sized (Content-Length) when every part is sized."""
+    """`multipart/<subtype>` made of parts. Sized (Content-Length) when every part is sized.
+
+    `close()` closes the parts' bodies, unless `owner` is given: then the parts belong to it
+    (a `FormData` the caller holds and may send again) and the body keeps it alive until sent.
+    """
 
     def __init__(
         self,
@@ -98,9 +102,11 @@ class MultipartPayload(Payload):
         subtype: str = "form-data",
         boundary: str | None = None,
         charset: str = "utf-8",
+        owner: object = None,
     ) -> None:
         if not _TOKEN.fullmatch(subtype):
             raise ValueError(f"invalid multipart subtype {subtype!r}")
+        self.owner = owner
         self.boundary = check_boundary(boundary) if boundary is not None else make_boundary()
         self.parts = list(parts)
         self._charset = charset
@@ -142,7 +148,13 @@ class MultipartPayload(Payload):
         pending += self._closing()
         yield bytes(pending)
 
+    def check_sendable(self) -> None:
+        for part in self.parts:
+            part.body.check_sendable()
+
     async def close(self) -> None:
+        if self.owner is not None:
+            return
         for part in self.parts:
             await part.body.close()
 
@@ -167,6 +179,9 @@ class Base64Payload(Payload):
         if carry:
             yield base64.b64encode(carry)
 
+    def check_sendable(self) -> None:
+        self.inner.check_sendable()
+
     async def close(self) -> None:
         await self.inner.close()
 
@@ -187,6 +202,9 @@ class QuotedPrintablePayload(Payload):
             encoded = binascii.b2a_qp(chunk, quotetabs=True, istext=False)
             if encoded:
                 yield encoded + b"=\r\n"
+
+    def check_sendable(self) -> None:
+        self.inner.check_sendable()
 
     async def close(self) -> None:
         await self.inner.close()

@@ -26,7 +26,7 @@ from crawler.http._payload_streams import (
     is_file_like,
     is_stream_reader,
 )
-from crawler.http.formdata import FormData
+from crawler.http.formdata import FormData, request_form_body
 
 __all__ = [
     "CHUNK_SIZE",
@@ -67,7 +67,7 @@ def make_payload(data: object, *, content_type: str | None = None) -> Payload:
     if isinstance(data, str):
         return StringPayload(data, content_type=content_type)
     if isinstance(data, Mapping | list | tuple):
-        return FormData(data)()
+        return request_form_body(data)
     # A StreamReader has read() too (a coroutine) and may be async-iterable by lines, as in
     # aiohttp: readany() is what it is streamed with.
     if is_stream_reader(data):

@@ -42,7 +42,7 @@ from crawler.http.errors import (
     ClientConnectionResetError,
     ClientOSError,
     ClientResponseError,
-    RedirectClientError,
+    RequestBodyNotReplayableError,
     RequestInfo,
     ServerDisconnectedError,
     TooManyRedirects,
@@ -356,6 +356,10 @@ class ClientSession:
                 target = request_target(url, absolute=proxy_url is not None and not is_ssl)
                 head = encode_request_head(method, target, header_list)
                 key = self._key_for(url, ssl, proxy_url, proxy_auth, proxy_headers, server_hostname)
+                if payload is not None:
+                    # A closed file or a spent stream fails here, before a head promising a
+                    # body is on the wire.
+                    payload.check_sendable()
                 conn, response_head, body = await self._send(
                     key, head, method, url, header_list, history, payload, chunked,
                     expect100, options, real_timeout,
@@ -404,9 +408,11 @@ class ClientSession:
                     # so a hop to a bypassed host goes direct, without the proxy's credentials.
                     proxy_url, proxy_auth = self._proxy_for(url, None, given_proxy_auth)
                 if payload is not None and not payload.replayable:
-                    raise RedirectClientError(
+                    # Never resend what is left of a stream (an empty or partial body).
+                    raise RequestBodyNotReplayableError(
                         f"cannot follow the {response.status} redirect to {url}: the request "
-                        "body is a one-shot stream that cannot be sent again"
+                        "body is a one-shot stream that cannot be sent again; pass bytes or a "
+                        "seekable file, or set allow_redirects=False"
                     )
         except asyncio.CancelledError:
             if deadline is not None and deadline.check_cancelled():

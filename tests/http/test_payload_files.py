@@ -257,3 +257,18 @@ def test_in_memory_files_and_pipes_offer_no_sendfile_range() -> None:
     os.close(write_fd)
     with os.fdopen(read_fd, "rb") as reader:
         assert FilePayload(reader).sendfile_source() is None
+
+
+async def test_a_second_send_stops_the_first_instead_of_sharing_the_file(data_file: Path) -> None:
+    """Two sends of one file body at once (a resend while the first writer is still going)
+    must not interleave reads: the older one fails, the newer one gets every byte."""
+    expected = CONTENT
+    with data_file.open("rb") as file:
+        payload = FilePayload(file, chunk_size=1000)
+        first = payload.chunks()
+        assert await anext(first) == expected[:1000]
+        second = b"".join([chunk async for chunk in payload.chunks()])
+        with pytest.raises(RuntimeError, match="restarted by another send"):
+            async for _ in first:
+                pass
+    assert second == expected
