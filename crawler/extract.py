@@ -33,6 +33,8 @@ from urllib.parse import quote_from_bytes
 import yarl
 from selectolax.lexbor import LexborHTMLParser
 
+from crawler import encodings
+
 __all__ = [
     "extract_links",
     "extract_links_from_body",
@@ -324,16 +326,19 @@ _QUERY_LITERAL_BYTES = "!$&'()*+,;=:@/?"
 _NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]+")
 
 
+@functools.lru_cache(maxsize=256)
 def _query_codec(encoding: str | None) -> str | None:
     """The codec to percent-encode link queries in, or None for UTF-8 (the fast path).
 
-    WHATWG URL uses the document's encoding, except that UTF-16 documents (whose "output
-    encoding" is UTF-8) and UTF-8 ones get UTF-8, which is what yarl writes anyway.
+    `encoding` is a WHATWG label, mapped as `html_encoding` maps it ("shift_jis": cp932-based),
+    or else a Python codec name. WHATWG URL uses the document's encoding, except that UTF-16 and
+    "replacement" documents (whose "output encoding" is UTF-8) and UTF-8 ones get UTF-8, which
+    is what yarl writes anyway. Raises LookupError for a name that is neither.
     """
     if encoding is None or encoding == "utf-8":
         return None
-    name = codecs.lookup(encoding).name
-    return None if name.startswith("utf") else name
+    name = _codec_name(encoding) or codecs.lookup(encoding).name
+    return None if name.startswith("utf") or name == encodings.REPLACEMENT else name
 
 
 def _with_encoded_queries(refs: list[str], codec: str) -> list[str]:
@@ -410,8 +415,8 @@ def extract_links(
     `<meta name="robots" content="nofollow">` page yields no links at all.
     Bytes are parsed as UTF-8; use `extract_links_from_body` to honour the declared encoding.
     `encoding` is the document's character encoding (a Python codec name, as `html_encoding`
-    gives; None means UTF-8): link queries are percent-encoded in it, as a browser does.
-    Raises LookupError for an unknown `encoding`.
+    gives, or a WHATWG label; None means UTF-8): link queries are percent-encoded in it, as a
+    browser does. Raises LookupError for an unknown `encoding`.
     """
     page = str(page_url).partition("#")[0]
     document_base = _Base(page)
@@ -466,53 +471,34 @@ _BOMS = (
     (codecs.BOM_UTF16_BE, "utf-16-be"),
     (codecs.BOM_UTF16_LE, "utf-16-le"),
 )
-# WHATWG Encoding Standard: these labels mean windows-1252 / gb18030 in a browser.
-_WHATWG_ALIASES = {
-    "ascii": "cp1252",
-    "latin-1": "cp1252",
-    "iso8859-1": "cp1252",
-    "gb2312": "gb18030",
-    "gbk": "gb18030",
+# What a label found by the <meta> prescan means instead (HTML's "prescan a byte stream"): the
+# prescan read the page as ASCII, so it cannot be UTF-16 (the page is UTF-8), and x-user-defined
+# is not believed from markup.
+_META_OVERRIDES = {
+    "utf-16-le": "utf-8",
+    "utf-16-be": "utf-8",
+    encodings.X_USER_DEFINED: encodings.WINDOWS_1252,
 }
 _META_PRESCAN_BYTES = 1024
 
 
-# A site uses one or two labels; cached, the probe in `_usable_codec` is paid once per label.
+# A site uses one or two labels: each is looked up once.
 @functools.lru_cache(maxsize=256)
 def _codec_name(label: bytes | str) -> str | None:
+    """The Python codec for a charset label, or None when no browser knows the label (see
+    `crawler.encodings`: "utf-7", "utf-32", "latin_1" or "rot13" are Python's, not the Web's)."""
     if isinstance(label, bytes):
         label = label.decode("ascii", "replace")
-    try:
-        name = codecs.lookup(label.strip()).name
-    except LookupError:
-        return None
-    if not _usable_codec(name):
-        return None
-    return _WHATWG_ALIASES.get(name, name)
-
-
-def _usable_codec(name: str) -> bool:
-    """Whether a codec can decode any body (with "replace") and encode a link query.
-
-    Python knows codecs no browser does: bytes-to-bytes ones ("base64", "rot13", "zlib"),
-    which str.decode refuses with LookupError, and "idna", "punycode" or "undefined", which
-    raise on any input; a page labelled so would otherwise fail extraction, not fall back.
-    """
-    try:
-        b"\x80\xff<a href=x>".decode(name, "replace")
-        "\u00e9\u2603".encode(name)
-    except UnicodeEncodeError:
-        return True  # a legacy codec lacking those characters: the query encoder copes
-    except (LookupError, UnicodeError, TypeError, ValueError):
-        return False
-    return True
+    return encodings.codec_for_label(label)
 
 
 def html_encoding(body: bytes, content_type: str | None = None) -> str:
     """The Python codec to decode an HTML body with, chosen as a browser would.
 
     Order: byte-order mark, the Content-Type `charset`, a `<meta charset>` (or http-equiv) in the
-    first 1024 bytes, then UTF-8 when the body decodes as UTF-8, else windows-1252.
+    first 1024 bytes, then UTF-8 when the body decodes as UTF-8, else windows-1252. Labels are
+    the WHATWG Encoding Standard's, each decoded with the codec `crawler.encodings` maps its
+    encoding to ("cp932" for Shift_JIS, "cp949" for EUC-KR, ...); an unknown label is ignored.
     """
     for bom, name in _BOMS:
         if body.startswith(bom):
@@ -527,12 +513,11 @@ def html_encoding(body: bytes, content_type: str | None = None) -> str:
     if match is not None:
         name = _codec_name(match.group(1))
         if name is not None:
-            # A meta tag cannot truthfully declare UTF-16: it would not be readable as ASCII.
-            return "utf-8" if name.startswith("utf-16") else name
+            return _META_OVERRIDES.get(name, name)
     try:
         body.decode("utf-8")
     except UnicodeDecodeError:
-        return "cp1252"
+        return encodings.WINDOWS_1252
     return "utf-8"
 
 
@@ -547,6 +532,8 @@ def extract_links_from_body(
 
     Link queries are percent-encoded in that same encoding (see `extract_links`). Undecodable
     bytes become U+FFFD rather than an error: a page with a few bad bytes still yields its links.
+    A page labelled with a "replacement" encoding (ISO-2022-KR, HZ-GB-2312, ...) yields none: a
+    browser decodes all of it as one U+FFFD.
     """
     encoding = html_encoding(body, content_type)
     for bom, name in _BOMS:

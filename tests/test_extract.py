@@ -426,9 +426,9 @@ def test_a_byte_order_mark_beats_the_header() -> None:
 
 
 def test_encoding_from_meta_charset_and_http_equiv() -> None:
-    assert html_encoding(b'<head><meta charset="windows-1251">') == "cp1251"
+    assert html_encoding(b'<head><meta charset="windows-1251">') == "whatwg-windows-1251"
     equiv = b'<meta http-equiv="Content-Type" content="text/html; charset=Shift_JIS">'
-    assert html_encoding(equiv) == "shift_jis"
+    assert html_encoding(equiv) == "whatwg-shift-jis"
 
 
 def test_meta_after_the_first_kilobyte_is_not_read() -> None:
@@ -439,9 +439,9 @@ def test_meta_after_the_first_kilobyte_is_not_read() -> None:
 def test_unknown_or_utf16_labels_fall_back_sensibly() -> None:
     assert html_encoding(b"<p>x</p>", "text/html; charset=no-such-charset") == "utf-8"
     assert html_encoding(b'<meta charset="utf-16">') == "utf-8"
-    assert html_encoding(b"caf\xe9") == "cp1252"
+    assert html_encoding(b"caf\xe9") == "whatwg-windows-1252"
     # Browsers read "iso-8859-1" and "ascii" as windows-1252.
-    assert html_encoding(b"x", "text/html; charset=iso-8859-1") == "cp1252"
+    assert html_encoding(b"x", "text/html; charset=iso-8859-1") == "whatwg-windows-1252"
 
 
 def test_links_in_a_declared_legacy_encoding_are_decoded_then_utf8_encoded() -> None:

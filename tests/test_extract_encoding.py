@@ -207,7 +207,7 @@ QUERY_CHARS += "\u65e5\u672c\u30a2\u2261\u203d"
 @settings(max_examples=200, deadline=None)
 @given(
     query=st.text(QUERY_CHARS, max_size=12),
-    charset=st.sampled_from(["cp1252", "iso8859-2", "shift_jis", "euc_jp", "gb18030", "utf-8"]),
+    charset=st.sampled_from(["cp1252", "iso8859-2", "shift_jis", "euc-jp", "gb18030", "utf-8"]),
 )
 def test_the_query_decodes_to_the_documents_bytes(query: str, charset: str) -> None:
     """Percent-decoded, the query sent is the document's encoding of it, with a character
@@ -224,7 +224,7 @@ def test_agrees_with_w3lib_where_the_encoding_holds_every_character() -> None:
     cases = [
         ("cp1252", "/caf\u00e9?q=caf\u00e9&e=%E9&s=\u20ac"),
         ("shift_jis", "/x?q=\u65e5\u672c&k=\u30bd"),
-        ("euc_jp", "/x?q=\u65e5\u672c"),
+        ("euc-jp", "/x?q=\u65e5\u672c"),
         ("iso8859-2", "/x?z=\u0151"),
         ("gb18030", "/x?q=\u4e2d\u6587"),
         ("utf-8", "/x?q=caf\u00e9"),
@@ -232,3 +232,120 @@ def test_agrees_with_w3lib_where_the_encoding_holds_every_character() -> None:
     for charset, href in cases:
         expected = w3lib_url.safe_url_string("http://site.test" + href, encoding=charset)
         assert links_of(href, charset) == [expected], charset
+
+
+# --- labels and decoders as the WHATWG Encoding Standard has them ------------------------------
+
+
+def served(body: bytes, charset: str) -> list[str]:
+    return extract_links_from_body(body, PAGE, f"text/html; charset={charset}")
+
+
+@pytest.mark.parametrize(
+    "label",
+    ["utf-7", "utf-32", "utf-32-le", "unicode_escape", "raw_unicode_escape", "latin_1",
+     "iso8859_15", "cp437", "hz", "euc_jis_2004", "shift_jisx0213"],
+)  # fmt: skip
+def test_python_only_labels_are_ignored_like_unknown_ones(label: str) -> None:
+    """Python knows these, no browser does: the fallback applies (UTF-8, else windows-1252)."""
+    utf8 = '<a href="/s?q=caf\u00e9">x</a>'.encode()
+    assert html_encoding(utf8, f"text/html; charset={label}") == "utf-8"
+    assert html_encoding(f'<meta charset="{label}">'.encode() + utf8) == "utf-8"
+    assert served(utf8, label) == ["http://site.test/s?q=caf%C3%A9"]
+    assert html_encoding(b"caf\xe9", f"text/html; charset={label}") == "whatwg-windows-1252"
+
+
+@pytest.mark.parametrize("charset", ["windows-1252", "iso-8859-1", "ascii", None])
+def test_the_five_bytes_python_leaves_out_of_cp1252_are_c1_controls(charset: str | None) -> None:
+    """Browsers decode 0x81, 0x8D, 0x8F, 0x90 and 0x9D as U+0081 ... (not U+FFFD), and their
+    windows-1252 encoder writes them back as those bytes."""
+    body = b'<a href="/s?q=\x81\x8d\x8f\x90\x9d\x80">x</a>'
+    content_type = None if charset is None else f"text/html; charset={charset}"
+    [link] = extract_links_from_body(body, PAGE, content_type)
+    assert link == "http://site.test/s?q=%81%8D%8F%90%9D%80"
+    assert (
+        body.decode(html_encoding(body, content_type))
+        == '<a href="/s?q=\x81\x8d\x8f\x90\x9d\u20ac">x</a>'
+    )
+
+
+@pytest.mark.parametrize(
+    ("char", "escaped"),
+    [
+        ("\u2460", "%87@"),  # CIRCLED DIGIT ONE: NEC row 13
+        ("\u2116", "%87%82"),  # NUMERO SIGN: NEC row 13
+        # IBM extensions, which Python's cp932 would write at their NEC-selected duplicates
+        ("\u9ad9", "%FB%FC"),  # a variant of "\u9ad8"
+        ("\u7e8a", "%FA%5C"),  # the trail byte is "\\"
+    ],
+)
+def test_a_shift_jis_page_is_windows_31j(char: str, escaped: str) -> None:
+    """Browsers decode Shift_JIS as Microsoft's cp932, extensions included, and encode the query
+    of its links so; Python's shift_jis knows none of these characters."""
+    body = f'<a href="/s?q={char}">{char}</a>'.encode("cp932")
+    assert served(body, "shift_jis") == [f"http://site.test/s?q={escaped}"]
+    assert served(b'<meta charset="sjis">' + body, "") == [f"http://site.test/s?q={escaped}"]
+    assert extract_links(f'<a href="/s?q={char}">x</a>', PAGE, encoding="shift_jis") == [
+        f"http://site.test/s?q={escaped}"
+    ]
+
+
+def test_an_euc_kr_page_is_unified_hangul_code() -> None:
+    """ "똠" (0x8C 0x63) is one of the 8,822 syllables cp949 adds to EUC-KR; browsers decode
+    all of them."""
+    body = '<a href="/\ub620?q=\ub620">\ub620</a>'.encode("cp949")
+    assert served(body, "euc-kr") == ["http://site.test/%EB%98%A0?q=%8Cc"]
+    assert served(body, "ks_c_5601-1987") == ["http://site.test/%EB%98%A0?q=%8Cc"]
+
+
+@pytest.mark.parametrize(
+    "label",
+    ["iso-2022-kr", "csiso2022kr", "hz-gb-2312", "iso-2022-cn", "iso-2022-cn-ext", "replacement"],
+)
+def test_a_page_in_a_replacement_encoding_has_no_links(label: str) -> None:
+    """These encodings can hide markup in ASCII bytes, so browsers decode the whole page as one
+    U+FFFD: a reader cannot follow any of its links, and a crawler should not guess them."""
+    body = b'<a href="/a">a</a><a href="http://other.test/b">b</a>'
+    assert served(body, label) == []
+    assert extract_links_from_body(f'<meta charset="{label}">'.encode() + body, PAGE, None) == []
+
+
+def test_a_meta_tag_declaring_utf16_means_utf8() -> None:
+    """The prescan read the tag as ASCII, so the page is not UTF-16: browsers use UTF-8, for
+    every UTF-16 label (Python knows only a few of them)."""
+    labels = ["utf-16", "utf-16le", "utf-16be", "unicode", "ucs-2", "csunicode",
+              "iso-10646-ucs-2", "unicodefeff", "unicodefffe"]  # fmt: skip
+    found = {label: html_encoding(f'<meta charset="{label}"><p>caf\xe9'.encode("latin-1"))
+             for label in labels}  # fmt: skip
+    assert found == dict.fromkeys(labels, "utf-8")
+
+
+def test_a_utf16_header_label_without_bom_is_little_endian() -> None:
+    body = '<a href="/s?q=caf\u00e9">x</a>'.encode("utf-16-le")
+    for label in ("utf-16", "unicode", "ucs-2"):
+        assert html_encoding(body, f"text/html; charset={label}") == "utf-16-le"
+        assert served(body, label) == ["http://site.test/s?q=caf%C3%A9"]
+
+
+def test_x_user_defined_is_believed_from_the_header_only() -> None:
+    body = b'<a href="/s?q=\x81">x</a>'
+    assert served(body, "x-user-defined") == ["http://site.test/s?q=%81"]  # U+F781 and back
+    meta = b'<meta charset="x-user-defined">' + body
+    assert html_encoding(meta) == "whatwg-windows-1252"
+    assert extract_links_from_body(meta, PAGE, None) == ["http://site.test/s?q=%81"]
+
+
+def test_gbk_pages_decode_as_gb18030_and_encode_queries_as_gbk() -> None:
+    # A lone 0x80 is the euro sign in both; the GBK encoder writes it as 0x80, gb18030 as A2 E3.
+    assert served(b'<a href="/s?q=\x80">x</a>', "gbk") == ["http://site.test/s?q=%80"]
+    assert served(b'<a href="/s?q=\x80">x</a>', "gb18030") == ["http://site.test/s?q=%A2%E3"]
+    # A four-byte gb18030 character is read on a GBK page but sent as a character reference.
+    four = "\U00020000".encode("gb18030")
+    body = b'<a href="/s?q=' + four + b'">x</a>'
+    assert served(body, "gbk") == ["http://site.test/s?q=%26%23131072%3B"]
+    assert served(body, "gb18030") == ["http://site.test/s?q=%952%826"]
+
+
+def test_iso_2022_jp_half_width_katakana_is_read() -> None:
+    body = b'<a href="/\x1b(I\x31\x1b(B">x</a>'
+    assert served(body, "iso-2022-jp") == ["http://site.test/%EF%BD%B1"]
