@@ -333,7 +333,11 @@ def status(out: str | None, redis: str | None, job: str | None, as_json: bool) -
     "-o", "--output", type=click.File("w"), default="-", help="write here (default: stdout)"
 )
 def export(out: str, fmt: str, failed: bool, output: Any) -> None:
-    """Print the fetch records of OUT as JSON lines or CSV."""
+    """Print the fetch records of OUT as JSON lines or CSV.
+
+    In CSV, a text cell that a spreadsheet would run as a formula (one starting with = + - @)
+    gets a leading ' so it shows as text; JSON lines keep every value as it was recorded.
+    """
     from storage import export_csv, export_jsonl
     from storage.records import RECORDS_DIR
     from workers.job import SQLITE_NAME

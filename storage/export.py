@@ -2,6 +2,11 @@
 
 `crawl export OUT --format jsonl|csv [--failed]` calls these; problems found while reading
 (a torn last record after a crash) come back in the `ReadReport` for the CLI to mention.
+
+CSV is for spreadsheets, and much of a record is what a server sent (its Content-Type, the
+URL it redirected to, an error quoting it): a text cell starting with `=`, `+`, `-`, `@`, tab
+or CR would be run as a formula there (CSV injection), so such a cell gets a leading `'`,
+which spreadsheets show as text (OWASP's advice). JSON lines keep every value as it is.
 """
 
 from __future__ import annotations
@@ -59,8 +64,20 @@ def export_csv(
     writer.writerow(CSV_COLUMNS)
     for record in _selected(out_dir, report, failed_only):
         row = {**record.to_map(), "total_seconds": record.timings.total}
-        writer.writerow(["" if row[c] is None else row[c] for c in CSV_COLUMNS])
+        writer.writerow([_cell(row[c]) for c in CSV_COLUMNS])
     return report
+
+
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: object) -> object:
+    """A CSV cell: empty for None, text that a spreadsheet would evaluate made inert."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def _selected(

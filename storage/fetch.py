@@ -35,6 +35,7 @@ from storage.resume import (
     Decision,
     ResumePlan,
     ResumeState,
+    content_coding,
     decide,
     int_header,
     load_state,
@@ -42,7 +43,7 @@ from storage.resume import (
     remove_state,
     save_state,
 )
-from storage.sink import BodySink, FsyncPolicy
+from storage.sink import BodySink, FsyncPolicy, SinkResult
 from storage.store import Store
 from storage.warc import WarcRef, WarcWriter
 
@@ -247,9 +248,11 @@ class _Download:
         return self.record
 
     def _plan(self) -> ResumePlan:
+        # A `.part` is there, so a state file may be too, even one not read (resume=False) or
+        # not readable: counted as on disk, it goes with the `.part` instead of outliving it.
+        self.state_on_disk = True
         if self.resume:
             state = load_state(self.part_path)
-            self.state_on_disk = state is not None
             if state is not None:  # without a state, a `.part` is never resumed
                 plan = plan_resume(state, _file_size(self.part_path), self.url)
                 if plan.resuming:
@@ -263,7 +266,13 @@ class _Download:
         # look in the file system costs far less than one in the latest index, and "not
         # stored yet" is the usual answer in a crawl.
         if self.conditional and os.access(self.final_path, os.F_OK):
-            entry = self.store.latest.get(self.url)
+            latest = self.store.latest
+            entry = latest.get(self.url)
+            if entry is not None and not self._still_stored(entry):
+                # The index may be behind the logs (the file stored again by an earlier run,
+                # a writer whose log a hit never made it read): asked again once it caught up,
+                # rather than fetch the whole file on every re-crawl after it changed once.
+                entry = latest.get(self.url, refresh=True)
             if entry is not None and self._still_stored(entry):
                 self.entry = entry
         return ResumePlan(0, {})
@@ -271,7 +280,17 @@ class _Download:
     def _still_stored(self, entry: LatestEntry) -> bool:
         places = (self.final_path, displaced_path(self.final_path))
         wanted = {self.store.relative(p) for p in places}
-        return entry.path in wanted and _file_size(self.store.locate(entry.path)) == entry.size
+        if entry.path not in wanted:
+            return False
+        try:
+            found = os.stat(self.store.locate(entry.path))
+        except OSError:
+            return False
+        if entry.mtime_ns is not None and found.st_mtime_ns != entry.mtime_ns:
+            # Changed since it was stored (edited in place, say): a 304 would vouch for bytes
+            # that are not the server's, so it is fetched whole instead.
+            return False
+        return found.st_size == entry.size
 
     async def _exchange(self, plan: ResumePlan) -> bool:
         """One request and its answer. True: ask again without Range."""
@@ -341,7 +360,9 @@ class _Download:
             or (before.last_modified if before else None),
             expected_length=expected,
             bytes_done=self.sink.size,
-            content_encoding=decoded,
+            # Also a coding passed through undecoded: the `.part` then holds coded bytes, which
+            # a 206 of the identity body would be spliced onto.
+            content_encoding=decoded or content_coding(resp.headers),
         )
         left = None if expected is None else expected - self.sink.start_offset
         if self.sink.start_offset > 0 or left is None or left > STATELESS_BODY_BYTES:
@@ -371,7 +392,7 @@ class _Download:
         )
         self.receiving = False
         ref = await self._archive_whole(resp, result, ref)
-        self._stored(result.path_text, result.size, result.sha256, ref)
+        self._stored(result, ref)
 
     async def _receive_small(self, resp: Any, expected: int) -> None:
         """A body known to be small: read whole, then written, hashed and renamed in one go.
@@ -416,7 +437,7 @@ class _Download:
         if sink.start_offset == 0:
             self.body = data
         ref = await self._archive_whole(resp, result, ref)
-        self._stored(result.path_text, result.size, result.sha256, ref)
+        self._stored(result, ref)
 
     async def _stream(self, resp: Any, expected: int | None) -> bool:
         """Body chunks into the sink. True when cut at max_size."""
@@ -501,7 +522,7 @@ class _Download:
         result = await self.sink.commit(
             expected_size=decision.total_length, expected_sha256=self.expected_sha256
         )
-        self._stored(result.path_text, result.size, result.sha256, ref)
+        self._stored(result, ref)
 
     async def _not_modified(self, resp: Any, entry: LatestEntry) -> None:
         await self._drop_part()
@@ -528,6 +549,7 @@ class _Download:
         self.record.path = self.store.relative(self.store.locate(entry.path))
         self.record.size = entry.size
         self.record.sha256 = entry.sha256
+        self.record.mtime_ns = entry.mtime_ns
         self._finish(Outcome.NOT_MODIFIED)
 
     async def _not_a_body(self, resp: Any, plan: ResumePlan) -> None:
@@ -669,12 +691,13 @@ class _Download:
 
     # --- endings -------------------------------------------------------------------------------
 
-    def _stored(self, path: str, size: int, sha256: str, ref: WarcRef | None) -> None:
+    def _stored(self, result: SinkResult, ref: WarcRef | None) -> None:
         # The record is all the latest index needs (storage.latest_logs reads it from there).
         record = self.record
-        record.path = self.store.relative(path)
-        record.size = size
-        record.sha256 = sha256
+        record.path = self.store.relative(result.path_text)
+        record.size = result.size
+        record.sha256 = result.sha256
+        record.mtime_ns = result.mtime_ns
         state = self.state
         if state is not None:
             record.etag, record.last_modified = state.etag, state.last_modified

@@ -136,12 +136,17 @@ class LatestIndex:
             raise
         return db
 
-    def get(self, url: str) -> LatestEntry | None:
-        """The entry for `url`, or None (missing or unreadable)."""
+    def get(self, url: str, *, refresh: bool = False) -> LatestEntry | None:
+        """The entry for `url`, or None (missing or unreadable).
+
+        `refresh`: read what the logs gained first even when the index has an entry, which
+        may be stale: a later store of `url` by another writer is only in its log until a
+        miss makes the index catch up. For a caller that found the entry's file changed.
+        """
         key = _key(url)
         with self._lock:
             stored = self._stored(key)
-            if stored is None and self._catch_up():
+            if (stored is None or refresh) and self._catch_up():
                 stored = self._stored(key)
         return None if stored is None else _decode(stored, url)
 
@@ -279,6 +284,7 @@ def _fields_of(entry: LatestEntry) -> list[object]:
     return [
         entry.url, entry.path, entry.size, entry.sha256, entry.etag, entry.last_modified,
         entry.fetched_at, entry.warc_record_id, entry.warc_date, entry.warc_target_uri,
+        entry.mtime_ns,
     ]  # fmt: skip
 
 

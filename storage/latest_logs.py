@@ -44,6 +44,7 @@ class LatestEntry:
     warc_record_id: str | None = None
     warc_date: str | None = None
     warc_target_uri: str | None = None
+    mtime_ns: int | None = None  # the file's st_mtime_ns once stored (None: not known)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +146,7 @@ def _change_of(payload: bytes) -> LogChange | None:
         warc_date=_text(data.get("warc_date")),
         # The URL the archived response was for (the one a revisit refers to).
         warc_target_uri=_text(data.get("final_url")) if warc_record_id else None,
+        mtime_ns=mtime_ns if type(mtime_ns := data.get("mtime_ns")) is int else None,
     )
 
 

@@ -113,6 +113,9 @@ class FetchRecord:
     etag: str | None = None
     last_modified: str | None = None
     warc_date: str | None = None
+    # The stored file's st_mtime_ns when it was put in place: a re-fetch revalidates the file
+    # only while it still has it (an edit of the same size must not pass for the stored one).
+    mtime_ns: int | None = None
 
     def to_map(self) -> dict[str, Any]:
         """Plain types only (str, int, float, None, list, dict): msgpack and JSON ready."""
@@ -220,7 +223,15 @@ class RecordLog:
         return self.directory / f"{self.writer_id}.{self._seq:06d}{LOG_SUFFIX}"
 
     def append(self, record: FetchRecord) -> None:
-        frame = encode_frame(self._packer.pack(record.to_map()))
+        data = record.to_map()
+        try:
+            packed = self._packer.pack(data)
+        except UnicodeEncodeError:
+            # Text with lone surrogates (undecodable bytes of a URL given to `download`, say):
+            # the record is kept with those bytes shown as `\xNN`, never lost, since every
+            # fetch must leave one.
+            packed = self._packer.pack(_clean_all(data))
+        frame = encode_frame(packed)
         held = self._held
         if held is None:
             self._write_frames([frame])
@@ -317,6 +328,17 @@ class RecordLog:
         fd, self._fd = self._fd, None
         if fd is not None:
             os.close(fd)
+
+
+def _clean_all(value: Any) -> Any:
+    """`value` with every text in it (keys too) made encodable (`clean_text`)."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict):
+        return {_clean_all(k): _clean_all(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean_all(v) for v in value]
+    return value
 
 
 def _cut_torn_tail(fd: int, path: Path) -> None:

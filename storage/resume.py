@@ -25,6 +25,7 @@ __all__ = [
     "Decision",
     "ResumePlan",
     "ResumeState",
+    "content_coding",
     "decide",
     "header_safe",
     "int_header",
@@ -52,7 +53,8 @@ class ResumeState:
     last_modified: str | None = None
     expected_length: int | None = None
     bytes_done: int = 0
-    # A body the client decoded (Content-Encoding) cannot be continued with Range.
+    # A body sent with a Content-Encoding (decoded by the client or passed through) is not
+    # continued with Range: its offsets would not count the bytes in the `.part`.
     content_encoding: str | None = None
     updated_at: float = field(default_factory=time.time)
 
@@ -125,9 +127,16 @@ def load_state(part_path: str | Path) -> ResumeState | None:
         state = ResumeState(**{k: v for k, v in raw.items() if k in known})
     except TypeError:
         return None
+    # The text fields are checked too, not only the numbers: a hand-edited or foreign state with,
+    # say, `"etag": 5` would otherwise fail every later attempt at this URL (`validator()` calls
+    # str methods), where a state that does not read must only mean "start over".
+    for name in ("etag", "last_modified", "content_encoding"):
+        if not isinstance(getattr(state, name), str | None):
+            return None
     for name in ("expected_length", "bytes_done"):
         value = getattr(state, name)
-        if value is not None and (not isinstance(value, int) or value < 0):
+        # `type() is int`, as bool is an int subclass and `true` is no length.
+        if value is not None and (type(value) is not int or value < 0):
             return None
     return state
 
@@ -208,6 +217,11 @@ def _decide_partial(headers: Mapping[str, str], offset: int, state: ResumeState 
     first, _last, total = parsed
     if first != offset:
         return Decision(Action.FETCH_AGAIN, None, f"206 starts at {first}, .part has {offset}")
+    coding = content_coding(headers)
+    if coding is not None:
+        # A range of a coded representation counts coded bytes: it continues no `.part` of
+        # ours (only identity bodies are resumed), whether the client decodes it or not.
+        return Decision(Action.FETCH_AGAIN, None, f"206 with Content-Encoding {coding}")
     if state is not None:
         before = state.expected_length
         if before is not None and total is not None and total != before:
@@ -223,6 +237,10 @@ def _decide_unsatisfiable(
     match = _UNSATISFIED_RE.match(headers.get("Content-Range", ""))
     total = int(match.group(1)) if match else None
     expected = state.expected_length if state is not None else None
+    if state is not None and _validator_changed(state, headers):
+        # A server that answers Range before If-Range: the same length is no proof that the
+        # `.part` is this version.
+        return Decision(Action.FETCH_AGAIN, total, "416, and the validator changed")
     if total is not None and total == offset and expected in (None, total):
         return Decision(Action.ALREADY_WHOLE, total, "416: the .part is already whole")
     return Decision(Action.FETCH_AGAIN, total, f"416 with total {total}, .part has {offset}")
@@ -230,15 +248,26 @@ def _decide_unsatisfiable(
 
 def _validator_changed(state: ResumeState, headers: Mapping[str, str]) -> bool:
     etag = headers.get("ETag")
-    if state.etag and etag and etag != state.etag:
-        return True
+    if state.etag and etag:
+        return etag != state.etag
+    # Without two ETags to compare, Last-Modified decides: also when the answer dropped the
+    # ETag the `.part` was written under (a server that ignores If-Range, say).
     last_modified = headers.get("Last-Modified")
-    return bool(
-        not state.etag
-        and state.last_modified
-        and last_modified
-        and last_modified != state.last_modified
-    )
+    return bool(state.last_modified and last_modified and last_modified != state.last_modified)
+
+
+def content_coding(headers: Mapping[str, str]) -> str | None:
+    """The Content-Encoding of an answer when it is not identity (every field, joined), else
+    None: the bytes as sent are then the representation's own."""
+    getall = getattr(headers, "getall", None)
+    if getall is not None:
+        values: list[str] = getall("Content-Encoding", [])
+    else:
+        values = [headers.get("Content-Encoding") or ""]
+    codings = [c.strip() for v in values for c in v.split(",") if c.strip()]
+    if all(c.lower() == "identity" for c in codings):
+        return None
+    return ", ".join(codings)
 
 
 def int_header(value: str | None) -> int | None:

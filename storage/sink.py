@@ -73,6 +73,9 @@ class SinkResult:
     path_text: str
     size: int
     sha256: str
+    # st_mtime_ns once written in full (a rename keeps it): what a revalidation later checks
+    # to tell the stored version from a local edit of the same size.
+    mtime_ns: int | None = None
 
     @property
     def path(self) -> Path:
@@ -365,12 +368,15 @@ class BodySink:
             raise DigestMismatchError(str(self.part_path), expected_sha256.lower(), digest)
         if self.fsync is not FsyncPolicy.NEVER:
             await self._run(os.fsync, fd)
+        mtime_ns = os.fstat(fd).st_mtime_ns  # every byte is written: the file's last change
         # Rename while we still hold the lock, so nobody can reopen the `.part` in between.
         final = self._rename_into_place()
         self._close_fd()
         if self.fsync is not FsyncPolicy.NEVER:
             _fsync_directory(os.path.dirname(final))
-        return SinkResult(path_text=os.fspath(final), size=self._size, sha256=digest)
+        return SinkResult(
+            path_text=os.fspath(final), size=self._size, sha256=digest, mtime_ns=mtime_ns
+        )
 
     async def close(self) -> None:
         """Stop: write what was accepted, keep the `.part` for a later resume. Idempotent.
