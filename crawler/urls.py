@@ -237,9 +237,19 @@ def _normalize_escapes(text: str, safe: frozenset[str], clean: re.Pattern[str] |
         if ch in safe:
             out.append(ch)
         else:
-            out.append("".join(f"%{b:02X}" for b in ch.encode("utf-8", "surrogatepass")))
+            out.append("".join(f"%{b:02X}" for b in _char_bytes(ch)))
         i += 1
     return "".join(out)
+
+
+def _char_bytes(ch: str) -> bytes:
+    """A character's UTF-8 bytes; a lone surrogate U+DC80..U+DCFF is the raw byte it stands
+    for (Python decodes argv and file names with surrogateescape, so `caf\xe9` typed in a
+    Latin-1 terminal reaches us as `caf\udce9` and was meant as `%E9`)."""
+    try:
+        return ch.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # another lone surrogate: no byte to give back, keep it visible
+        return ch.encode("utf-8", "surrogatepass")
 
 
 def _remove_dot_segments(path: str) -> str:

@@ -126,3 +126,11 @@ def test_parts_give_host_key_and_origin() -> None:
     assert (ported.host_key, ported.origin) == ("127.0.0.1:8001", "http://127.0.0.1:8001")
     assert host_key("http://a.test/") == host_key("https://a.test/") == "a.test"
     assert host_key("http://[::1]:9000/") == "[::1]:9000"
+
+
+def test_bytes_smuggled_in_as_surrogates_are_escaped_as_those_bytes() -> None:
+    # `crawl mirror` reads argv, which Python decodes with surrogateescape: `\xe9` typed in a
+    # Latin-1 terminal arrives as U+DCE9 and means the byte 0xE9.
+    assert canonicalize("http://h/caf\udce9?q=\udce9") == "http://h/caf%E9?q=%E9"
+    assert canonicalize("http://h/caf\u00e9") == "http://h/caf%C3%A9"
+    assert canonicalize("http://h/\ud800") == "http://h/%ED%A0%80"  # no byte behind it: kept
