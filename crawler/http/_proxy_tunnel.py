@@ -7,6 +7,7 @@ tunnel; this module holds the steps in between, which do no connecting of their 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Mapping
 from typing import TypeVar
 
@@ -28,6 +29,10 @@ from crawler.http.errors import (
 __all__ = ["ConnectResponseReader", "await_connect_answer", "hand_over_plain_tunnel", "proxy_key"]
 
 _P = TypeVar("_P", bound=asyncio.BaseProtocol)
+# The blank line that ends the answer head. Lines may end with a bare LF, as the response
+# parser (and aiohttp) accept from servers: some proxies answer CONNECT that way, and waiting
+# for a CRLF CRLF that never comes would stall the tunnel until a timeout.
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
 
 
 def proxy_key(proxy: URL) -> ConnectionKeyInfo:
@@ -52,14 +57,15 @@ class ConnectResponseReader(asyncio.Protocol):
         self._buffer += data
         if self._head.done():
             return  # early tunnel bytes, handed on as the answer's leftover
-        end = self._buffer.find(b"\r\n\r\n")
-        if end == -1:
+        found = _HEAD_END.search(self._buffer)
+        if found is None:
             if len(self._buffer) > MAX_CONNECT_RESPONSE_HEAD:
                 self._head.set_exception(
                     OSError(None, f"CONNECT answer head over {MAX_CONNECT_RESPONSE_HEAD} bytes")
                 )
             return
-        head, self._buffer = bytes(self._buffer[: end + 4]), self._buffer[end + 4 :]
+        end = found.end()
+        head, self._buffer = bytes(self._buffer[:end]), self._buffer[end:]
         if self._transport is not None:
             # Whatever comes next belongs to the tunnel's own protocol (or to TLS).
             self._transport.pause_reading()

@@ -271,6 +271,9 @@ class Connection(asyncio.BufferedProtocol):
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        if self._read_timer is not None:
+            # sock_read counts the server's silence from when our bytes are out, not before.
+            self._last_read = self._loop.time()
         waiter = self._drain_waiter
         if waiter is not None:
             self._drain_waiter = None
@@ -377,6 +380,9 @@ class Connection(asyncio.BufferedProtocol):
     def _writer_done(self, task: asyncio.Task[None]) -> None:
         if self._writer is task:
             self._writer = None
+            if self._read_timer is not None:
+                # The upload is over: the server's silence is counted from now on.
+                self._last_read = self._loop.time()
         if not task.cancelled():
             task.exception()  # failures were delivered through fail(); mark them retrieved
 
@@ -682,9 +688,16 @@ class Connection(asyncio.BufferedProtocol):
         if self.state is not ConnState.ACTIVE or self._body_done:
             return
         now = self._loop.time()
-        if self._read_paused or now - self._last_read < timeout:
+        # While we are still sending (a body writer at work, or a write buffer over its
+        # high-water mark) a quiet server is only waiting for the rest of the request, as
+        # aiohttp sees it: its sock_read starts once the request is written.
+        writer = self._writer
+        waiting = (
+            self._read_paused or self._write_paused or (writer is not None and not writer.done())
+        )
+        if waiting or now - self._last_read < timeout:
             # A paused reader is the caller being slow, not the server.
-            base = now if self._read_paused else self._last_read
+            base = now if waiting else self._last_read
             self._read_timer = self._loop.call_at(base + timeout, self._on_read_timer, timeout)
             return
         self.fail(SocketTimeoutError(f"no data from the server for {timeout} s (sock_read)"))

@@ -218,8 +218,12 @@ class ClientConnectorSSLError(ClientSSLError, ssl.SSLError):
     """The TLS handshake failed for a reason other than the certificate."""
 
 
-class ClientConnectorCertificateError(ClientSSLError):
-    """The server's certificate did not verify (unknown issuer, wrong host name, expired...)."""
+class ClientConnectorCertificateError(ClientSSLError, ssl.CertificateError):
+    """The server's certificate did not verify (unknown issuer, wrong host name, expired...).
+
+    Also an `ssl.CertificateError` (so an `ssl.SSLError` and a `ValueError`), as in aiohttp:
+    code written to catch the standard TLS errors must catch a certificate refusal too.
+    """
 
     def __init__(self, connection_key: ConnectionKeyInfo, certificate_error: Exception) -> None:
         self._certificate_error = certificate_error

@@ -107,14 +107,49 @@ def _chosen_proxy(
 
 
 def _bypassed(host: str, port: int | None) -> bool:
-    """Whether NO_PROXY (any case) says to reach this host directly."""
+    """Whether NO_PROXY (any case) says to reach this host directly.
+
+    Entries are matched as urllib (and aiohttp) match them: a host name, a domain suffix with
+    or without its leading dot, an address, `*`; and also as curl and requests do: `host:port`
+    for that port only, and a network in CIDR notation (`10.0.0.0/8`, `fd00::/8`) for an
+    address in it.
+    """
     import urllib.request
 
+    bypass = urllib.request.proxy_bypass_environment
+    # The bare host first: urllib cannot split the port off "[::1]:8080", so "::1" would
+    # never match an IPv6 URL with a port if only host:port were asked.
+    if bypass(host):
+        return True
     if port is not None:
-        # proxy_bypass_environment matches both "host" and "host:port" entries from this.
+        # Matches "host:port" entries (a bare "host" entry was already tried above).
         host_port = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        return bool(urllib.request.proxy_bypass_environment(host_port))
-    return bool(urllib.request.proxy_bypass_environment(host))
+        if bypass(host_port):
+            return True
+    return _in_no_proxy_network(host, urllib.request.getproxies_environment().get("no", ""))
+
+
+def _in_no_proxy_network(host: str, no_proxy: str) -> bool:
+    """Whether `host` is an IP address inside one of the CIDR networks listed in `no_proxy`."""
+    import ipaddress
+
+    if "/" not in no_proxy:
+        return False
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False  # a name: networks only cover addresses written in the URL
+    for entry in no_proxy.split(","):
+        entry = entry.strip().strip("[]")
+        if "/" not in entry:
+            continue
+        try:
+            network = ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            continue  # not a network: urllib has already matched it as a name, or not
+        if address.version == network.version and address in network:
+            return True
+    return False
 
 
 def _netrc_path() -> str | None:

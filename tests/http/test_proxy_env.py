@@ -108,6 +108,13 @@ def test_unsupported_proxy_scheme_is_ignored(
         ("a.test:8080", "http://a.test:8080/", True),
         ("127.0.0.1", "http://127.0.0.1:8000/", True),
         ("notmine.test", "http://mine.test/", False),
+        ("a.test:8080", "http://a.test:9090/", False),
+        ("::1", "http://[::1]:8080/", True),
+        ("[::1]:8080", "http://[::1]:8080/", True),
+        ("10.0.0.0/8", "http://10.1.2.3:8000/", True),
+        ("10.0.0.0/8", "http://11.1.2.3/", False),
+        ("10.0.0.0/8", "http://ten.test/", False),  # networks cover addresses, not names
+        ("2001:db8::/32", "http://[2001:db8::7]/", True),
     ],
 )
 def test_no_proxy_lists_hosts_reached_directly(

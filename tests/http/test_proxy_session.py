@@ -262,6 +262,38 @@ async def test_trust_env_respects_no_proxy(
     assert recording_proxy.requests == []
 
 
+@pytest.mark.parametrize(
+    ("no_proxy", "origin_host", "direct"),
+    [
+        ("::1", "::1", True),  # aiohttp matches it; "[::1]:port" once hid the host from urllib
+        ("localhost,::1", "::1", True),
+        ("::1/128", "::1", True),  # networks in CIDR notation, as curl and requests read them
+        ("127.0.0.0/8", "127.0.0.1", True),
+        (" 10.0.0.0/8 , 127.0.0.1/32 ", "127.0.0.1", True),
+        ("10.0.0.0/8", "127.0.0.1", False),
+        ("fd00::/8", "::1", False),
+    ],
+)
+async def test_trust_env_no_proxy_matches_ipv6_and_networks(
+    recording_proxy: RecordingProxy,
+    monkeypatch: pytest.MonkeyPatch,
+    no_proxy: str,
+    origin_host: str,
+    direct: bool,
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", recording_proxy.url)
+    monkeypatch.setenv("NO_PROXY", no_proxy)
+    origin = OriginServer()
+    await origin.start(origin_host)
+    url = origin.url("/np", host=f"[{origin_host}]" if ":" in origin_host else origin_host)
+    try:
+        async with ClientSession(trust_env=True) as session, session.get(url) as response:
+            assert response.status == 200
+    finally:
+        await origin.close()
+    assert [r.target for r in recording_proxy.requests] == ([] if direct else [url])
+
+
 async def test_trust_env_uses_all_proxy_as_the_fallback(
     recording_proxy: RecordingProxy, origin: OriginServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -418,3 +418,20 @@ async def test_bytes_before_the_tls_handshake_are_refused(
     async with RecordingProxy(bytes_after_connect=b"garbage") as proxy:
         with pytest.raises(ClientProxyConnectionError, match="before the TLS handshake"):
             await tunnel(proxy.url, tls_origin.port, resolver, False)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [b"HTTP/1.1 200 Connection established\n\n", b"HTTP/1.0 200 OK\nProxy-Agent: t\n\r\n"],
+)
+async def test_connect_answer_with_bare_lf_line_ends_opens_the_tunnel(
+    pki: TestPKI, tls_origin: OriginServer, resolver: HostResolver, answer: bytes
+) -> None:
+    # aiohttp (and our response parser) accept lines ended by a lone LF from a server; such a
+    # CONNECT answer once left the tunnel waiting for CRLF CRLF until sock_connect ran out.
+    async with RecordingProxy(connect_answer=answer) as proxy:
+        transport, protocol = await tunnel(
+            proxy.url, tls_origin.port, resolver, pki.client_context(), sock_connect=5
+        )
+        body = await exchange(transport, protocol, get_request("/lf", "localhost"))
+    assert body["target"] == "/lf"

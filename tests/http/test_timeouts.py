@@ -104,6 +104,36 @@ async def test_a_slow_reader_is_not_a_read_timeout() -> None:
         assert 10 + len(rest) == len(body)
 
 
+@pytest.mark.parametrize("answers", [True, False])
+async def test_sock_read_counts_from_the_end_of_a_slow_upload(answers: bool) -> None:
+    # A server waiting for the rest of a streamed body is not silent: aiohttp starts sock_read
+    # once the request is written. Each piece comes well within sock_read, the whole upload
+    # takes longer than it.
+    async def read_all_then(reader, writer) -> None:
+        request = await read_request(reader)
+        assert request is not None
+        if not answers:
+            await asyncio.sleep(3600)
+        writer.write(response(200, str(len(request.body)).encode()))
+        await writer.drain()
+
+    async def slow_body():
+        for _ in range(12):
+            yield b"piece"
+            await asyncio.sleep(0.25)
+
+    timeout = ClientTimeout(total=60, sock_read=1.0)
+    async with raw_server(read_all_then) as base, ClientSession(timeout=timeout) as session:
+        if answers:
+            async with session.post(base, data=slow_body()) as resp:
+                assert await resp.read() == b"60"
+        else:
+            # Silence after the upload is still bounded by sock_read, not only by total.
+            with pytest.raises(SocketTimeoutError):
+                await session.post(base, data=slow_body())
+            assert session.connector.stats().acquired == 0
+
+
 async def test_connect_timeout_on_a_stalled_tls_handshake() -> None:
     async def no_tls(reader, writer) -> None:
         await asyncio.sleep(3600)

@@ -50,6 +50,32 @@ async def test_verification_is_on_by_default(origin: OriginServer) -> None:
     assert origin.requests == []
 
 
+@pytest.mark.parametrize("failure", ["unknown CA", "host name mismatch", "expired"])
+async def test_certificate_errors_are_also_the_standard_ssl_errors(failure: str) -> None:
+    # aiohttp's ClientConnectorCertificateError is an ssl.CertificateError: handlers written as
+    # `except ssl.SSLError` (or ValueError) must see a refused certificate too.
+    pki = make_pki(
+        ["www.example.test"] if failure == "host name mismatch" else ["localhost"],
+        expired=failure == "expired",
+    )
+    trusted = None if failure == "unknown CA" else pki.client_context()
+    async with (
+        OriginServer(ssl_context=pki.server_context()) as origin,
+        ClientSession() as session,
+    ):
+        url = origin.url("/", host="localhost")
+        with pytest.raises(ssl.CertificateError) as caught:
+            await session.get(url, **({} if trusted is None else {"ssl": trusted}))
+        error = caught.value
+        assert isinstance(error, ClientConnectorCertificateError)
+        assert isinstance(error, ssl.SSLError) and isinstance(error, ValueError)
+        assert isinstance(error.certificate_error, ssl.SSLCertVerificationError)
+        assert (error.host, error.port) == ("localhost", origin.port)
+        # Turning verification off is still the way past a certificate like this one.
+        assert (await get_json(session, url, ssl=False))["target"] == "/"
+    assert [r.target for r in origin.requests] == ["/"]
+
+
 async def test_ssl_cert_file_extends_default_trust(
     pki: TestPKI, origin: OriginServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

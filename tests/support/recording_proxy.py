@@ -13,7 +13,8 @@ Fault switches: `require_auth` (answer 407 unless `Proxy-Authorization` equals i
 `connect_status` (answer CONNECT with that status instead of tunnelling), `hang_up_on_connect`
 (close without answering CONNECT), `stall_on_connect` (never answer CONNECT). With
 `ssl_context` it listens over TLS (an `https://` proxy, named `localhost` in `url`);
-`bytes_after_connect` are sent right behind the CONNECT answer, as if the tunnel spoke first.
+`bytes_after_connect` are sent right behind the CONNECT answer, as if the tunnel spoke first;
+`connect_answer` replaces the answer head a tunnel opens with (to answer with bare LFs, say).
 """
 
 from __future__ import annotations
@@ -75,7 +76,9 @@ class RecordingProxy:
         stall_on_connect: bool = False,
         ssl_context: ssl.SSLContext | None = None,
         bytes_after_connect: bytes = b"",
+        connect_answer: bytes = b"HTTP/1.1 200 Connection established\r\n\r\n",
     ) -> None:
+        self.connect_answer = connect_answer
         self.ssl_context = ssl_context
         self.bytes_after_connect = bytes_after_connect
         self.require_auth = require_auth
@@ -176,7 +179,7 @@ class RecordingProxy:
         self._writers.add(origin_writer)
         try:
             # Extra bytes in the same write land in the client's buffer with the answer head.
-            writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n" + self.bytes_after_connect)
+            writer.write(self.connect_answer + self.bytes_after_connect)
             await writer.drain()
             await asyncio.gather(_pipe(reader, origin_writer), _pipe(origin_reader, writer))
         finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import ssl
 from collections.abc import Sequence
@@ -50,6 +51,15 @@ class TestPKI:
         return path
 
 
-def make_pki(names: Sequence[str] = DEFAULT_NAMES) -> TestPKI:
+def make_pki(names: Sequence[str] = DEFAULT_NAMES, *, expired: bool = False) -> TestPKI:
+    """With `expired=True` the server certificate's validity ended yesterday (the CA's did not)."""
     ca = trustme.CA()
-    return TestPKI(ca=ca, server_cert=ca.issue_cert(*names))
+    if not expired:
+        return TestPKI(ca=ca, server_cert=ca.issue_cert(*names))
+    now = datetime.datetime.now(datetime.UTC)
+    cert = ca.issue_cert(
+        *names,
+        not_before=now - datetime.timedelta(days=30),
+        not_after=now - datetime.timedelta(days=1),
+    )
+    return TestPKI(ca=ca, server_cert=cert)
