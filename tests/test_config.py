@@ -331,3 +331,57 @@ def test_ca_file_must_hold_certificates(tmp_path: Path) -> None:
 def test_verify_tls_is_on_unless_turned_off(tmp_path: Path) -> None:
     assert load_settings({}, env={}, cwd=tmp_path).verify_tls is True
     assert load_settings({}, env={"CRAWL_VERIFY_TLS": "false"}, cwd=tmp_path).verify_tls is False
+
+
+@pytest.mark.parametrize(
+    ("variable", "meant"),
+    [
+        ("CRAWL_ALLOW_DOMAIN", "allow_domains is CRAWL_ALLOW_DOMAINS"),
+        ("CRAWL_HEADER", "headers is CRAWL_HEADERS"),
+        ("CRAWL_ACCEPT_TYPE", "accept_types is CRAWL_ACCEPT_TYPES"),
+        ("CRAWL_NO_ROBOTS", "robots is CRAWL_ROBOTS=false"),
+        ("CRAWL_INSECURE", "verify_tls is CRAWL_VERIFY_TLS=false"),
+    ],
+)
+def test_a_variable_spelt_as_its_flag_is_refused_not_ignored(
+    tmp_path: Path, variable: str, meant: str
+) -> None:
+    """CRAWL_ALLOW_DOMAIN (from --allow-domain) read as nothing would crawl with the default."""
+    with pytest.raises(SettingsError) as caught:
+        load_settings({}, env={variable: "x"}, cwd=tmp_path)
+    assert str(caught.value) == f"{variable} is not read: the variable of setting {meant}"
+
+
+@pytest.mark.parametrize(
+    ("text", "hint"),
+    [
+        ("insecure = true\n", "(write verify_tls = false)"),  # difflib says "include"
+        ("no-robots = true\n", "(write robots = false)"),
+        ("seeds = ['http://a.test/']\n", "seeds are the SEEDS file of `crawl run`"),
+    ],
+)
+def test_a_file_key_spelt_as_a_flag_gets_the_setting_it_means(
+    tmp_path: Path, text: str, hint: str
+) -> None:
+    write_toml(tmp_path, text)
+    with pytest.raises(SettingsError, match="unknown setting") as caught:
+        load_settings({}, env={}, cwd=tmp_path)
+    assert hint in str(caught.value)
+
+
+def test_help_of_a_list_setting_says_how_its_variable_separates_items() -> None:
+    assert setting_help("allow_domains").endswith("[env CRAWL_ALLOW_DOMAINS, comma-separated]")
+    assert setting_help("accept_types").endswith("[env CRAWL_ACCEPT_TYPES, comma-separated]")
+    assert setting_help("include").endswith("[env CRAWL_INCLUDE, one a line]")
+    assert setting_help("exclude").endswith("[env CRAWL_EXCLUDE, one a line]")
+    assert setting_help("headers").endswith("[env CRAWL_HEADERS, one a line]")
+    # What the help says is what is read: commas inside one regex stay in it.
+    settings = load_settings({}, env={"CRAWL_INCLUDE": "a{1,2}\nb"}, cwd=Path("/nonexistent"))
+    assert settings.include == ("a{1,2}", "b")
+
+
+def test_a_glob_given_as_a_regex_is_told_the_regex(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"include": ("*.pdf",)}, env={}, cwd=tmp_path)
+    assert "'*.pdf' is not a regular expression" in str(caught.value)
+    assert "a regex, not a glob: *.pdf is \\.pdf$" in str(caught.value)

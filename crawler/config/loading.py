@@ -22,11 +22,24 @@ _CONFIG_ENV = "CRAWL_CONFIG"
 _CLI_ALIASES = {"allow_domain": "allow_domains", "header": "headers"}
 
 
+# Keys spelt as a flag whose setting is not its name, where the closest setting name would
+# mislead ("insecure" is closest to "include"), and the seeds, which are no setting.
+_KEY_HINTS = {
+    "insecure": "write verify_tls = false",
+    "no_robots": "write robots = false",
+    "nofollow": "write honor_nofollow = true",
+    "follow_all": "write honor_nofollow = false",
+    "seeds": "seeds are the SEEDS file of `crawl run`, or the URLs of `crawl mirror`",
+    "recrawl": "--recrawl is a flag of `crawl run` and `crawl mirror` only",
+}
+
+
 def _unknown(name: str, source: str) -> SettingsError:
     import difflib  # only for a misspelt setting
 
-    close = difflib.get_close_matches(name, SETTING_NAMES, n=1)
-    hint = f" (did you mean {close[0]}?)" if close else ""
+    known = _KEY_HINTS.get(name.replace("-", "_"))
+    close = difflib.get_close_matches(name.replace("-", "_"), SETTING_NAMES, n=1)
+    hint = f" ({known})" if known else f" (did you mean {close[0]}?)" if close else ""
     return SettingsError(f"unknown setting {name!r} in {source}{hint}")
 
 
@@ -53,7 +66,25 @@ def _from_file(path: Path) -> dict[str, Any]:
     return values
 
 
+# Variables a user derives from a flag whose setting is named otherwise (variable -> setting,
+# and what to write instead). Read as nothing, they would leave the setting at its default
+# without a word: CRAWL_ACCEPT_TYPE=application/pdf, and every body of the crawl is stored.
+_FLAG_SPELT_VARIABLES = {
+    "CRAWL_ALLOW_DOMAIN": ("allow_domains", "CRAWL_ALLOW_DOMAINS"),
+    "CRAWL_HEADER": ("headers", "CRAWL_HEADERS"),
+    "CRAWL_ACCEPT_TYPE": ("accept_types", "CRAWL_ACCEPT_TYPES"),
+    "CRAWL_NO_ROBOTS": ("robots", "CRAWL_ROBOTS=false"),
+    "CRAWL_INSECURE": ("verify_tls", "CRAWL_VERIFY_TLS=false"),
+    "CRAWL_NOFOLLOW": ("honor_nofollow", "CRAWL_HONOR_NOFOLLOW=true"),
+}
+
+
 def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    for variable, (setting, meant) in _FLAG_SPELT_VARIABLES.items():
+        if variable in env:
+            raise SettingsError(
+                f"{variable} is not read: the variable of setting {setting} is {meant}"
+            )
     values = {}
     for name in SETTING_NAMES:
         variable = env_name(name)

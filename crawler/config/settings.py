@@ -67,8 +67,14 @@ def _default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _meta(parse: Parser, help: str) -> dict[str, Any]:
-    return {"parse": parse, "help": help}
+# How a list setting is written in one environment variable: regexes and header lines may
+# hold commas themselves, so they take one a line.
+_COMMAS = "comma-separated"
+_LINES = "one a line"
+
+
+def _meta(parse: Parser, help: str, env_list: str | None = None) -> dict[str, Any]:
+    return {"parse": parse, "help": help, "env_list": env_list}
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,13 +138,29 @@ class Settings:
     )
     allow_domains: tuple[str, ...] = field(
         default=(),
-        metadata=_meta(domain_names, "domains in scope with subdomains (default: seeds' hosts)"),
+        metadata=_meta(
+            domain_names,
+            "domain in scope with its subdomains (repeatable; default: the seeds' hosts)",
+            _COMMAS,
+        ),
     )
     include: tuple[str, ...] = field(
-        default=(), metadata=_meta(regexes, "regex a URL must match to be in scope (repeatable)")
+        default=(),
+        metadata=_meta(
+            regexes,
+            "regex (re.search) a link's URL must match to be followed; with several, any one "
+            "(repeatable; seeds need not match)",
+            _LINES,
+        ),
     )
     exclude: tuple[str, ...] = field(
-        default=(), metadata=_meta(regexes, "regex that puts a URL out of scope (repeatable)")
+        default=(),
+        metadata=_meta(
+            regexes,
+            "regex (re.search) that puts a link's URL out of scope (repeatable; seeds are "
+            "crawled all the same)",
+            _LINES,
+        ),
     )
     robots: bool = field(default=True, metadata=_meta(boolean, "obey robots.txt"))
     sitemaps: bool = field(
@@ -163,10 +185,12 @@ class Settings:
         metadata=_meta(byte_size(optional=False), "WARC file size before rotation"),
     )
     user_agent: str = field(
-        default_factory=default_user_agent, metadata=_meta(header_line_value, "User-Agent header")
+        default_factory=default_user_agent,
+        metadata=_meta(header_line_value, "User-Agent header (default: crawl/VERSION)"),
     )
     headers: tuple[tuple[str, str], ...] = field(
-        default=(), metadata=_meta(header_pairs, "extra request headers ('Name: value')")
+        default=(),
+        metadata=_meta(header_pairs, "extra request header 'Name: value' (repeatable)", _LINES),
     )
     cookies: bool = field(
         default=False,
@@ -184,7 +208,11 @@ class Settings:
     )
     max_size: int | None = field(
         default=None,
-        metadata=_meta(byte_size(optional=True), "largest body kept, e.g. 50MB (none: no limit)"),
+        metadata=_meta(
+            byte_size(optional=True),
+            "largest body stored, e.g. 50MB (k, M, G: powers of 1000; KiB, MiB, GiB: of 1024); "
+            "a larger one is recorded as too-large, not stored (none: no limit)",
+        ),
     )
     accept_types: tuple[str, ...] = field(
         default=(),
@@ -192,14 +220,15 @@ class Settings:
             media_types,
             "keep only bodies of these types, e.g. application/pdf or image/* (repeatable; "
             "HTML is always kept, for its links; default: all)",
+            _COMMAS,
         ),
     )
     limit_rate: int | None = field(
         default=None,
         metadata=_meta(
             byte_size(optional=True),
-            "most bytes a second this machine's downloads receive, e.g. 10MB (shared by its "
-            "worker processes; none: no limit)",
+            "most bytes a second this machine's downloads receive, e.g. 10MB or 500k (powers of "
+            "1000; MiB: of 1024; shared by its worker processes; none: no limit)",
         ),
     )
     timeout: float = field(
@@ -250,7 +279,8 @@ class Settings:
         default=None,
         metadata=_meta(
             integer(0, 65535, optional=True),
-            "serve Prometheus metrics on this port (worker i: port + i)",
+            "serve Prometheus metrics at http://HOST:PORT/metrics, on every interface "
+            "(worker i: PORT + i; 0: a free port each, not logged: for tests)",
         ),
     )
     lease_seconds: float = field(
@@ -350,4 +380,6 @@ def setting_help(setting: str) -> str:
     elif isinstance(default, float):
         default = f"{default:g}"
     suffix = f"default: {default}; " if shown else ""
-    return f"{text} [{suffix}env {env_name(setting)}]"
+    env_list = item.metadata["env_list"]
+    form = f", {env_list}" if env_list else ""
+    return f"{text} [{suffix}env {env_name(setting)}{form}]"

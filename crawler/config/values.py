@@ -197,7 +197,9 @@ def regexes(value: Any) -> tuple[str, ...]:
         try:
             re.compile(item)
         except re.error as error:
-            raise ValueError(f"{item!r} is not a regular expression ({error})") from None
+            # wget's --accept and shells take globs: "*.pdf" is the likeliest bad regex.
+            glob = "; a regex, not a glob: *.pdf is \\.pdf$" if item.startswith("*") else ""
+            raise ValueError(f"{item!r} is not a regular expression ({error}{glob})") from None
         result.append(item)
     return tuple(result)
 

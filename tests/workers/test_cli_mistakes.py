@@ -12,7 +12,7 @@ from crawler.frontier import open_frontier
 from tests.support.ports import free_port
 from tests.support.redis_server import RedisServer
 from tests.support.small_disk import small_disk
-from tests.workers.support import crawl
+from tests.workers.support import crawl, crawl_env
 
 
 def test_a_huge_worker_count_is_refused_before_anything_starts(workdir: Path) -> None:
@@ -168,3 +168,17 @@ def test_an_out_that_cannot_be_written_is_one_line_before_anything_starts(workdi
             assert line.startswith("Error: cannot write under ") and why in line, line
             if out is not None:
                 assert line == f"Error: cannot write under {out}: {why}"
+
+
+def test_a_variable_spelt_as_its_flag_stops_the_crawl_before_it_starts(workdir: Path) -> None:
+    """CRAWL_ACCEPT_TYPE (from --accept-type) used to be ignored, and every body stored."""
+    seeds = workdir / "seeds.txt"
+    seeds.write_text("http://127.0.0.1:1/\n")
+    env = crawl_env(CRAWL_ACCEPT_TYPE="application/pdf")
+    done = crawl("run", seeds, "--out", workdir / "out", cwd=workdir, env=env, timeout=60)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        "Error: CRAWL_ACCEPT_TYPE is not read: the variable of setting accept_types is "
+        "CRAWL_ACCEPT_TYPES"
+    )
+    assert not (workdir / "out").exists()
