@@ -27,6 +27,12 @@ EXIT_INTERRUPTED = 130
 EXIT_CANNOT_WRITE = 75  # the code a worker stops with when OUT cannot be written (EX_TEMPFAIL)
 
 
+# A file of URLs is read as UTF-8 whatever the locale says, and a byte that is not UTF-8 (a
+# Latin-1 "é" in a path) is kept as a surrogate, which URL canonicalization escapes as that
+# very byte (%E9): what the file's author typed is what is requested, not a traceback.
+_URL_FILE = click.File("r", encoding="utf-8", errors="surrogateescape")
+
+
 class OutNotWritable(click.ClickException):
     exit_code = EXIT_CANNOT_WRITE
 
@@ -52,8 +58,6 @@ def _check_out_writable(out: Path) -> None:
 
 
 def _settings(options: dict[str, Any], **forced: Any) -> Settings:
-    if options.pop("insecure", False):
-        options["verify_tls"] = False
     try:
         return load_settings({**options, **forced})
     except SettingsError as error:
@@ -91,11 +95,14 @@ def _crawl_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--retries", type=int, metavar="N", help=setting_help("retries")),
         click.option("--proxy", metavar="URL|env|none", help=setting_help("proxy")),
         click.option("--ca-file", type=click.Path(dir_okay=False), help=setting_help("ca_file")),
+        # A pair, not a lone --insecure, so that a flag can turn back on what crawl.toml or
+        # CRAWL_VERIFY_TLS=false turned off.
         click.option(
-            "--insecure",
-            is_flag=True,
-            default=False,
-            help="do not verify TLS certificates (like curl -k) [env CRAWL_VERIFY_TLS=false]",
+            "--verify-tls/--insecure",
+            "verify_tls",
+            default=None,
+            help="--insecure: do not verify TLS certificates (like curl -k); "
+            + setting_help("verify_tls"),
         ),
         click.option("--warc/--no-warc", default=None, help=setting_help("warc")),
         click.option(
@@ -131,7 +138,7 @@ def _scope_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--include", multiple=True, metavar="RE", help=setting_help("include")),
         click.option("--exclude", multiple=True, metavar="RE", help=setting_help("exclude")),
         click.option(
-            "--no-robots", "no_robots", is_flag=True, default=False, help="ignore robots.txt"
+            "--robots/--no-robots", "robots", default=None, help=setting_help("robots")
         ),
         click.option("--sitemaps/--no-sitemaps", default=None, help=setting_help("sitemaps")),
         click.option(
@@ -144,12 +151,6 @@ def _scope_options(func: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(options):
         func = option(func)
     return func
-
-
-def _robots_flag(options: dict[str, Any]) -> dict[str, Any]:
-    if options.pop("no_robots", False):
-        options["robots"] = False
-    return options
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -178,7 +179,7 @@ def _recrawl_option(what: str) -> Callable[[Callable[..., Any]], Callable[..., A
 
 
 @main.command()
-@click.argument("seeds", type=click.File("r"))
+@click.argument("seeds", type=_URL_FILE)
 @_crawl_options
 @_scope_options
 @_recrawl_option("crawl")
@@ -193,11 +194,21 @@ def run(seeds: Any, recrawl: bool, **options: Any) -> None:
 
     Every fetch gets a record (`crawl export`). A redirect is recorded as it came and its target
     is crawled as a link of its own: fetched once, only when in scope, within its host's limits.
+
+    \b
+    Exit codes:
+      0    finished, or stopped at --max-pages (failed URLs are recorded, not
+           fatal: crawl status, crawl export --failed)
+      1    an error while running (Redis unreachable, no such job or crawl)
+      2    bad usage: an unknown flag or setting, a bad value, no seeds
+      75   OUT cannot be written (disk full, read-only); state saved: free
+           space and run the same command again
+      130  interrupted (Ctrl-C, SIGTERM); state saved: run it again to resume
     """
-    settings = _settings(_robots_flag(options))
+    settings = _settings(options)
     urls = list(_read_seeds(seeds))
     if not urls:
-        raise click.UsageError("no seed URLs given")
+        raise click.UsageError(f"no seed URLs in {_file_name(seeds)} (one URL a line)")
     _check_out_writable(settings.out)
     sys.exit(_run_crawl(settings, urls, recrawl=recrawl))
 
@@ -210,7 +221,7 @@ def worker(**options: Any) -> None:
 
     Use with --redis and --job to work on a job started by `crawl run` on any machine.
     """
-    settings = _settings(_robots_flag(options))
+    settings = _settings(options)
     import asyncio
 
     from crawler.frontier import FrontierError, job_exists
@@ -240,7 +251,7 @@ def worker(**options: Any) -> None:
 
 @main.command()
 @click.argument("urls", nargs=-1)
-@click.option("-i", "--input-file", type=click.File("r"), help="file of URLs, one a line")
+@click.option("-i", "--input-file", type=_URL_FILE, help="file of URLs, one a line")
 @_crawl_options
 @click.option("--workers", type=int, metavar="N", help=setting_help("workers"))
 @_recrawl_option("mirror")
@@ -254,6 +265,8 @@ def mirror(urls: tuple[str, ...], input_file: Any, recrawl: bool, **options: Any
     """
     listed = list(urls) + (list(_read_seeds(input_file)) if input_file else [])
     if not listed:
+        if input_file is not None:
+            raise click.UsageError(f"no URLs in {_file_name(input_file)} (one URL a line)")
         raise click.UsageError("give URLs or -i FILE")
     # Explicitly listed files are fetched like `wget URL`: no robots.txt, no links followed.
     settings = _settings(options, max_depth=0, robots=False)
@@ -377,6 +390,11 @@ def demo(pages: int, hosts: int, out: str, workers: int, progress: bool | None) 
         code = _run_crawl(settings, served.seeds)
     click.echo(f"records: crawl export {out} | head ; files under {out}/files/")
     sys.exit(code)
+
+
+def _file_name(file: Any) -> str:
+    name = getattr(file, "name", "-")
+    return "standard input" if name in ("-", "<stdin>") else repr(name)
 
 
 def _read_seeds(lines: Iterable[str]) -> Iterable[str]:

@@ -38,6 +38,7 @@ from crawler.http import (
 from crawler.http.tls import trusting_context
 from storage import RateLimit, Store
 from workers.job import PROGRESS_DIR, SETTINGS_ENV, frontier_settings, frontier_target
+from workers.messages import say
 from workers.progress import CrawlCounters, ProgressReporter
 from workers.worker import Worker, WorkerExit, WorkerOptions
 
@@ -193,6 +194,17 @@ async def _main(settings: Settings, index: int, report: bool) -> int:
                 # the base port + this worker's index) costs the view, not the crawl, nor a
                 # restart loop of a worker that would fail the same way each time.
                 log.error("worker %d serves no metrics: port %d: %s", index, port, error)
+            else:
+                # Said once at the start, so a scraper can be pointed at it; with port 0 the
+                # port chosen is known nowhere else.
+                say(
+                    f"worker {index} serves metrics at http://{socket.gethostname()}:"
+                    f"{metrics.port}/metrics",
+                    settings.log_format,
+                    "metrics",
+                    worker=index,
+                    port=metrics.port,
+                )
     frontier: Frontier = await open_frontier(frontier_target(settings), settings.job)
     store = Store(
         settings.out,

@@ -217,7 +217,7 @@ def _seed(settings: Settings, seeds: list[str], recrawl: bool) -> None:
 
     seeded = asyncio.run(seed_job(settings, seeds, recrawl=recrawl))
     for url, reason in seeded.rejected:
-        say(f"seed not added: {url}: {reason}", settings.log_format, "seed-rejected", url=url)
+        say(f"seed not added: {url!r}: {reason}", settings.log_format, "seed-rejected", url=url)
     if seeded.rejected and not seeded.added and not seeded.duplicates:
         # Nothing to crawl at all: a usage error, not a crawl that "finished" having done none.
         raise click.UsageError(f"none of the {len(seeded.rejected)} seed URL(s) can be crawled")

@@ -280,7 +280,7 @@ class Settings:
         metadata=_meta(
             integer(0, 65535, optional=True),
             "serve Prometheus metrics at http://HOST:PORT/metrics, on every interface "
-            "(worker i: PORT + i; 0: a free port each, not logged: for tests)",
+            "(worker i: PORT + i; 0: a free port each; each worker says its address on stderr)",
         ),
     )
     lease_seconds: float = field(

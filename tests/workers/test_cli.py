@@ -54,11 +54,12 @@ def test_the_main_help_lists_every_command(workdir: Path) -> None:
     ("command", "phrases"),
     [
         ("run", ["SEEDS", "--out", "--redis", "--per-host", "concurrent fetches per host",
-                 "--workers", "--no-robots", "--metrics-port", "--max-depth", "--fsync"]),
+                 "--workers", "--robots / --no-robots", "--metrics-port", "--max-depth", "--fsync",
+                 "Exit codes: 0 finished", "75 OUT cannot be written", "130 interrupted"]),
         ("worker", ["--redis", "--job", "Join a crawl", "--concurrency"]),
         ("status", ["OUT", "--redis", "--json", "queued, leased, done"]),
         ("export", ["--format", "jsonl", "csv", "--failed", "-o"]),
-        ("mirror", ["-i, --input-file", "Range request", "--out"]),
+        ("mirror", ["-i, --input-file", "Range request", "--out", "--verify-tls / --insecure"]),
         ("demo", ["--pages", "--hosts", "offline"]),
     ],
 )  # fmt: skip
@@ -168,7 +169,7 @@ def test_a_resumed_crawl_follows_the_flags_of_the_run_that_resumes_it(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["run", "empty.txt"], "Error: no seed URLs given"),
+        (["run", "empty.txt"], "Error: no seed URLs in 'empty.txt' (one URL a line)"),
         (["mirror"], "Error: give URLs or -i FILE"),
         (["status"], "Error: give OUT (a SQLite crawl) or --redis URL --job NAME"),
         (["run", "missing.txt"], "Error: Invalid value for 'SEEDS': 'missing.txt': No such file"),

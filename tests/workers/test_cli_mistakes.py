@@ -4,10 +4,19 @@ bomb, or a job created by a command that only reads or joins one."""
 from __future__ import annotations
 
 import asyncio
+import http.server
+import json
+import threading
+from contextlib import chdir
 from pathlib import Path
+from unittest import mock
 
+import pytest
 import redis
+from click.testing import CliRunner
 
+from crawler import commands
+from crawler.config import Settings
 from crawler.frontier import open_frontier
 from tests.support.ports import free_port
 from tests.support.redis_server import RedisServer
@@ -122,7 +131,7 @@ def test_seeds_that_are_all_unusable_are_a_usage_error(workdir: Path) -> None:
     seeds.write_text("garbage\nftp://example.com/x\n")
     done = crawl("run", seeds, "--out", workdir / "out", "--no-progress", cwd=workdir)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
-    assert "seed not added: garbage" in done.stderr
+    assert "seed not added: 'garbage'" in done.stderr
     assert "none of the 2 seed URL(s) can be crawled" in done.stderr
 
 
@@ -182,3 +191,92 @@ def test_a_variable_spelt_as_its_flag_stops_the_crawl_before_it_starts(workdir: 
         "CRAWL_ACCEPT_TYPES"
     )
     assert not (workdir / "out").exists()
+
+
+def test_a_seeds_file_that_is_not_utf8_requests_its_bytes_as_typed(workdir: Path) -> None:
+    """A Latin-1 editor's "é" is byte E9: requested as %E9, not a UnicodeDecodeError."""
+    asked: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        seeds = workdir / "seeds.txt"
+        seeds.write_bytes(f"http://127.0.0.1:{server.server_port}/caf\xe9\n".encode("latin-1"))
+        done = crawl("run", seeds, "--out", workdir / "out", "--workers", "1", "--no-robots",
+                     "--no-progress", cwd=workdir)  # fmt: skip
+        server.shutdown()
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert asked == ["/caf%E9"]
+
+
+def test_an_empty_input_file_of_mirror_is_named(workdir: Path) -> None:
+    (workdir / "urls.txt").write_text("# none yet\n")
+    done = crawl("mirror", "-i", "urls.txt", "--out", workdir / "out", cwd=workdir)
+    assert done.returncode == 2
+    assert "Error: no URLs in 'urls.txt' (one URL a line)" in done.stderr
+
+
+def _settings_of_run(args: list[str], workdir: Path, env: dict[str, str]) -> Settings:
+    """The settings `crawl run ARGS` would crawl with (the crawl itself is not started)."""
+    seen: list[Settings] = []
+
+    def capture(settings: Settings, seeds: list[str], *, recrawl: bool = False) -> int:
+        seen.append(settings)
+        return 0
+
+    (workdir / "seeds.txt").write_text("http://127.0.0.1:1/\n")
+    runner = CliRunner()
+    with mock.patch.object(commands, "_run_crawl", capture), chdir(workdir):
+        result = runner.invoke(commands.main, ["run", "seeds.txt", *args], env=env)
+    assert result.exit_code == 0, result.output
+    return seen[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "toml", "env", "robots", "verify_tls"),
+    [
+        ([], "", {}, True, True),
+        (["--no-robots", "--insecure"], "", {}, False, False),
+        (["--robots"], "robots = false\n", {}, True, True),
+        (["--verify-tls"], "verify_tls = false\n", {}, True, True),
+        (["--robots", "--verify-tls"], "", {"CRAWL_ROBOTS": "0", "CRAWL_VERIFY_TLS": "false"},
+         True, True),
+        ([], "robots = false\nverify_tls = false\n", {}, False, False),
+    ],
+)  # fmt: skip
+def test_robots_and_tls_flags_override_the_config_both_ways(
+    workdir: Path,
+    args: list[str],
+    toml: str,
+    env: dict[str, str],
+    robots: bool,
+    verify_tls: bool,
+) -> None:
+    (workdir / "crawl.toml").write_text(toml)
+    settings = _settings_of_run(args, workdir, env)
+    assert (settings.robots, settings.verify_tls) == (robots, verify_tls)
+
+
+def test_each_worker_says_where_its_metrics_are(workdir: Path) -> None:
+    """With --metrics-port 0 the chosen port is known nowhere else."""
+    seeds = workdir / "seeds.txt"
+    seeds.write_text("http://127.0.0.1:1/\n")
+    done = crawl("run", seeds, "--out", workdir / "out", "--workers", "2", "--no-robots",
+                 "--retries", "0", "--no-progress", "--metrics-port", "0", "--log-format",
+                 "json", cwd=workdir)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    said = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    served = [entry for entry in said if entry["event"] == "metrics"]
+    assert sorted(entry["worker"] for entry in served) == [0, 1]
+    assert all(entry["port"] > 0 for entry in served)
+    assert all(entry["message"].endswith(f":{entry['port']}/metrics") for entry in served)
