@@ -211,13 +211,31 @@ def worker_settings(settings: Settings) -> Settings:
     return dataclasses.replace(settings, limit_rate=share)
 
 
+def _scheme_hint(url: str, reason: str) -> str:
+    """wget and curl take `example.com/file` as http://: we do not guess a scheme (https or
+    http would each be wrong for some sites), but say what to write. `localhost:8000/x` parses
+    as scheme `localhost`, so a host:port head counts too."""
+    head = url.split("/", 1)[0]
+    if "://" in url or not head or head.startswith(("#", "?")) or " " in head:
+        return ""
+    host_port = head.rpartition(":")[2].isdigit()
+    if not (reason.startswith("not an absolute URL") or host_port):
+        return ""
+    return f" (give the scheme: 'https://{url}' or 'http://{url}')"
+
+
 def _seed(settings: Settings, seeds: list[str], recrawl: bool) -> None:
     # Imported only now, while the worker processes already start behind the gate.
     import asyncio
 
     seeded = asyncio.run(seed_job(settings, seeds, recrawl=recrawl))
     for url, reason in seeded.rejected:
-        say(f"seed not added: {url!r}: {reason}", settings.log_format, "seed-rejected", url=url)
+        say(
+            f"seed not added: {url!r}: {reason}{_scheme_hint(url, reason)}",
+            settings.log_format,
+            "seed-rejected",
+            url=url,
+        )
     if seeded.rejected and not seeded.added and not seeded.duplicates:
         # Nothing to crawl at all: a usage error, not a crawl that "finished" having done none.
         raise click.UsageError(f"none of the {len(seeded.rejected)} seed URL(s) can be crawled")

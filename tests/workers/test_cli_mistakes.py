@@ -280,3 +280,23 @@ def test_each_worker_says_where_its_metrics_are(workdir: Path) -> None:
     assert sorted(entry["worker"] for entry in served) == [0, 1]
     assert all(entry["port"] > 0 for entry in served)
     assert all(entry["message"].endswith(f":{entry['port']}/metrics") for entry in served)
+
+
+@pytest.mark.parametrize(
+    ("given", "hint"),
+    [
+        ("example.com/f.iso", "(give the scheme: 'https://example.com/f.iso' or 'http://"),
+        ("localhost:8000/a", "(give the scheme: 'https://localhost:8000/a' or 'http://"),
+        ("mailto:a@b.test", None),
+        ("/tmp/file", None),
+    ],
+)
+def test_a_url_without_its_scheme_gets_a_hint(workdir: Path, given: str, hint: str | None) -> None:
+    done = crawl("mirror", given, "--out", workdir / "out", "--no-progress", cwd=workdir)
+    assert done.returncode == 2, done.stderr
+    first = done.stderr.splitlines()[0]
+    assert first.startswith(f"seed not added: {given!r}: ")
+    if hint is None:
+        assert "give the scheme" not in first
+    else:
+        assert first.endswith(hint + given + "')")
