@@ -3,12 +3,17 @@
 `CookieJar` stores what responses set and gives back what a request may send:
 
 * a cookie without a Domain attribute is *host-only*: sent to exactly the host that set it;
-  with one, to that domain and its subdomains, and only if the setting host is inside it;
+  with one, to that domain and its subdomains, and only if the setting host is a name (not
+  an IP address) inside it; a Domain with no dot ("com") is refused, as browsers without a
+  public-suffix list refuse it, unless it is the setting host itself (then host-only);
 * Path: sent to that path and below (default: the directory of the setting URL's path);
 * Secure: sent over https/wss only; Max-Age (preferred) or Expires: dropped once past, and a
   cookie set already expired deletes the stored one;
 * hosts that are IP addresses keep no cookies unless `unsafe=True`;
-* cookies given without a URL (`ClientSession(cookies=...)`) are shared with every host.
+* cookies given without a URL (`ClientSession(cookies=...)`) are shared with every host,
+  and a host's own cookie of the same name wins over them;
+* Set-Cookie fields are read by `cookie_parse` (RFC 6265 5.2), not by SimpleCookie;
+* at most 180 cookies a domain and 3300 in all (aiohttp's limits): the oldest set go first.
 
 Cookies are indexed by domain, so `filter_cookies` costs a few dict look-ups per request.
 """
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -24,6 +30,8 @@ from http.cookies import BaseCookie, CookieError, Morsel, SimpleCookie
 from typing import Any
 
 from yarl import URL
+
+from crawler.http.cookie_parse import make_morsel, parse_cookie_date, parse_set_cookie_headers
 
 __all__ = ["AbstractCookieJar", "CookieJar", "DummyCookieJar", "LooseCookies"]
 
@@ -33,6 +41,13 @@ LooseCookies = (
 
 _SECURE_SCHEMES = frozenset({"https", "wss"})
 _NO_URL = URL()
+# Max-Age beyond this (about 3000 years) is "forever"; the cap keeps now + delta a float.
+_MAX_DELTA = 10**11
+_MAX_AGE_RE = re.compile(r"-?[0-9]+")
+# A crawler meets servers that set cookies without end: past these counts the cookies set
+# longest ago go (down to the quota, so the scan is rare), as aiohttp and Firefox do.
+_MAX_PER_DOMAIN, _QUOTA_PER_DOMAIN = 180, 150
+_MAX_TOTAL, _QUOTA_TOTAL = 3300, 3000
 
 
 def _is_ip(host: str) -> bool:
@@ -61,20 +76,35 @@ def _path_matches(request_path: str, cookie_path: str) -> bool:
 
 def _expiry(morsel: Morsel[str], now: float) -> float | None:
     """When the cookie expires (epoch seconds), None for a session cookie."""
-    max_age = morsel["max-age"]
-    if max_age:
-        with contextlib.suppress(ValueError):
-            return now + int(max_age)
+    max_age = str(morsel["max-age"]).strip()
+    # RFC 6265 5.2.2: only [-]DIGITS counts; anything else is ignored and Expires applies.
+    if max_age and _MAX_AGE_RE.fullmatch(max_age):
+        if max_age.startswith("-"):
+            return 0.0  # negative: expired already (5.2.2 "earliest representable time")
+        # Past 12 digits the cap applies anyway; no int() of 400 digits, no float overflow.
+        return now + (min(int(max_age), _MAX_DELTA) if len(max_age) <= 12 else _MAX_DELTA)
     expires = morsel["expires"]
     if expires:
-        # email.utils costs every process a few ms of start-up; most never see an Expires.
-        from email.utils import parsedate_to_datetime
-
-        try:
-            return parsedate_to_datetime(expires).timestamp()
-        except (TypeError, ValueError, IndexError, OverflowError):
-            return None
+        return parse_cookie_date(str(expires))
     return None
+
+
+def _canonical_domain(domain: str) -> str | None:
+    """The Domain attribute as RFC 6265 5.2.3 and 5.1.2 make it; None when unusable."""
+    if domain.startswith("."):
+        domain = domain[1:]  # one leading dot only: "..example.com" matches no host
+    if not domain:
+        return ""
+    if domain.endswith("."):
+        # "example.com." domain-matches no host we would send to (5.3 step 6): drop it.
+        return None
+    if not domain.isascii():
+        # 5.1.2: compare hosts in their A-label (punycode) form, as yarl gives raw_host.
+        try:
+            return URL.build(scheme="http", host=domain).raw_host
+        except (ValueError, UnicodeError):
+            return None
+    return domain.lower()
 
 
 @dataclass(slots=True)
@@ -82,10 +112,19 @@ class _Cookie:
     morsel: Morsel[str]
     host_only: bool
     expires: float | None
+    serial: int  # when it was set, for evicting the oldest first
 
 
 class AbstractCookieJar:
     """What a session needs from a cookie jar."""
+
+    @property
+    def unsafe(self) -> bool:
+        return False
+
+    @property
+    def quote_cookie(self) -> bool:
+        return True
 
     def __len__(self) -> int:
         return 0
@@ -95,6 +134,11 @@ class AbstractCookieJar:
 
     def update_cookies(self, cookies: LooseCookies, response_url: URL = _NO_URL) -> None:
         """Store cookies (set by a response from `response_url`, or given by the caller)."""
+
+    def update_cookies_from_headers(self, headers: Iterable[str], response_url: URL) -> None:
+        """Store the cookies of a response's Set-Cookie fields (several may share a name)."""
+        if headers and (cookies := parse_set_cookie_headers(headers)):
+            self.update_cookies(cookies, response_url)
 
     def filter_cookies(self, request_url: URL) -> BaseCookie[str]:
         """The cookies a request to `request_url` may carry."""
@@ -110,6 +154,9 @@ class AbstractCookieJar:
 class DummyCookieJar(AbstractCookieJar):
     """A jar that keeps nothing: no cookie is stored or sent."""
 
+    def update_cookies_from_headers(self, headers: Iterable[str], response_url: URL) -> None:
+        """Ignore the fields without parsing them."""
+
 
 class CookieJar(AbstractCookieJar):
     """An RFC 6265 cookie jar; `unsafe=True` also keeps cookies of IP-address hosts."""
@@ -119,16 +166,22 @@ class CookieJar(AbstractCookieJar):
         *,
         unsafe: bool = False,
         quote_cookie: bool = True,
-        treat_as_secure_origin: Iterable[str | URL] | None = None,
+        treat_as_secure_origin: str | URL | Iterable[str | URL] | None = None,
     ) -> None:
         self._unsafe = unsafe
         self._quote_cookie = quote_cookie
-        self._secure_origins = frozenset(
-            str(URL(origin).origin()) for origin in (treat_as_secure_origin or ())
-        )
+        # aiohttp takes one origin as well as several; a str must not be read as characters.
+        if treat_as_secure_origin is None:
+            origins: Iterable[str | URL] = ()
+        elif isinstance(treat_as_secure_origin, str | URL):
+            origins = (treat_as_secure_origin,)
+        else:
+            origins = treat_as_secure_origin
+        self._secure_origins = frozenset(str(URL(origin).origin()) for origin in origins)
         # domain -> {(path, name): cookie}; domain "" holds cookies shared with every host.
         self._by_domain: dict[str, dict[tuple[str, str], _Cookie]] = {}
         self._count = 0
+        self._serial = 0
 
     @property
     def unsafe(self) -> bool:
@@ -158,23 +211,26 @@ class CookieJar(AbstractCookieJar):
             self._store(name, value, host, response_url, now)
 
     def _store(self, name: str, morsel: Morsel[str], host: str, url: URL, now: float) -> None:
-        domain = (morsel["domain"] or "").lower().lstrip(".")
-        if domain.endswith("."):
-            return  # RFC 6265 5.2.3: a trailing dot makes the attribute unusable
+        domain = _canonical_domain(str(morsel["domain"] or ""))
+        if domain is None:
+            return
         host_only = False
         if not host:
-            domain = domain or ""  # set by the caller, not a response: shared unless it names one
+            pass  # set by the caller, not a response: shared unless it names a domain
         elif not domain:
             domain, host_only = host, True
-        elif host != domain and not host.endswith("." + domain):
-            return  # a host may not set cookies for a domain it is not inside
-        elif _is_ip(domain) and domain != host:
+        elif domain == host:
+            # 5.3 step 5: a public suffix ("localhost", a TLD) naming the host is host-only.
+            host_only = "." not in domain
+        elif (not host.endswith("." + domain) or _is_ip(host) or _is_ip(domain)
+              or "." not in domain):
+            # Not inside it; or an IP host, where "0.0.1" is no parent domain (5.1.3); or a
+            # TLD, which would hand the cookie to every site under it.
             return
         path = morsel["path"]
         if not path or not path.startswith("/"):
             path = _default_path(url) if host else "/"
-        stored = Morsel()
-        stored.set(name, morsel.value, morsel.coded_value)
+        stored = make_morsel(name, morsel.value, morsel.coded_value)
         for attribute in ("expires", "max-age", "secure", "httponly", "samesite", "comment"):
             if morsel[attribute]:
                 stored[attribute] = morsel[attribute]
@@ -185,12 +241,27 @@ class CookieJar(AbstractCookieJar):
         if expires is not None and expires <= now:
             if bucket is not None and bucket.pop((path, name), None) is not None:
                 self._count -= 1
+                if not bucket:
+                    del self._by_domain[domain]
             return
         if bucket is None:
             bucket = self._by_domain[domain] = {}
+        self._serial += 1
         if (path, name) not in bucket:
             self._count += 1
-        bucket[(path, name)] = _Cookie(stored, host_only, expires)
+        bucket[(path, name)] = _Cookie(stored, host_only, expires, self._serial)
+        if len(bucket) > _MAX_PER_DOMAIN:
+            self._evict([(domain, c) for c in bucket.values()], len(bucket) - _QUOTA_PER_DOMAIN)
+        if self._count > _MAX_TOTAL:
+            self._expire(now)
+            if self._count > _MAX_TOTAL:
+                every = [(d, c) for d, b in self._by_domain.items() for c in b.values()]
+                self._evict(every, self._count - _QUOTA_TOTAL)
+
+    def _evict(self, candidates: list[tuple[str, _Cookie]], excess: int) -> None:
+        candidates.sort(key=lambda entry: entry[1].serial)
+        for domain, cookie in candidates[:excess]:
+            self._drop(domain, cookie)
 
     # --- sending ---
 
@@ -198,16 +269,21 @@ class CookieJar(AbstractCookieJar):
         found: SimpleCookie = SimpleCookie()
         if not self._count:
             return found
+        if not isinstance(request_url, URL):
+            request_url = URL(request_url)  # aiohttp takes a str too (with a warning)
         now = time.time()
         host = (request_url.raw_host or "").lower()
-        secure = request_url.scheme in _SECURE_SCHEMES or (
-            bool(self._secure_origins) and str(request_url.origin()) in self._secure_origins
-        )
+        secure = request_url.scheme in _SECURE_SCHEMES
+        if not secure and self._secure_origins:
+            with contextlib.suppress(ValueError):  # a relative URL has no origin
+                secure = str(request_url.origin()) in self._secure_origins
         path = request_url.raw_path or "/"
         domains = [""]
-        if host and (self._unsafe or not _is_ip(host)):
+        if host and not _is_ip(host):
             labels = host.split(".")
             domains.extend(".".join(labels[i:]) for i in range(len(labels)))
+        elif host and self._unsafe:
+            domains.append(host)  # an IP address has no parent domains to look in
         matches: list[_Cookie] = []
         for domain in domains:
             bucket = self._by_domain.get(domain)
@@ -224,15 +300,19 @@ class CookieJar(AbstractCookieJar):
                 if not _path_matches(path, cookie_path):
                     continue
                 matches.append(cookie)
-        # RFC 6265 5.4: longer paths first; the first cookie of a name wins.
-        matches.sort(key=lambda c: len(c.morsel["path"]), reverse=True)
+        # RFC 6265 5.4: longer paths first; the first cookie of a name wins, and at equal
+        # paths the more specific domain does, so a host's cookie beats a shared one of the
+        # same name (ClientSession(cookies=...)) as in aiohttp.
+        matches.sort(key=lambda c: (len(c.morsel["path"]), len(c.morsel["domain"])),
+                     reverse=True)
+        quote = self._quote_cookie
         for cookie in matches:
             morsel = cookie.morsel
             if morsel.key in found:
                 continue
-            copy: Morsel[str] = Morsel()
-            copy.set(morsel.key, morsel.value, morsel.coded_value)
-            dict.__setitem__(found, morsel.key, copy)
+            # quote_cookie=False sends the bare value, as aiohttp does (`a=x y`, not `"x y"`).
+            coded = morsel.coded_value if quote else morsel.value
+            dict.__setitem__(found, morsel.key, make_morsel(morsel.key, morsel.value, coded))
         return found
 
     # --- removing ---
@@ -285,11 +365,12 @@ def _morsels(cookies: Any) -> Iterator[tuple[str, Morsel[str]]]:
 
 
 def parse_set_cookie(values: Iterable[str]) -> SimpleCookie:
-    """One SimpleCookie from Set-Cookie header values (bad ones are skipped)."""
+    """One SimpleCookie from Set-Cookie header values (bad ones are skipped).
+
+    Keyed by name, so of two fields setting one name the last wins: this is
+    `ClientResponse.cookies`; the jar reads the fields themselves.
+    """
     jar: SimpleCookie = SimpleCookie()
-    for value in values:
-        try:
-            jar.load(value)
-        except CookieError:
-            continue
+    # dict.update: SimpleCookie.__setitem__ would wrap each Morsel in another one.
+    dict.update(jar, parse_set_cookie_headers(values))
     return jar

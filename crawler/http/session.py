@@ -370,7 +370,11 @@ class ClientSession:
                     resolve_charset=self._fallback_charset_resolver,
                 )
                 if response_head.has_set_cookie:
-                    self._cookie_jar.update_cookies(response.cookies, url)
+                    # The fields, not response.cookies: that keeps one cookie per name, and
+                    # two fields may set one name for two paths.
+                    self._cookie_jar.update_cookies_from_headers(
+                        response.headers.getall("Set-Cookie", ()), url
+                    )
                 location = None
                 if allow_redirects and response.status in REDIRECT_STATUSES:
                     location = response.headers.get("Location") or response.headers.get("URI")
@@ -563,7 +567,7 @@ class ClientSession:
             return None
         found = jar.filter_cookies(url)
         if request_cookies:
-            extra = CookieJar()
+            extra = CookieJar(quote_cookie=jar.quote_cookie)
             extra.update_cookies(request_cookies)
             for name, morsel in extra.filter_cookies(url).items():
                 dict.__setitem__(found, name, morsel)
