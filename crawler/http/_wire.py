@@ -10,10 +10,15 @@ Identity bodies (Content-Length or read-until-close, no Transfer-Encoding) are c
 rather than by llhttp once the head's own read is parsed: each later `feed` hands its body part
 to the receiver as a slice of the caller's buffer, with no copy, and `direct_body` tells the
 caller that whatever it reads next is body (so it may read it straight into the body's storage).
+
+A chunked body's chunk ends (llhttp's `on_chunk_complete`, after each chunk's CRLF and after the
+last chunk's trailers) go to the receiver's optional `on_chunk_complete()`; a receiver without
+one costs llhttp nothing per chunk.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -176,6 +181,9 @@ class ResponseReceiver(Protocol):
 
     def on_message_complete(self, keep_alive: bool) -> None: ...
 
+    # Optional, so not declared here: `on_chunk_complete()`, called at the end of each HTTP
+    # chunk of a chunked body (never for other framings), after that chunk's `on_body` calls.
+
 
 class _StopParsing(Exception):
     """Raised inside a callback to stop llhttp (after the head of a HEAD response, say)."""
@@ -197,6 +205,7 @@ class ResponseParser:
 
     __slots__ = (
         "_body_seen",
+        "_chunk_complete",
         "_chunked",
         "_content_encoding",
         "_content_length",
@@ -229,6 +238,7 @@ class ResponseParser:
         max_headers: int = MAX_HEADERS,
     ) -> None:
         self._receiver = receiver
+        self._chunk_complete = getattr(receiver, "on_chunk_complete", None)
         self._max_line_size = max_line_size
         self._max_field_size = max_field_size
         self._max_headers = max_headers
@@ -493,6 +503,16 @@ class ResponseParser:
     def on_body(self, data: bytes) -> None:
         self._body_seen += len(data)
         self._receiver.on_body(data)
+
+    @property
+    def on_chunk_complete(self) -> Callable[[], None] | None:
+        """The receiver's own `on_chunk_complete`, handed to httptools as our callback.
+
+        httptools looks its callbacks up once, when the parser is made: giving it the
+        receiver's bound method saves a Python call per chunk (this module adds no policy to
+        chunk ends), and giving it None (a receiver without one) makes llhttp skip them.
+        """
+        return self._chunk_complete
 
     def on_message_complete(self) -> None:
         if self._status < 200:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import socket
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from crawler.http import _splice
@@ -41,7 +42,7 @@ from crawler.http.errors import (
     ServerDisconnectedError,
     SocketTimeoutError,
 )
-from crawler.http.streams import StreamReader
+from crawler.http.streams import ChunkEndSink, StreamReader
 
 if TYPE_CHECKING:
     from crawler.http.connector import BaseConnector, ConnectionKey
@@ -111,6 +112,7 @@ class Connection(asyncio.BufferedProtocol):
 
     __slots__ = (
         "_body_done",
+        "_chunk_sink",
         "_continue_waiter",
         "_decoder",
         "_direct",
@@ -137,6 +139,7 @@ class Connection(asyncio.BufferedProtocol):
         "closed_future",
         "idle_since",
         "key",
+        "on_chunk_complete",
         "reused",
         "state",
         "transport",
@@ -158,6 +161,10 @@ class Connection(asyncio.BufferedProtocol):
         self.state = ConnState.OPENING
         self.idle_since = 0.0
         self.reused = False
+        # The parser's chunk-end callback, bound before the parser is made (httptools binds
+        # it then): the sink's `mark` goes straight to the body stream, one call per chunk.
+        self._chunk_sink = ChunkEndSink()
+        self.on_chunk_complete: Callable[[], None] = self._chunk_sink.mark
         self._parser = ResponseParser(self)
         self._options = _DEFAULT_OPTIONS
         self._head: ResponseHead | None = None
@@ -564,6 +571,10 @@ class Connection(asyncio.BufferedProtocol):
         # Bodyless answers (HEAD, 204, 304, Content-Length: 0) end in on_message_complete
         # right after this call, which feeds EOF.
         payload = self._payload = StreamReader(self, options.read_bufsize)
+        # llhttp reports chunk ends (on_chunk_complete) for chunked bodies only. Each lands
+        # where the stream's bytes end then: after that chunk's bytes, decoded when the body
+        # is, which is where aiohttp places it too.
+        self._chunk_sink.stream = payload
         if options.auto_decompress and head.content_encoding:
             self._decoder = make_decoder(
                 head.content_encoding, max_output=options.max_decompressed_size

@@ -10,6 +10,10 @@ A producer that reads from a socket may also write in place (`write_buffer` + `c
 the bytes land in blocks the stream owns and reuses, and a pending `readinto` lends its own
 buffer, so a body read that way is copied once (kernel to caller). Reads that return bytes copy
 out of the blocks: no body-sized object is made per socket read, and memory is reused.
+
+A chunked body's producer also marks where each HTTP chunk ended (`end_http_chunk_receiving`),
+so `readchunk()`/`iter_chunks()` can report those boundaries as aiohttp's do. The marks are byte
+offsets kept in a deque made on the first one: a body without them pays nothing for the feature.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import Protocol, cast
 
-__all__ = ["DEFAULT_LIMIT", "EofStream", "FlowControl", "StreamReader"]
+__all__ = ["DEFAULT_LIMIT", "ChunkEndSink", "EofStream", "FlowControl", "StreamReader"]
 
 DEFAULT_LIMIT = 2**16
 # In-place writes: blocks of at most this size, and no write into less room than this (a
@@ -81,13 +85,16 @@ class StreamReader:
         "_block_size",
         "_blocks",
         "_buffer",
+        "_chunk_ends",
         "_eof",
         "_eof_callbacks",
         "_exception",
         "_free_blocks",
         "_high_water",
+        "_high_water_chunks",
         "_lent",
         "_low_water",
+        "_low_water_chunks",
         "_offset",
         "_paused",
         "_piece_blocks",
@@ -136,6 +143,9 @@ class StreamReader:
         self._reading_into = False
         self._lent = 0  # what the last write_buffer() lent: 0, _TO_BLOCK or _TO_TARGET
         self._splice_hold = False  # the protocol keeps reading paused between splices
+        # Where HTTP chunks ended, as `total_bytes` offsets not yet reported by readchunk();
+        # None until the first end (see end_http_chunk_receiving), and for unchunked bodies.
+        self._chunk_ends: deque[int] | None = None
 
     def __repr__(self) -> str:
         state = "eof" if self._eof else "open"
@@ -216,6 +226,67 @@ class StreamReader:
         if size > self._high_water and not self._paused and self._protocol is not None:
             self._paused = True
             self._protocol.pause_reading()
+
+    def begin_http_chunk_receiving(self) -> None:
+        """aiohttp's call before a chunked body's first byte; optional here (the first
+        `end_http_chunk_receiving` starts the boundaries). Like aiohttp's, too late once bytes
+        were fed: earlier boundaries would be missing."""
+        if self._chunk_ends is None:
+            if self.total_bytes:
+                raise RuntimeError("begin_http_chunk_receiving() after data was fed")
+            self._start_chunk_ends()
+
+    def end_http_chunk_receiving(self) -> None:
+        """The bytes fed so far end an HTTP chunk: `readchunk()` reports the boundary there.
+
+        As aiohttp's: an end that adds no byte since the last boundary still pending is
+        dropped (the last chunk, or compressed bytes that decoded to nothing yet), and one
+        that a reader has already read up to is kept, to be reported as (b"", True). Too many
+        boundaries pending pause reading, so a flood of tiny chunks cannot grow memory.
+        """
+        ends = self._chunk_ends
+        total = self.total_bytes
+        if ends:
+            # The common case, a reader behind the producer: one comparison and an append (as
+            # ChunkEndSink.mark does too). An end dropped from the front by a read changes
+            # neither (those are below `total`).
+            if ends[-1] == total:
+                return
+            ends.append(total)
+            if len(ends) > self._high_water_chunks:
+                self._many_chunk_ends()
+            # No wake-up: new bytes woke the reader already, and a readchunk() never waits
+            # with ends pending (another reader waiting gains nothing from a bare end).
+            return
+        if ends is None:
+            ends = self._start_chunk_ends()
+        if not total:
+            return  # no byte yet: aiohttp's boundary at 0 is never recorded either
+        ends.append(total)
+        if self._waiter is not None:
+            self._wake()  # a readchunk() may wait for exactly this: (b"", True)
+
+    def _many_chunk_ends(self) -> None:
+        """More ends pending than the limit: forget those that other reads (read, readany...)
+        went past, as aiohttp does on every read (here only when it matters, so those reads
+        stay free of chunk bookkeeping), and pause reading if still too many."""
+        ends = self._chunk_ends
+        assert ends is not None
+        cursor = self.total_bytes - self._size
+        while ends[0] < cursor:
+            ends.popleft()
+        if len(ends) > self._high_water_chunks and not self._paused and self._protocol is not None:
+            self._paused = True
+            self._protocol.pause_reading()
+
+    def _start_chunk_ends(self) -> deque[int]:
+        ends: deque[int] = deque()
+        self._chunk_ends = ends
+        # aiohttp's limits: at least 4 (one end may stay pending at the read position), and
+        # reading resumes only below half, so pauses do not alternate with every chunk.
+        self._high_water_chunks = max(4, self._low_water // 16)
+        self._low_water_chunks = self._high_water_chunks // 2
+        return ends
 
     def feed_eof(self) -> None:
         """No more data will come; readers get what is buffered, then b""."""
@@ -413,6 +484,32 @@ class StreamReader:
             await self._wait()
         return self._read_first(-1)
 
+    async def readchunk(self) -> tuple[bytes, bool]:
+        """`(data, end_of_http_chunk)`, as aiohttp's `readchunk`.
+
+        For a chunked body, the bytes up to the next HTTP chunk's end with True (b"" with True
+        when other reads, or an earlier readchunk() of the chunk's start, already took them),
+        else whatever piece is buffered with False. (b"", False) only at the end.
+        """
+        while True:
+            if self._exception is not None:
+                raise self._exception
+            ends = self._chunk_ends
+            if ends:
+                cursor = self.total_bytes - self._size
+                while ends:
+                    end = ends.popleft()
+                    if end > cursor:
+                        return self._read_nowait(end - cursor), True
+                    if end == cursor:
+                        return b"", True
+                    # Other reads went past this end: aiohttp drops it, and so do we.
+            if self._buffer:
+                return self._read_first(-1), False
+            if self._eof:
+                return b"", False
+            await self._wait()
+
     async def readexactly(self, n: int) -> bytes:
         """Exactly `n` bytes, or `asyncio.IncompleteReadError` if the stream ends first."""
         if self._exception is not None:
@@ -491,6 +588,10 @@ class StreamReader:
     def iter_any(self) -> AsyncIterator[bytes]:
         """Iterate over pieces as they arrived."""
         return _Iterator(self.readany)
+
+    def iter_chunks(self) -> AsyncIterator[tuple[bytes, bool]]:
+        """Iterate over `readchunk()` results, up to the end (not included)."""
+        return _ChunkIterator(self)
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         """Iterate over lines."""
@@ -663,7 +764,7 @@ class StreamReader:
         size = self._size - count
         self._size = size
         if size < self._low_water:
-            if self._paused:
+            if self._paused and (self._chunk_ends is None or self._few_chunk_ends()):
                 self._paused = False
                 if self._protocol is not None:
                     self._protocol.resume_reading()
@@ -672,6 +773,46 @@ class StreamReader:
                 self._space_waiter = None
                 if not space.done():
                     space.set_result(None)
+
+
+    def _few_chunk_ends(self) -> bool:
+        """Whether the pending chunk ends allow reading again (checked only while paused)."""
+        ends = self._chunk_ends
+        assert ends is not None
+        cursor = self.total_bytes - self._size
+        while ends and ends[0] < cursor:
+            ends.popleft()
+        return len(ends) < self._low_water_chunks
+
+
+class ChunkEndSink:
+    """`end_http_chunk_receiving()` of whichever stream is `stream` (None: drop the ends), as
+    one bound method, `mark`, for a parser that binds its callbacks once (httptools does).
+
+    Chunk ends are the hot path of a chunked body: `mark` does the common case (ends already
+    pending) itself, so a chunk end costs one Python call, not a forwarding call plus the
+    stream's own; anything else goes to the stream's method.
+    """
+
+    __slots__ = ("stream",)
+
+    def __init__(self) -> None:
+        self.stream: StreamReader | None = None
+
+    def mark(self) -> None:
+        stream = self.stream
+        if stream is None:
+            return
+        ends = stream._chunk_ends
+        if ends:
+            # Keep in step with StreamReader.end_http_chunk_receiving's first branch.
+            total = stream.total_bytes
+            if ends[-1] != total:
+                ends.append(total)
+                if len(ends) > stream._high_water_chunks:
+                    stream._many_chunk_ends()
+            return
+        stream.end_http_chunk_receiving()
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:
@@ -696,3 +837,21 @@ class _Iterator:
         if not data:
             raise StopAsyncIteration
         return data
+
+
+class _ChunkIterator:
+    """`async for` over `readchunk()`, stopping at (b"", False) as aiohttp's does."""
+
+    __slots__ = ("_stream",)
+
+    def __init__(self, stream: StreamReader) -> None:
+        self._stream = stream
+
+    def __aiter__(self) -> _ChunkIterator:
+        return self
+
+    async def __anext__(self) -> tuple[bytes, bool]:
+        data, end = await self._stream.readchunk()
+        if not data and not end:
+            raise StopAsyncIteration
+        return data, end
