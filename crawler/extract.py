@@ -9,8 +9,9 @@ Resolution follows RFC 3986 section 5.2 (the tests check the RFC's own examples)
 removed from absolute references too, with the clean-ups browsers apply to attribute values:
 surrounding whitespace and control characters are stripped, tabs and newlines inside are removed,
 and backslashes before the query count as slashes. Results made of URL-safe ASCII with a plain host
-are kept as strings (the per-page fast path); anything else goes through `yarl`, which
-percent-encodes spaces and non-ASCII (as UTF-8) and IDNA-encodes hosts.
+are kept as strings (the per-page fast path); anything else is canonicalized by `crawler.urls`,
+which percent-encodes spaces and non-ASCII (as UTF-8) and parses hosts as browsers do (escapes,
+IDNA, IPv4 numbers); tests/test_urls_whatwg.py checks the results against a WHATWG URL parser.
 
 The query is the exception to UTF-8 (WHATWG URL, "percent-encode after encoding"): in a document
 of a legacy encoding (windows-1252, Shift_JIS, ...) a browser encodes the query of its links in
@@ -35,6 +36,9 @@ from selectolax.lexbor import LexborHTMLParser
 
 from crawler import encodings
 
+# `_host_form` is the cached WHATWG host parser (raises ValueError for a host browsers reject).
+from crawler.urls import InvalidURL, _host_form, canonicalize
+
 __all__ = [
     "extract_links",
     "extract_links_from_body",
@@ -58,7 +62,9 @@ _ORIGIN = re.compile(
     r"(https?)://((?:[A-Za-z0-9_\-]+\.)*[A-Za-z0-9_\-]+\.?|\[[0-9A-Fa-f:.]+\])(?::(\d{1,5}))?(?=[/?]|$)",
     re.ASCII,
 )
-_VALID_HOST = re.compile(r"(?:[A-Za-z0-9_\-]+\.)*[A-Za-z0-9_\-]+\.?|\[[0-9A-Fa-f:.]+\]", re.ASCII)
+# How a host ending in a number (decimal, hex "0x7f" or "0x", a trailing dot) or an IPv6
+# literal ends.
+_NUMBER_END = frozenset("0123456789abcdefABCDEFxX.]")
 # A '.' or '..' segment in a path: needs RFC 3986 remove_dot_segments.
 _DOT_SEGMENT = re.compile(r"/\.\.?(?:/|$)")
 # What browsers strip from both ends of an attribute URL (C0 controls and space).
@@ -113,10 +119,11 @@ def _remove_dot_segments(path: str) -> str:
                 output.pop()
         elif segment != ".":
             output.append(segment)
-    result = "/" + "/".join(output)
-    if segments[-1] in (".", "..") and not result.endswith("/"):
-        result += "/"
-    return result
+    if segments[-1] in (".", ".."):
+        # A last "." or ".." leaves an empty last segment, even after an empty one: "/a/.//."
+        # is "/a//" (RFC 3986 5.2.4 and WHATWG both), not "/a/".
+        output.append("")
+    return "/" + "/".join(output)
 
 
 def _without_dot_segments(url: str) -> str:
@@ -140,7 +147,11 @@ def _checked(url: str) -> str | None:
     """`url` (absolute, no fragment) if it is a well-formed http(s) URL, else None.
 
     Plain URLs pass as they are (an empty path becomes "/", RFC 3986 6.2.3, so both spellings
-    dedupe); others go through yarl: percent-encoded as UTF-8, IDNA host, host and port checked.
+    dedupe), unless their host is an IP literal or ends in a number, which `crawler.urls`
+    parses as a browser does ("http://127.1/" is 127.0.0.1, "http://1.2.3.256/" is no URL).
+    Others are canonicalized by `crawler.urls`: percent-encoded as UTF-8, escapes and IDNA in
+    the host resolved, host and port checked (the WHATWG host parser; the test is
+    tests/test_urls_whatwg.py).
     """
     if "/." in url:
         url = _without_dot_segments(url)
@@ -149,22 +160,45 @@ def _checked(url: str) -> str | None:
         port = origin.group(3)
         if port is not None and int(port) > 65535:
             return None
+        host = origin.group(2)
+        # An IPv6 literal or a host that may end in a number (an IPv4 address, "127.1"...)
+        # ends with one of these; most names (".com", ".org") are told apart by that alone,
+        # the others by the cache of `_ip_host`.
+        if host[-1] in _NUMBER_END:
+            parsed_host = _ip_host(host)
+            if parsed_host is None:
+                return None
+            if parsed_host != host:
+                url = url[: origin.start(2)] + parsed_host + url[origin.end(2) :]
+                origin = _ORIGIN.match(url)
+                if origin is None:  # cannot happen: a canonical IP literal is a plain host
+                    return None
         end = origin.end()
         if end == len(url) or url[end] == "?":
             url = url[:end] + "/" + url[end:]
         return url
+    if url[-1] <= " ":
+        # Spaces and controls that were before a "#" are part of the URL (the strip of the
+        # attribute value is done): canonicalize would strip them again, a browser escapes them.
+        kept = url.rstrip(_STRIP)
+        url = kept + "".join(f"%{ord(char):02X}" for char in url[len(kept) :])
     try:
-        parsed = yarl.URL(url)
-    except (ValueError, TypeError, UnicodeError):
+        return canonicalize(url)
+    except InvalidURL:
         return None
-    host = parsed.raw_host
-    if parsed.scheme not in _HTTP_SCHEMES or not host:
+
+
+@functools.lru_cache(maxsize=4096)
+def _ip_host(host: str) -> str | None:
+    """`host` (plain: letters, digits, "-_." or an IPv6 literal) as the WHATWG host parser
+    reads it: itself when the parser keeps it ("127.0.0.1", "example.de"), the address when
+    it rewrites it ("127.1" is "127.0.0.1"), None when it rejects it ("1.2.3.256",
+    "[1::2::3]", "foo.09")."""
+    try:
+        canonical = _host_form(host)
+    except ValueError:
         return None
-    if _VALID_HOST.fullmatch(f"[{host}]" if ":" in host else host) is None:
-        return None
-    if not parsed.raw_path:
-        parsed = parsed.with_path("/")
-    return str(parsed)
+    return host if canonical == host.lower() else canonical
 
 
 def _relative(ref: str, base: _Base) -> str | None:
@@ -194,6 +228,10 @@ def _resolve(raw: str, base: _Base) -> str | None:
         ref = before.replace("\\", "/") + mark + after
     ref = ref.partition("#")[0]
     if ref.startswith("//"):
+        if ref.startswith("/", 2):
+            # Browsers skip any number of slashes before the host of an http(s) URL
+            # ("///host/", WHATWG's "special authority ignore slashes" state).
+            ref = "//" + ref.lstrip("/")
         return _checked(base.scheme + ":" + ref)
     scheme_match = _SCHEME.match(ref)
     if scheme_match is None:
@@ -333,7 +371,7 @@ def _query_codec(encoding: str | None) -> str | None:
     `encoding` is a WHATWG label, mapped as `html_encoding` maps it ("shift_jis": cp932-based),
     or else a Python codec name. WHATWG URL uses the document's encoding, except that UTF-16 and
     "replacement" documents (whose "output encoding" is UTF-8) and UTF-8 ones get UTF-8, which
-    is what yarl writes anyway. Raises LookupError for a name that is neither.
+    is what `crawler.urls` writes anyway. Raises LookupError for a name that is neither.
     """
     if encoding is None or encoding == "utf-8":
         return None
@@ -355,8 +393,9 @@ def _with_encoded_queries(refs: list[str], codec: str) -> list[str]:
 def _with_encoded_query(ref: str, codec: str) -> str:
     """`ref` with the non-ASCII characters of its query percent-encoded in `codec`.
 
-    Only the query changes: the path stays for yarl's UTF-8 (WHATWG URL's path state ignores
-    the document's encoding), and the fragment is dropped here as `_resolve` drops it anyway.
+    Only the query changes: the path stays for the UTF-8 of `crawler.urls` (WHATWG URL's path
+    state ignores the document's encoding), and the fragment is dropped here as `_resolve`
+    drops it anyway.
     ASCII is left as it is, so existing escapes stay and `_resolve`'s clean-ups (whitespace,
     tabs, backslashes before the query) see the same characters they would have.
     """
