@@ -26,8 +26,10 @@ from crawler.http.errors import (
     RequestInfo,
     ServerDisconnectedError,
     ServerTimeoutError,
+    TooManyRedirects,
     WSServerHandshakeError,
 )
+from crawler.http.redirects import REDIRECT_STATUSES, follow
 from crawler.http.request import build_url, merge_headers, pick_auth
 from crawler.http.resolver import DefaultResolver
 from crawler.http.tls import SSLSetting, resolve_ssl
@@ -68,6 +70,8 @@ __all__ = [
 
 DEFAULT_MAX_MSG_SIZE = 4 * 1024 * 1024
 DEFAULT_WS_CLIENT_TIMEOUT = ClientWSTimeout(ws_receive=None, ws_close=10.0)
+# Redirects ws_connect follows before giving up: the session's default for requests.
+MAX_REDIRECTS = 10
 
 
 def ws_timeout(
@@ -208,8 +212,11 @@ async def ws_connect(
     The session's base URL, default headers, auth (or netrc with trust_env), cookies, proxy
     (explicit, session default or from the environment), TLS settings and timeout (`connect`
     for getting a connection, `sock_read` for the handshake answer, `total` for both) apply.
-    Cookies set by the server's 101 answer go into the session's jar. `timeout` and the rest
-    are the WebSocket's own (see `websocket_handshake`).
+    Cookies set by the server's 101 answer go into the session's jar. A 301/302/303/307/308
+    answer is followed (at most MAX_REDIRECTS times, TooManyRedirects beyond) as aiohttp's
+    session request does, dropping the caller's credentials and cookies on a new origin; a
+    ws(s):// Location is taken as http(s)://. `timeout` and the rest are the WebSocket's own
+    (see `websocket_handshake`).
     """
     connector = session.connector
     if session.closed or connector is None:
@@ -230,36 +237,82 @@ async def ws_connect(
         ssl = resolve_ssl(
             ssl, verify_ssl=verify_ssl, ssl_context=ssl_context, fingerprint=fingerprint
         )
-    proxy_url, proxy_auth = session._proxy_for(http_url, proxy, proxy_auth)
+    given_proxy_auth = proxy_auth
+    proxy_url, proxy_auth = session._proxy_for(http_url, proxy, given_proxy_auth)
     client_timeout = session.timeout
+    history: list[WSServerHandshakeError] = []
 
     try:
         async with asyncio.timeout(client_timeout.total) as budget:
-            transport = await _open_transport(
-                session,
-                http_url,
-                ssl=ssl,
-                proxy=proxy_url,
-                proxy_auth=proxy_auth,
-                proxy_headers=proxy_headers,
-                server_hostname=server_hostname,
-                timeout=client_timeout,
-            )
-            ws = await websocket_handshake(
-                transport,
-                url=ws_url,
-                protocols=protocols,
-                headers=request_headers,
-                origin=origin,
-                compress=compress,
-                timeout=timeout,
-                receive_timeout=receive_timeout,
-                autoclose=autoclose,
-                autoping=autoping,
-                heartbeat=heartbeat,
-                max_msg_size=max_msg_size,
-                handshake_timeout=client_timeout.sock_read,
-            )
+            while True:
+                transport = await _open_transport(
+                    session,
+                    http_url,
+                    ssl=ssl,
+                    proxy=proxy_url,
+                    proxy_auth=proxy_auth,
+                    proxy_headers=proxy_headers,
+                    server_hostname=server_hostname,
+                    timeout=client_timeout,
+                )
+                try:
+                    ws = await websocket_handshake(
+                        transport,
+                        url=ws_url,
+                        protocols=protocols,
+                        headers=request_headers,
+                        origin=origin,
+                        compress=compress,
+                        timeout=timeout,
+                        receive_timeout=receive_timeout,
+                        autoclose=autoclose,
+                        autoping=autoping,
+                        heartbeat=heartbeat,
+                        max_msg_size=max_msg_size,
+                        handshake_timeout=client_timeout.sock_read,
+                    )
+                except WSServerHandshakeError as exc:
+                    location = _redirect_location(exc)
+                    if location is None:
+                        if history:
+                            exc.history = tuple(history)
+                        raise
+                    # aiohttp's ws_connect is a session request, so it follows redirects (as
+                    # RFC 6455 4.1 allows); the answer's cookies count as any response's.
+                    assert exc.headers is not None  # _redirect_location checked
+                    _store_cookies(session, http_url, exc.headers.getall("Set-Cookie", []))
+                    history.append(exc)
+                    if len(history) > MAX_REDIRECTS:
+                        raise TooManyRedirects(
+                            history[0].request_info,
+                            tuple(history),
+                            status=exc.status,
+                            message=f"more than {MAX_REDIRECTS} redirects",
+                            headers=exc.headers,
+                        ) from None
+                    hop = follow(
+                        exc.status or 0,
+                        "GET",
+                        http_url,
+                        str(_as_http(location)),
+                        requote=session.requote_redirect_url,
+                    )
+                    if hop.new_origin:
+                        # Credentials and cookies the caller gave were for the first origin.
+                        if caller is not None:
+                            for name in ("Authorization", "Cookie", "Proxy-Authorization"):
+                                caller.popall(name, None)
+                        auth = None
+                    http_url = hop.url.with_fragment(None)
+                    if http_url.raw_user is not None or http_url.raw_password is not None:
+                        auth, http_url = BasicAuth.from_url(http_url), http_url.with_user(None)
+                    if proxy is None:
+                        # A default or environment proxy depends on the URL (NO_PROXY...).
+                        proxy_url, proxy_auth = session._proxy_for(http_url, None, given_proxy_auth)
+                    request_headers = _handshake_headers(session, http_url, caller, auth)
+                    ws_url = normalize_ws_url(http_url)
+                    continue
+                break
     except TimeoutError:
         if not budget.expired():
             raise
@@ -269,6 +322,13 @@ async def ws_connect(
         ) from None
     _store_cookies(session, http_url, ws.response_headers.getall("Set-Cookie", []))
     return ws
+
+
+def _redirect_location(exc: WSServerHandshakeError) -> str | None:
+    """Where a refused upgrade redirects to, None when it is no redirect."""
+    if exc.status not in REDIRECT_STATUSES or exc.headers is None:
+        return None
+    return exc.headers.get("Location") or exc.headers.get("URI")
 
 
 def _as_http(url: str | URL) -> str | URL:

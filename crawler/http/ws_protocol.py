@@ -52,6 +52,8 @@ _READ_LOW_WATER = 1 << 16
 _INFLATE_SLICE = 4096
 # How long a closing transport may take to flush before it is aborted.
 _CLOSE_GRACE = 5.0
+# Interim (1xx) heads before the upgrade answer are skipped up to this many bytes in all.
+_MAX_INTERIM = 1 << 16
 
 _CAN_SEND_CLOSE = (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING)
 
@@ -77,6 +79,10 @@ class WebSocketProtocol(asyncio.Protocol):
         self._handshake: asyncio.Future[AcceptConnection | HandshakeFailure] = loop.create_future()
         self._inflating = False
         self._failed = False
+        # Bytes read before the answer's status line is known; None once it is (see
+        # _skip_interim_heads).
+        self._head_start: bytearray | None = bytearray()
+        self._interim_skipped = 0
 
         self._messages: deque[WSMessage] = deque()
         self._queued_bytes = 0
@@ -124,6 +130,11 @@ class WebSocketProtocol(asyncio.Protocol):
         if self._failed or self._lost.done():
             return
         self._last_received = self._loop.time()
+        if self._head_start is not None:
+            skipped = self._skip_interim_heads(data)
+            if skipped is None:
+                return
+            data = skipped
         # Sliced while the handshake is pending too: frames may follow the 101 in the same read.
         sliced = self._inflating or not self._handshake.done()
         if sliced and len(data) > _INFLATE_SLICE:
@@ -133,6 +144,30 @@ class WebSocketProtocol(asyncio.Protocol):
                     return
         else:
             self._feed(data)
+
+    def _skip_interim_heads(self, data: bytes) -> bytes | None:
+        """Drop 1xx answers other than 101 (103 Early Hints, a stray 100 Continue) in front of
+        the upgrade answer: RFC 9110 15.2 has clients parse and skip them, as aiohttp does,
+        while wsproto takes any 1xx for the final refusal. Returns the bytes to give wsproto
+        from the real answer on, or None while its status line is still incomplete."""
+        head = self._head_start
+        assert head is not None
+        head += data
+        while True:
+            if len(head) < 12:  # b"HTTP/1.1 103": the status code decides
+                return None
+            status = bytes(head[9:12])
+            if not (head.startswith(b"HTTP/1.") and status[:1] == b"1" and status != b"101"):
+                break
+            end = head.find(b"\r\n\r\n")
+            if end < 0 and len(head) <= _MAX_INTERIM:
+                return None
+            self._interim_skipped += end + 4
+            if end < 0 or self._interim_skipped > _MAX_INTERIM:
+                break  # endless interim answers: wsproto refuses what is left
+            del head[: end + 4]
+        self._head_start = None
+        return bytes(head)
 
     def eof_received(self) -> bool | None:
         return None  # let the transport close itself; connection_lost does the bookkeeping
@@ -183,9 +218,13 @@ class WebSocketProtocol(asyncio.Protocol):
         except RemoteProtocolError as exc:
             # Only the handshake raises this: the server's answer is not a valid upgrade.
             self._fail_handshake(HandshakeFailure(101, str(exc)))
-        except (LocalProtocolError, AssertionError, ValueError) as exc:
-            # wsproto asserts on some malformed frames instead of raising ParseFailed.
-            message = f"malformed WebSocket data: {exc or type(exc).__name__}"
+        except (LocalProtocolError, AssertionError, ValueError, IndexError, KeyError) as exc:
+            # wsproto asserts on some malformed frames instead of raising ParseFailed, and its
+            # permessage-deflate answer parser indexes blindly ("client_max_window_bits" with
+            # no value is an IndexError). Escaping data_received, these would only be logged
+            # as a fatal transport error and read as a server that hung up.
+            what = "upgrade answer" if not self._handshake.done() else "data"
+            message = f"malformed WebSocket {what}: {exc or type(exc).__name__}"
             self._fail(
                 WSCloseCode.PROTOCOL_ERROR, WebSocketError(WSCloseCode.PROTOCOL_ERROR, message)
             )

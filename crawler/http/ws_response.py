@@ -62,6 +62,8 @@ class ClientWebSocketResponse:
         self._timeout = timeout
         self._autoclose = autoclose
         self._closed = False
+        # The server's close frame was handed to a user who answers it (autoclose=False).
+        self._closing = False
         self._receiving = False
         self._exception: BaseException | None = None
 
@@ -172,6 +174,11 @@ class ClientWebSocketResponse:
             raise RuntimeError("Concurrent call to receive() is not allowed")
         if self._closed:
             return WS_CLOSED_MESSAGE
+        if self._closing:
+            # After its close frame the server sends nothing more: waiting for a message would
+            # hang (until it gives up on us). aiohttp closes here; so do we.
+            await self.close()
+            return WS_CLOSED_MESSAGE
         wait = timeout or self._timeout.ws_receive
         self._receiving = True
         try:
@@ -193,6 +200,8 @@ class ClientWebSocketResponse:
                 # The protocol already answered the close frame; finish with the socket.
                 self._closed = True
                 await self._protocol.wait_closed()
+            else:
+                self._closing = True
         elif message.type in (WSMsgType.ERROR, WSMsgType.CLOSED):
             self._closed = True
             await self._protocol.wait_closed()
