@@ -4,7 +4,7 @@ the program that starts them.
 Settings come from flags > `CRAWL_*` environment > `crawl.toml` > defaults (`crawler.config`).
 Exit codes: 0 finished (failed URLs are recorded, not fatal), 2 bad usage, 130 interrupted with
 state saved (run the same command again to resume), 75 stopped because OUT could not be written
-(disk full, read-only; state saved: free space and run again).
+(disk full, read-only; state saved: free space and run again), 69 the frontier failed for good.
 """
 
 from __future__ import annotations
@@ -203,6 +203,8 @@ def run(seeds: Any, recrawl: bool, **options: Any) -> None:
       2    bad usage: an unknown flag or setting, a bad value, no seeds
       75   OUT cannot be written (disk full, read-only); state saved: free
            space and run the same command again
+      69   the frontier failed for good (the job vanished from a Redis
+           restarted without persistence): seed it again
       130  interrupted (Ctrl-C, SIGTERM); state saved: run it again to resume
     """
     settings = _settings(options)

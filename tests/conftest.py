@@ -50,6 +50,17 @@ def own_redis_server() -> Iterator[RedisServer]:
 
 
 @pytest.fixture
+def volatile_redis_server() -> Iterator[RedisServer]:
+    """A redis-server of this test's own with no persistence at all: a restart empties it."""
+    server = RedisServer(require_binary("redis-server"), persist=False)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
 def tinyproxy() -> Iterator[TinyProxy]:
     """A real tinyproxy of this test's own (its log shows what it was asked for)."""
     proxy = TinyProxy(require_binary("tinyproxy"))

@@ -24,7 +24,14 @@ from typing import TYPE_CHECKING
 from crawler.config import Settings
 from crawler.config.values import NO_PROXY, PROXY_FROM_ENV
 from crawler.content_types import accepts
-from crawler.frontier import Frontier, open_frontier
+from crawler.frontier import (
+    Frontier,
+    FrontierError,
+    FrontierJobLost,
+    FrontierUnavailable,
+    job_exists,
+    open_frontier,
+)
 from crawler.http import (
     AbstractCookieJar,
     ClientConnectorCertificateError,
@@ -176,7 +183,32 @@ def _crawl_gc() -> Iterator[None]:
         gc.unfreeze()
 
 
+async def _open_job(settings: Settings) -> Frontier:
+    """The job's frontier, which `crawl run` seeded (or `crawl worker` found) before this
+    process started. Opening it would create it if it were gone: a worker restarted after its
+    Redis lost the data (a restart without persistence, a FLUSHALL) would then find an empty
+    job, call it finished and exit 0, with the pages it had queued never fetched."""
+    target = frontier_target(settings)
+    if not await job_exists(target, settings.job):
+        where = "its Redis" if settings.redis else str(target)
+        raise FrontierJobLost(
+            f"job {settings.job!r} is no longer in {where} (a restart without persistence, "
+            "a FLUSHALL, a deleted file?); the crawl is not finished: seed it again"
+        )
+    return await open_frontier(target, settings.job)
+
+
 async def _main(settings: Settings, index: int, report: bool) -> int:
+    try:
+        frontier: Frontier = await _open_job(settings)
+    except FrontierUnavailable as error:
+        # One line, not a traceback; the supervisor starts the worker again (an outage).
+        log.error("worker %d cannot reach the frontier: %s", index, error)
+        return 1
+    except FrontierError as error:
+        # No restart cures it: the supervisor stops the others too (see EXIT_FRONTIER_FAILED).
+        log.error("stopping: %s", error)
+        return WorkerExit.FRONTIER_FAILED
     name = f"{socket.gethostname()}-{os.getpid()}"
     counters = CrawlCounters()
     reporter = _own_reporter(settings, counters) if report else None
@@ -205,7 +237,6 @@ async def _main(settings: Settings, index: int, report: bool) -> int:
                     worker=index,
                     port=metrics.port,
                 )
-    frontier: Frontier = await open_frontier(frontier_target(settings), settings.job)
     store = Store(
         settings.out,
         writer_id=name,

@@ -28,7 +28,12 @@ from workers.job import (
 from workers.messages import configure_logging, say
 from workers.progress import CounterSnapshot, ProgressReporter
 from workers.spare import take_spare
-from workers.supervisor import EXIT_DISK_FAILED, EXIT_INTERRUPTED, Supervisor
+from workers.supervisor import (
+    EXIT_DISK_FAILED,
+    EXIT_FRONTIER_FAILED,
+    EXIT_INTERRUPTED,
+    Supervisor,
+)
 
 if TYPE_CHECKING:
     from crawler.frontier import FrontierSettings
@@ -173,6 +178,13 @@ def run_crawl(settings: Settings, seeds: list[str], *, recrawl: bool = False) ->
             "went back to the queue: free space and run the same command again",
             settings.log_format,
             "disk-failed",
+        )
+    elif code == EXIT_FRONTIER_FAILED:
+        say(
+            f"stopped: the frontier of job {settings.job!r} ({frontier_target(settings)}) "
+            "failed in a way waiting does not fix (see above); the crawl is not finished",
+            settings.log_format,
+            "frontier-failed",
         )
     elif code == 0 and settings.max_pages is not None:
         _say_if_budget_ended_it(settings)

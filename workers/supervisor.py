@@ -29,6 +29,10 @@ EXIT_INTERRUPTED = 130
 # The output folder cannot be written (disk full, read-only): the worker handed its URLs back
 # and stopped; the others would fail alike, so they are stopped too (EX_TEMPFAIL, sysexits.h).
 EXIT_DISK_FAILED = 75
+# The frontier failed for good (its job was wiped from Redis, refused commands): the worker
+# said why and stopped; the others would meet the same, and a restart would only join an
+# empty job and call it finished, so they are stopped too (EX_UNAVAILABLE, sysexits.h).
+EXIT_FRONTIER_FAILED = 69
 
 # A child that keeps crashing faster than this is given up on, so a broken install
 # does not become an endless restart loop.
@@ -128,6 +132,7 @@ class Supervisor:
         self._stopping = False
         self._signals_seen = 0
         self._disk_failed = False
+        self._frontier_failed = False
 
     def _child_env(self, index: int) -> dict[str, str]:
         return {**self.env, "CRAWL_WORKER_INDEX": str(index)}
@@ -175,7 +180,8 @@ class Supervisor:
 
     def run(self, before: Callable[[], object] | None = None) -> int:
         """Block until every child is done; returns 0 when finished, 130 when interrupted,
-        75 when a worker could not write the output folder (the rest were stopped).
+        75 when a worker could not write the output folder, 69 when the frontier failed for
+        good (the rest were stopped, in both cases).
 
         With `before`, the children are started first and wait at a gate while `before` runs
         (seeding the job): their start-up overlaps it. If `before` raises, the children are
@@ -241,9 +247,13 @@ class Supervisor:
                     continue
                 del self._children[index]
                 child.close_pidfd()
-                if code == EXIT_DISK_FAILED:
-                    if not self._disk_failed:
+                if code in (EXIT_DISK_FAILED, EXIT_FRONTIER_FAILED):
+                    first = not (self._disk_failed or self._frontier_failed)
+                    if code == EXIT_DISK_FAILED:
                         self._disk_failed = True
+                    else:
+                        self._frontier_failed = True
+                    if first:
                         self._signals_seen = max(self._signals_seen, 1)
                         self._stop_children()  # they hand their leases back and exit
                     continue
@@ -262,6 +272,8 @@ class Supervisor:
                 self._spawn(index, child.restarts + 1)
         if self._disk_failed:
             return EXIT_DISK_FAILED
+        if self._frontier_failed:
+            return EXIT_FRONTIER_FAILED
         if self._stopping:
             return EXIT_INTERRUPTED
         return 1 if failed else EXIT_FINISHED

@@ -14,7 +14,11 @@ site are repeats, and each costs the frontier a canonicalization and a lookup.
 
 A frontier outage (`FrontierUnavailable`: Redis restarting, say) does not end the worker: each
 frontier call waits and tries again until the store is back, so a fetched page is acknowledged
-once it can be, instead of being fetched again after its lease expires.
+once it can be, instead of being fetched again after its lease expires. Leases of tasks still
+waiting for a fetcher are renewed like those in flight, and a task whose lease was lost while it
+waited (an outage longer than a lease) is dropped, not fetched a second time. A frontier error
+that no wait cures (`FrontierJobLost`: the job was wiped from Redis; `FrontierConfigError`)
+stops the worker with one line and `WorkerExit.FRONTIER_FAILED`.
 
 Stopping (`stop()`, called on SIGINT/SIGTERM): no more leases; tasks not started are handed
 back untouched; in-flight fetches get `grace_s` to finish, then are cancelled (their `.part`
@@ -35,7 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from crawler.extract import extract_links_from_body, is_html, resolve_link
-from crawler.frontier import Frontier, FrontierUnavailable, Link, Outcome, Task
+from crawler.frontier import Frontier, FrontierError, FrontierUnavailable, Link, Outcome, Task
 from crawler.robots_header import forbids_following
 from crawler.sitemaps import SitemapKind
 from storage import DownloadError, FetchRecord, RateLimit, Store, fetch_page
@@ -78,6 +82,9 @@ class WorkerExit(enum.IntEnum):
     FINISHED = 0
     INTERRUPTED = 130
     DISK_FAILED = 75  # the output folder could not be written: URLs handed back (see _halt)
+    # The frontier failed in a way no retry fixes (its job was wiped from Redis, its user may
+    # not run scripts): see `_frontier_failed`. EX_UNAVAILABLE, sysexits.h.
+    FRONTIER_FAILED = 69
 
 
 @dataclass(slots=True)
@@ -116,6 +123,11 @@ class Worker:
         self.counters = counters if counters is not None else CrawlCounters()
         self._queue: asyncio.Queue[Task] = asyncio.Queue()
         self._in_flight: dict[str, Task] = {}
+        # Leased and waiting in `_queue` for a fetcher: their leases are renewed too (a queue
+        # behind slow downloads, or a Redis outage, can hold them past a lease), and those
+        # found lost meanwhile are dropped instead of fetched (another worker has them).
+        self._waiting: dict[str, Task] = {}
+        self._lost: set[str] = set()
         self._stopping = asyncio.Event()
         self._work_ready = asyncio.Event()
         self._seen_links: set[str] = set()
@@ -123,6 +135,7 @@ class Worker:
         self._host_next_start: dict[str, float] = {}
         self._advised_hosts: set[str] = set()  # hosts whose failure advice was logged
         self._halted: str | None = None  # why the output folder cannot be written (see _halt)
+        self._broken: FrontierError | None = None  # see _frontier_failed
         # Records are written a batch at a time, just before the frontier commits the acks
         # they belong to: a page the frontier calls done always has its record, and a batch of
         # pages costs one write instead of one each.
@@ -155,15 +168,34 @@ class Worker:
             self.stop()
         await self._hand_back([task])
 
+    def _frontier_failed(self, error: FrontierError) -> None:
+        """The frontier raised an error that waiting does not cure (FrontierJobLost: the job
+        was wiped from Redis; FrontierConfigError: refused commands). Going on would fetch
+        pages nobody can record as done, or call a wiped job finished: stop, say why once, and
+        exit with FRONTIER_FAILED (not a crash: a supervisor must not restart us into it)."""
+        if self._broken is None:
+            self._broken = error
+            log.error("stopping: %s", error)
+            self.stop()
+
     async def run(self) -> WorkerExit:
-        """Fetch until the frontier is finished (FINISHED) or `stop()` was called (INTERRUPTED)."""
+        """Fetch until the frontier is finished (FINISHED) or `stop()` was called (INTERRUPTED);
+        FRONTIER_FAILED when the frontier failed for good (see `_frontier_failed`)."""
         renewer = asyncio.create_task(self._renew_loop(), name="renew-leases")
         fetchers = [
             asyncio.create_task(self._fetch_loop(), name=f"fetch-{i}")
             for i in range(self.options.concurrency)
         ]
+        finished = False
         try:
-            finished = await self._lease_loop()
+            try:
+                finished = await self._lease_loop()
+            except FrontierUnavailable as error:
+                # Raised only once stopping (see _through_outage): an interrupted run, not a
+                # crash; the leases held expire back into their queues.
+                log.warning("stopping while the frontier is unavailable: %s", error)
+            except FrontierError as error:
+                self._frontier_failed(error)
         finally:
             exit_code = await self._wind_down(fetchers)
             renewer.cancel()
@@ -173,6 +205,8 @@ class Worker:
                 self.store.records.flush()  # those of fetches whose acks did not go through
         if self._halted is not None:
             return WorkerExit.DISK_FAILED
+        if self._broken is not None:
+            return WorkerExit.FRONTIER_FAILED
         if finished and exit_code is WorkerExit.FINISHED:
             return WorkerExit.FINISHED
         return WorkerExit.INTERRUPTED
@@ -212,6 +246,7 @@ class Worker:
             if tasks:
                 idle = IDLE_POLL_MIN_S
                 for task in tasks:
+                    self._waiting[task.id] = task
                     self._queue.put_nowait(task)
                 if len(tasks) < asked and busy:
                     # The frontier had fewer: host slots are taken, mostly by our own fetches.
@@ -248,7 +283,11 @@ class Worker:
     async def _wind_down(self, fetchers: list[asyncio.Task[None]]) -> WorkerExit:
         unstarted: list[Task] = []
         while not self._queue.empty():
-            unstarted.append(self._queue.get_nowait())
+            task = self._queue.get_nowait()
+            self._waiting.pop(task.id, None)
+            if task.id not in self._lost:
+                unstarted.append(task)
+        self._lost.clear()
         if unstarted:
             await self._hand_back(unstarted)
         for _ in fetchers:
@@ -281,8 +320,13 @@ class Worker:
                 log.warning("frontier unavailable (%s); trying again in %.1f s", exc, pause)
                 await _wait(self._stopping, pause)
                 pause = min(pause * 2, OUTAGE_RETRY_MAX_S)
+            except FrontierError as exc:
+                self._frontier_failed(exc)
+                raise
 
     async def _hand_back(self, tasks: list[Task]) -> None:
+        if self._broken is not None:
+            return  # the frontier refuses us: the leases expire (or are gone with the job)
         try:
             await self.frontier.release(tasks)
         except Exception as exc:  # the leases expire anyway: nothing is lost
@@ -293,14 +337,23 @@ class Worker:
     async def _renew_loop(self) -> None:
         while True:
             await asyncio.sleep(self.options.renew_s)
-            if not self._in_flight:
+            if not self._in_flight and not self._waiting:
                 continue
-            ids = list(self._in_flight)
+            ids = [*self._in_flight, *self._waiting]
             try:
                 kept = await self.frontier.renew(ids)
+            except FrontierError as exc:
+                if not isinstance(exc, FrontierUnavailable):
+                    self._frontier_failed(exc)
+                    return
+                log.warning("lease renewal failed: %s", exc)
+                continue
             except Exception as exc:
                 log.warning("lease renewal failed: %s", exc)
                 continue
+            for task_id in [t for t in self._waiting if t not in kept and t in ids]:
+                del self._waiting[task_id]
+                self._lost.add(task_id)  # not to be started: see _still_ours
             lost = len(ids) - len(kept)
             if lost:
                 log.warning(
@@ -309,11 +362,36 @@ class Worker:
 
     # --- one fetch ----------------------------------------------------------------------------
 
+    async def _still_ours(self, task: Task) -> bool:
+        """Whether the lease on `task`, just taken off the queue, is still this worker's.
+
+        A task whose lease a renewal found lost, or that waited past its deadline (Redis was
+        down longer than a lease, say, when the renewals failed), may be another worker's by
+        now: fetching it too would fetch and record the page twice. The deadline is the
+        store's clock, so one read as past on a skewed machine only costs a renewal."""
+        self._waiting.pop(task.id, None)
+        if task.id in self._lost:
+            self._lost.discard(task.id)
+            return False
+        if time.time() < task.deadline:
+            return True
+        try:
+            kept = await self._through_outage(self.frontier.renew, [task])
+        except FrontierError:
+            return False  # stopping, or the frontier failed for good: not to be fetched
+        if task.id in kept:
+            return True
+        log.info("%s: its lease expired while it waited; another worker fetches it", task.url)
+        return False
+
     async def _fetch_loop(self) -> None:
         while True:
             task = await self._queue.get()
             if task is _STOP:
                 return
+            if not await self._still_ours(task):
+                self._work_ready.set()
+                continue
             if self._halted is not None:
                 await self._hand_back([task])  # leased before the halt: back, untried
                 continue
@@ -327,6 +405,16 @@ class Worker:
                 cancelled = True
                 raise
             except Exception as exc:
+                if self._broken is not None and isinstance(exc, FrontierError):
+                    continue  # said once by _frontier_failed; the worker is stopping
+                if isinstance(exc, FrontierUnavailable) and self._stopping.is_set():
+                    # Stopped while the store is down (see _through_outage): not a bug.
+                    log.warning(
+                        "%s: not settled, the frontier is unavailable; its lease expires and "
+                        "it is fetched again",
+                        task.url,
+                    )
+                    continue
                 disk = disk_failure(exc)
                 if disk is not None:  # writing a record or an ack's records: see _halt
                     await self._halt(task, f"{type(disk).__name__}: {disk}")

@@ -12,7 +12,7 @@ default) meet it, proven by one conformance suite (tests/frontier).
 """
 
 from .base import FrontierBase
-from .errors import FrontierConfigError, FrontierError, FrontierUnavailable
+from .errors import FrontierConfigError, FrontierError, FrontierJobLost, FrontierUnavailable
 from .factory import job_exists, open_frontier
 from .protocol import Frontier
 from .settings import JOB_DEFINING, FrontierSettings
@@ -39,6 +39,7 @@ __all__ = [
     "FrontierBase",
     "FrontierConfigError",
     "FrontierError",
+    "FrontierJobLost",
     "FrontierSettings",
     "FrontierStats",
     "FrontierUnavailable",

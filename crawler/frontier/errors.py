@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["FrontierConfigError", "FrontierError", "FrontierUnavailable"]
+__all__ = ["FrontierConfigError", "FrontierError", "FrontierJobLost", "FrontierUnavailable"]
 
 
 class FrontierError(Exception):
@@ -19,3 +19,13 @@ class FrontierUnavailable(FrontierError, ConnectionError):
 
 class FrontierConfigError(FrontierError, ValueError):
     """A job, URL or setting the frontier cannot work with (bad job name, wrong file...)."""
+
+
+class FrontierJobLost(FrontierError):
+    """The job's state vanished from the store under a running crawl: a Redis restarted
+    without persistence, a FLUSHALL, a failover to an empty replica.
+
+    Not retryable: an emptied job has nothing queued and nothing leased, so carrying on would
+    call it finished (or crawl a partial job seeded only by the links of pages in flight)
+    with the pages it had queued missing. The crawl must be seeded again.
+    """

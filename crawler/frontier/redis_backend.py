@@ -10,16 +10,26 @@ pipeline, so an ack never lands without its links (docs/frontier.md).
 Connection trouble is retried by redis-py with jittered exponential backoff: an outage
 shorter than `RIDE_OUT_SECONDS` (a restart) is ridden out, and the scripts are loaded again
 when the restarted server lost them; a server that stays away longer makes the call raise
-`FrontierUnavailable` naming it, after at most about twice that. Retrying a script is safe:
-adds are deduplicated, settles of a task no longer leased are no-ops, and a lease whose reply
-was lost expires back into its queue. Refused credentials and an untrusted TLS certificate
-are not retried: they raise `FrontierConfigError` at once.
+`FrontierUnavailable` naming it, after at most about twice that. A LEASE or COMMIT resent
+after a lost reply (the script ran, the connection dropped before its answer) is answered
+from what the first run did, kept under the call's id for `CALL_MEMORY_MS`: no task is leased
+twice over to strand until its deadline, no ack reported unsettled, no link counted twice.
+Refused credentials and an untrusted TLS certificate are not retried: they raise
+`FrontierConfigError` at once, as do refused commands (an ACL user without EVALSHA).
+Error replies of a server that cannot write now (OOM at maxmemory, MISCONF, READONLY, BUSY)
+raise `FrontierUnavailable` saying so: callers try again later.
+
+A job carries an incarnation token, in its config and in every partition's meta, which each
+script and `is_finished` check: a job wiped under the crawl (Redis restarted without
+persistence, flushed) raises `FrontierJobLost` instead of passing for finished with nothing
+queued, or being rebuilt, partially, from the links of pages in flight.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import ssl
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
@@ -29,7 +39,7 @@ import msgpack
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import EqualJitterBackoff
-from redis.exceptions import AuthenticationError, NoScriptError, ResponseError
+from redis.exceptions import AuthenticationError, NoPermissionError, NoScriptError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -38,9 +48,18 @@ from crawler.urls import canonical_parts
 from .admission import Admitted, partition_of, unpack_body
 from .base import CommitResult, FrontierBase, Settle
 from .bloom import bloom_shape
-from .errors import FrontierConfigError, FrontierUnavailable
+from .errors import FrontierConfigError, FrontierError, FrontierJobLost, FrontierUnavailable
 from .redis_keys import JobKeys, PartitionKeys
-from .redis_scripts import COMMIT, LEASE, RECOVER, RENEW, SCRIPTS, SET_DELAY, Script
+from .redis_scripts import (
+    COMMIT,
+    JOB_LOST_CODE,
+    LEASE,
+    RECOVER,
+    RENEW,
+    SCRIPTS,
+    SET_DELAY,
+    Script,
+)
 from .settings import FrontierSettings
 from .task import FinalRecord, FinalState, FrontierStats, HostBacklog, Task
 
@@ -136,16 +155,73 @@ def _store_error(where: str, job: str, exc: BaseException) -> Exception:
     return FrontierUnavailable(f"redis at {where} unreachable for job {job!r}: {exc}")
 
 
+# Error replies that say the server cannot take writes now, not that the request is wrong:
+# they pass (memory freed, a save that works again, a failover done), so callers try again.
+_TRANSIENT_REPLIES = {
+    "OOM": "is out of memory (maxmemory reached; free memory or raise maxmemory)",
+    "MISCONF": "refuses writes (it cannot save its data; see its log)",
+    "READONLY": "is a read-only replica (a failover in progress?)",
+    "BUSY": "is busy running a script",
+    "MASTERDOWN": "is a replica that lost its master",
+    "TRYAGAIN": "asks to try again (a cluster reshard)",
+    "CLUSTERDOWN": "is part of a cluster that is down",
+}
+
+
+def _reply_error(where: str, job: str, exc: ResponseError) -> FrontierError | None:
+    """The frontier error an error reply of the server means; None for one that is a bug of
+    ours (a script error), which is left to surface as it is.
+
+    redis-py strips the reply's code from some exceptions (OutOfMemoryError, ReadOnlyError,
+    NoPermissionError keep only the text), so their class tells as well as the code."""
+    text = str(exc)
+    code = text.split(" ", 1)[0]
+    if JOB_LOST_CODE in text:
+        return FrontierJobLost(
+            f"job {job!r} is gone from redis at {where} (lost: the server was emptied under the "
+            "crawl, restarted without persistence or flushed); it cannot go on: seed it again "
+            "with `crawl run`, and run Redis with appendonly yes to keep jobs across restarts"
+        )
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if "OutOfMemoryError" in names:
+        code = "OOM"
+    elif "ReadOnlyError" in names:
+        code = "READONLY"
+    if code in _TRANSIENT_REPLIES:
+        return FrontierUnavailable(
+            f"redis at {where} {_TRANSIENT_REPLIES[code]}, for job {job!r}: {text}"
+        )
+    if isinstance(exc, NoPermissionError) or code in ("NOPERM", "NOAUTH", "WRONGPASS"):
+        return FrontierConfigError(
+            f"redis at {where} refused a command of job {job!r}: NOPERM {text} (its user needs "
+            "the read, write and scripting commands on the job's keys: +@all ~crawl:*)"
+        )
+    return None
+
+
+def _translated(where: str, job: str, exc: BaseException) -> BaseException:
+    """What a call that failed with `exc` raises."""
+    if isinstance(exc, _DOWN):
+        return _store_error(where, job, exc)
+    if isinstance(exc, ResponseError):
+        return _reply_error(where, job, exc) or exc
+    return exc
+
+
 def _store_call(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    """Turn redis-py's connection errors (after its retries) into FrontierUnavailable."""
+    """Turn redis-py's connection errors (after its retries) into FrontierUnavailable, and
+    error replies into the frontier errors they mean (see `_reply_error`)."""
 
     @functools.wraps(method)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return await method(*args, **kwargs)
-        except _DOWN as exc:
+        except (*_DOWN, ResponseError) as exc:
             self = args[0]
-            raise _store_error(self._where, self.job, exc) from exc  # type: ignore[attr-defined]
+            error = _translated(self._where, self.job, exc)  # type: ignore[attr-defined]
+            if error is exc:
+                raise
+            raise error from exc
 
     return wrapper
 
@@ -184,6 +260,8 @@ class RedisFrontier(FrontierBase):
         )
         self._cursor = 0
         self._where = _where(client)
+        # The job's incarnation (see `_mark_partitions`); '' checks nothing.
+        self._token = ""
 
     @classmethod
     async def open(
@@ -198,13 +276,17 @@ class RedisFrontier(FrontierBase):
         client = redis_client(target, **redis_options) if isinstance(target, str) else target
         keys = JobKeys(job)
         try:
-            settings, mode = await _create_or_join(client, keys, settings)
+            settings, mode, token = await _create_or_join(client, keys, settings)
             frontier = cls(client, job, settings, dedupe_mode=mode, owns_client=owns)
+            frontier._token = token
             await frontier._prepare()
-        except _DOWN as exc:
+        except (*_DOWN, ResponseError) as exc:
             if owns:
                 await client.aclose()
-            raise _store_error(_where(client), job, exc) from exc
+            error = _translated(_where(client), job, exc)
+            if error is exc:
+                raise
+            raise error from exc
         except BaseException:
             if owns:
                 await client.aclose()
@@ -218,8 +300,11 @@ class RedisFrontier(FrontierBase):
         client = redis_client(target, **redis_options)
         try:
             return bool(await client.exists(JobKeys(job).config))
-        except _DOWN as exc:
-            raise _store_error(_where(client), job, exc) from exc
+        except (*_DOWN, ResponseError) as exc:
+            error = _translated(_where(client), job, exc)
+            if error is exc:
+                raise
+            raise error from exc
         finally:
             await client.aclose()
 
@@ -242,7 +327,31 @@ class RedisFrontier(FrontierBase):
                 except ResponseError as exc:
                     if "exists" not in str(exc).lower():
                         raise
+        await self._mark_partitions()
         await self._load_scripts()
+
+    async def _mark_partitions(self) -> None:
+        """Make sure every partition carries the job's incarnation token, which each script
+        and `is_finished` check: a partition without it was emptied under the crawl. Written
+        only where missing (a job made before tokens existed, or a new one), so joining an
+        existing job writes nothing (it then works on a server out of memory too)."""
+        async with self._client.pipeline(transaction=False) as pipe:
+            for part in self._parts:
+                pipe.hget(part.meta, "job")
+            found = await pipe.execute()
+        token = self._token.encode()
+        if any(value not in (None, token) for value in found):
+            raise FrontierJobLost(
+                f"job {self.job!r} at redis {self._where}: its partitions belong to another "
+                "run of the job than its settings (the job was emptied and created again "
+                "while this one ran?)"
+            )
+        missing = [part for part, value in zip(self._parts, found, strict=True) if value is None]
+        if missing:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for part in missing:
+                    pipe.hsetnx(part.meta, "job", token)
+                await pipe.execute()
 
     async def _load_scripts(self) -> None:
         for script in SCRIPTS:
@@ -250,8 +359,17 @@ class RedisFrontier(FrontierBase):
 
     # ---- storage steps -------------------------------------------------------------------
 
-    def _base_args(self, part: PartitionKeys) -> list[Any]:
-        return [part.prefix, self.settings.per_host_limit, self.settings.max_attempts]
+    def _base_args(self, part: PartitionKeys, *, replayable: bool = False) -> list[Any]:
+        """The arguments every script starts with (redis_scripts: P, job, call) and the
+        per-host limit and max attempts. `replayable`: a fresh call id, so that a resend of
+        the call after a lost reply gets the first run's reply instead of running again."""
+        call = os.urandom(9).hex() if replayable else ""
+        s = self.settings
+        return [part.prefix, self._token, call, s.per_host_limit, s.max_attempts]
+
+    def _head_args(self, part: PartitionKeys) -> list[Any]:
+        """P, job and no call id: the head of the scripts that take no limit/attempts."""
+        return [part.prefix, self._token, ""]
 
     @_store_call
     async def _commit(
@@ -283,7 +401,7 @@ class RedisFrontier(FrontierBase):
             result.added += int(reply[0])
             result.duplicates += int(reply[1])
             for (index, _), ok in zip(settles_by.get(p, []), reply[2:], strict=True):
-                result.settled[index] = result.settled[index] or bool(ok)
+                result.settled[index] = result.settled[index] or bool(int(ok))
         return result
 
     def _commit_args(
@@ -291,7 +409,7 @@ class RedisFrontier(FrontierBase):
     ) -> list[Any]:
         s = self.settings
         args: list[Any] = [
-            *self._base_args(part),
+            *self._base_args(part, replayable=True),
             int(s.backoff_base * 1000),
             int(s.backoff_max * 1000),
             self._dedupe_mode,
@@ -325,7 +443,7 @@ class RedisFrontier(FrontierBase):
         for step in range(count):
             part = self._parts[(start + step) % count]
             args = [
-                *self._base_args(part),
+                *self._base_args(part, replayable=True),
                 n - len(tasks),
                 lease_ms,
                 int(s.per_host_delay * 1000),
@@ -336,7 +454,7 @@ class RedisFrontier(FrontierBase):
             (reply,) = await self._run_scripts([(LEASE, part.script_keys, args)])
             deadline = (int(reply[0]) + lease_ms) / 1000
             for i in range(1, len(reply), 2):
-                if reply[i + 1] is not None:
+                if reply[i + 1]:  # None: the task row is gone (cleared meanwhile)
                     tasks.append(_task_from_row(reply[i], reply[i + 1], deadline))
             if len(tasks) >= n:
                 break
@@ -349,10 +467,10 @@ class RedisFrontier(FrontierBase):
             for p in self._partitions_of(fp.hex()):
                 by_part[p].append(fp + str(attempts).encode())
         lease_ms = int(self.settings.lease_seconds * 1000)
-        calls = [
-            (RENEW, self._parts[p].script_keys, [self._parts[p].prefix, lease_ms, *group])
-            for p, group in by_part.items()
-        ]
+        calls = []
+        for p, group in by_part.items():
+            part = self._parts[p]
+            calls.append((RENEW, part.script_keys, [*self._head_args(part), lease_ms, *group]))
         renewed: set[str] = set()
         for reply in await self._run_scripts(calls):
             deadline = (int(reply[0]) + lease_ms) / 1000
@@ -423,9 +541,10 @@ class RedisFrontier(FrontierBase):
         async with self._client.pipeline(transaction=False) as pipe:
             for part in self._parts:
                 pipe.hgetall(part.stats)
-                pipe.hget(part.meta, "paused")
+                pipe.hmget(part.meta, "paused", "job")
                 pipe.hlen(part.backlog)
             replies = await pipe.execute()
+        self._check_tokens([replies[i + 1][1] for i in range(0, len(replies), 3)])
         stats = FrontierStats()
         names = {
             b"queued": "queued", b"leased": "leased", b"done": "done", b"skipped": "skipped",
@@ -433,7 +552,7 @@ class RedisFrontier(FrontierBase):
             b"scope": "out_of_scope", b"retried": "retried", b"expired": "expired",
         }  # fmt: skip
         for i in range(0, len(replies), 3):
-            counters, paused, hosts = replies[i : i + 3]
+            counters, (paused, _), hosts = replies[i : i + 3]
             for raw, name in names.items():
                 setattr(stats, name, getattr(stats, name) + int(counters.get(raw, 0)))
             stats.paused = stats.paused or paused == b"1"
@@ -452,8 +571,19 @@ class RedisFrontier(FrontierBase):
             for _ in range(rounds):
                 for part in self._parts:
                     pipe.hmget(part.stats, "queued", "leased")
+            for part in self._parts:
+                pipe.hget(part.meta, "job")
             replies = await pipe.execute()
-        return all(int(q or 0) == 0 and int(leased or 0) == 0 for q, leased in replies)
+        counts, tokens = replies[: -len(self._parts)], replies[-len(self._parts) :]
+        # Read after the counters: an emptied partition cannot pass for a finished one.
+        self._check_tokens(tokens)
+        return all(int(q or 0) == 0 and int(leased or 0) == 0 for q, leased in counts)
+
+    def _check_tokens(self, tokens: list[bytes | None]) -> None:
+        """Raise FrontierJobLost unless every partition still carries the job's token."""
+        if self._token and any(t != self._token.encode() for t in tokens):
+            error = ResponseError(f"{JOB_LOST_CODE} a partition no longer holds this job")
+            raise _reply_error(self._where, self.job, error) or error
 
     async def pause(self) -> None:
         await self._set_paused(b"1")
@@ -476,7 +606,7 @@ class RedisFrontier(FrontierBase):
     async def set_host_delay(self, host: str, seconds: float) -> None:
         delay_ms = int(min(max(seconds, 0.0), self.settings.max_crawl_delay) * 1000)
         part = self._part_of_host(host)
-        args = [part.prefix, self.settings.per_host_limit, host, delay_ms]
+        args = [*self._head_args(part), self.settings.per_host_limit, host, delay_ms]
         await self._run_scripts([(SET_DELAY, part.script_keys, args)])
 
     @_store_call
@@ -552,6 +682,9 @@ class RedisFrontier(FrontierBase):
         self._stored_seed_hosts.clear()
         self._admitter.scope.seed_hosts.clear()
         self._scope_revision = -1
+        # The job is gone, by our own hand: this frontier may go on using the empty job
+        # (which a later open creates anew, with a token of its own), unchecked.
+        self._token = ""
 
     async def memory_used(self) -> int:
         """Bytes the Redis server uses (INFO memory), for the scale test and benchmark."""
@@ -560,20 +693,37 @@ class RedisFrontier(FrontierBase):
 
 async def _create_or_join(
     client: aioredis.Redis, keys: JobKeys, settings: FrontierSettings | None
-) -> tuple[FrontierSettings, str]:
-    """Store the settings of a new job, or merge with a stored one; pick the dedupe mode."""
+) -> tuple[FrontierSettings, str, str]:
+    """Store the settings of a new job, or merge with a stored one; pick the dedupe mode;
+    the job's incarnation token (made with the job: a job emptied and created again gets
+    another, which tells the frontiers of the old one that theirs is gone).
+
+    Each field is read first and written only when missing: joining an existing job writes
+    nothing, so `crawl status` and workers can join on a server that refuses writes (OOM)."""
     wanted = settings or FrontierSettings()
-    await client.hsetnx(keys.config, "settings", wanted.pack())
-    stored = FrontierSettings.unpack(await client.hget(keys.config, "settings"))
+    packed = await _get_or_set(client, keys.config, "settings", wanted.pack())
+    stored = FrontierSettings.unpack(packed)
     merged = stored if settings is None else wanted.merged_with_stored(stored)
     if merged.dedupe == "exact":
         mode = "set"
     else:
-        await client.hsetnx(keys.config, "dedupe_mode", await _bloom_mode(client))
-        mode = (await client.hget(keys.config, "dedupe_mode")).decode()
+        mode = (await client.hget(keys.config, "dedupe_mode") or b"").decode()
+        if not mode:
+            probed = await _bloom_mode(client)
+            mode = (await _get_or_set(client, keys.config, "dedupe_mode", probed)).decode()
     if mode not in ("set", "bf", "bits"):
         raise FrontierConfigError(f"job {keys.prefix!r} has unknown dedupe mode {mode!r}")
-    return merged, mode
+    token = (await _get_or_set(client, keys.config, "token", os.urandom(8).hex())).decode()
+    return merged, mode, token
+
+
+async def _get_or_set(client: aioredis.Redis, key: str, field: str, value: str | bytes) -> bytes:
+    """The hash field's value, set to `value` first if it has none (the first writer wins)."""
+    found = await client.hget(key, field)
+    if found is None:
+        await client.hsetnx(key, field, value)
+        found = await client.hget(key, field)
+    return found
 
 
 async def _bloom_mode(client: aioredis.Redis) -> str:

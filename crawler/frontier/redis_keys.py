@@ -12,7 +12,8 @@ Layout (see docs/frontier.md for the Redis Cluster story):
     crawl:{JOB/P}:bloom:N           STRING bitset block N (Bloom dedupe without BF.*)
     crawl:{JOB/P}:stats             HASH  counters
     crawl:{JOB/P}:final             HASH  fingerprint -> skipped/failed/dead record
-    crawl:{JOB/P}:meta              HASH  paused flag
+    crawl:{JOB/P}:meta              HASH  paused flag, job (the job's incarnation token)
+    crawl:{JOB/P}:call:ID           STRING what LEASE/COMMIT call ID did (kept 20 s, for resends)
     crawl:{JOB/P}:backlog           HASH  host -> queued tasks
     crawl:{JOB/P}:workers           HASH  worker -> last lease time (ms)
     crawl:{JOB/P}:q:HOST            ZSET  fingerprint -> (priority, arrival) score

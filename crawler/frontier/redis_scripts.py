@@ -21,7 +21,28 @@ from dataclasses import dataclass
 
 from .redis_keys import BLOOM, HOST, QUEUE
 
-__all__ = ["COMMIT", "LEASE", "RECOVER", "RENEW", "SCRIPTS", "SET_DELAY", "Script"]
+__all__ = [
+    "CALL_MEMORY_MS",
+    "COMMIT",
+    "JOB_LOST_CODE",
+    "LEASE",
+    "RECOVER",
+    "RENEW",
+    "SCRIPTS",
+    "SET_DELAY",
+    "Script",
+]
+
+# The error code a script answers with when its partition no longer holds the job (see
+# `job_lost` in the prelude); redis_backend turns it into FrontierJobLost.
+JOB_LOST_CODE = "CRAWLJOBLOST"
+# Suffix of the keys that remember what a LEASE or COMMIT call did, by call id.
+CALL = "call:"
+# How long they are kept. redis-py resends a command whose connection dropped within its
+# retries (about 5.5 s when connections are refused); past this, a resent call runs again,
+# which is safe, only costlier (a lease stranded until its deadline, links counted twice as
+# duplicates). A lease keeps 16 bytes per task for this long, an ack batch a few bytes.
+CALL_MEMORY_MS = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,10 +57,33 @@ class Script:
 
 _PRELUDE = (
     r"""
-local P = ARGV[1]
+local P, JOB, CALL = ARGV[1], ARGV[2], ARGV[3]
 local K_READY, K_LEASES, K_DELAYED, K_TASKS, K_SEEN = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local K_STATS, K_FINAL, K_META, K_BACKLOG, K_WORKERS = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 local QUEUE, HOST, BLOOM = '@QUEUE@', '@HOST@', '@BLOOM@'
+
+-- The job's incarnation is in every partition's meta (`job`), written when the job was created
+-- or joined. A partition without it (or with another) was wiped under us: a Redis restarted
+-- without persistence, a FLUSHALL. Carrying on would find nothing queued and call the job
+-- finished, or rebuild a partial job from the links of pages in flight. JOB '' skips the
+-- check (a frontier that cleared the job itself).
+local function job_lost()
+  if JOB ~= '' and redis.call('HGET', K_META, 'job') ~= JOB then
+    return redis.error_reply('@LOST@ partition ' .. P .. ' no longer holds this job')
+  end
+  return nil
+end
+
+-- What a call did, kept for a while under its id: redis-py sends a command again when the
+-- connection drops, and a reply lost after the script ran must not lease or count twice.
+local function call_key()
+  if CALL == '' then return nil end
+  return P .. '@CALL@' .. CALL
+end
+local function remember(value)
+  local key = call_key()
+  if key then redis.call('SET', key, value, 'PX', @CALL_MS@) end
+end
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -143,9 +187,15 @@ end
 """.replace("@QUEUE@", QUEUE)
     .replace("@HOST@", HOST)
     .replace("@BLOOM@", BLOOM)
+    .replace("@LOST@", JOB_LOST_CODE)
+    .replace("@CALL@", CALL)
+    .replace("@CALL_MS@", str(CALL_MEMORY_MS))
 )
 
-# ARGV: P, limit, max_attempts, n, lease_ms, delay_ms, reclaim_max, worker, budget
+# Every script's ARGV starts with P (the partition's key prefix), the job's incarnation ('' for
+# no check) and a call id ('' for none; LEASE and COMMIT replay a call they already ran).
+
+# ARGV: P, job, call, limit, max_attempts, n, lease_ms, delay_ms, reclaim_max, worker, budget
 # budget: the job's max_pages, or -1 for none; URLs leased and finished (done, failed, dead)
 # count against it, read inside the script, so concurrent leases never go past it.
 # -> {now_ms, fp1, row1, fp2, row2, ...}
@@ -153,8 +203,25 @@ LEASE = Script(
     "lease",
     _PRELUDE
     + r"""
-local limit, max_attempts, n = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local lease_ms, delay_ms, reclaim_max = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local limit, max_attempts, n = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local lease_ms, delay_ms, reclaim_max = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local lost = job_lost()
+if lost then return lost end
+local key = call_key()
+local prior = key and redis.call('GET', key)
+if prior then
+  -- Run before (its reply was lost): the same tasks again, those still leased.
+  local then_ms, fps = string.match(prior, '^(%d+)|(.*)$')
+  local out = {tonumber(then_ms)}
+  for j = 1, string.len(fps), 16 do
+    local fp = string.sub(fps, j, j + 15)
+    if redis.call('ZSCORE', K_LEASES, fp) then
+      out[#out + 1] = fp
+      out[#out + 1] = redis.call('HGET', K_TASKS, fp)
+    end
+  end
+  return out
+end
 local now = now_ms()
 local out = {now}
 if redis.call('HGET', K_META, 'paused') == '1' then return out end
@@ -162,8 +229,8 @@ local touched = {}
 reclaim(now, now, max_attempts, reclaim_max, touched)
 wake(now, reclaim_max, touched)
 for h in pairs(touched) do refresh(h, limit) end
-redis.call('HSET', K_WORKERS, ARGV[8], now)
-local budget = tonumber(ARGV[9])
+redis.call('HSET', K_WORKERS, ARGV[10], now)
+local budget = tonumber(ARGV[11])
 if budget >= 0 then
   local st = redis.call('HMGET', K_STATS, 'leased', 'done', 'failed', 'dead')
   local used = num(st[1]) + num(st[2]) + num(st[3]) + num(st[4])
@@ -207,11 +274,16 @@ while taken < n do
   end
 end
 flush_counts()
+if taken > 0 then
+  local fps = {}
+  for j = 2, #out, 2 do fps[#fps + 1] = out[j] end
+  remember(now .. '|' .. table.concat(fps))
+end
 return out
 """,
 )
 
-# ARGV: P, limit, max_attempts, backoff_base_ms, backoff_max_ms, dedupe, out_of_scope,
+# ARGV: P, job, call, limit, max_attempts, backoff_base_ms, backoff_max_ms, dedupe, out_of_scope,
 #       n_adds, add * n_adds, settle * n_settles   (n_settles = what is left)
 # One argument per row, not five: the client's per-argument encoding cost dominated a batch.
 #   add    = fp (16 bytes) .. host '|' priority_base '|' bloom_positions '|' body
@@ -223,9 +295,19 @@ COMMIT = Script(
     "commit",
     _PRELUDE
     + r"""
-local limit, max_attempts = tonumber(ARGV[2]), tonumber(ARGV[3])
-local backoff_base, backoff_max, dedupe = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
-count('scope', tonumber(ARGV[7]))
+local lost = job_lost()
+if lost then return lost end
+local key = call_key()
+local prior = key and redis.call('GET', key)
+if prior then
+  -- Run before (its reply was lost): its reply again, nothing added or settled twice.
+  local out = {}
+  for v in string.gmatch(prior, '[^,]+') do out[#out + 1] = tonumber(v) end
+  return out
+end
+local limit, max_attempts = tonumber(ARGV[4]), tonumber(ARGV[5])
+local backoff_base, backoff_max, dedupe = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8]
+count('scope', tonumber(ARGV[9]))
 local now = now_ms()
 local touched = {}
 
@@ -242,8 +324,8 @@ local function is_new(fp, positions)
 end
 
 local added, duplicates = 0, 0
-local n_adds = tonumber(ARGV[8])
-local i = 9
+local n_adds = tonumber(ARGV[10])
+local i = 11
 if n_adds > 0 then
   local seq = num(redis.call('HGET', K_STATS, 'seq'))
   local per_host = {}
@@ -327,19 +409,22 @@ for j = i, #ARGV do
 end
 for h in pairs(touched) do refresh(h, limit) end
 flush_counts()
+remember(table.concat(out, ','))
 return out
 """,
 )
 
-# ARGV: P, lease_ms, (fp (16 bytes) .. attempts_or_-1)... -> {now_ms, renewed fp...}
+# ARGV: P, job, call, lease_ms, (fp (16 bytes) .. attempts_or_-1)... -> {now_ms, renewed fp...}
 RENEW = Script(
     "renew",
     _PRELUDE
     + r"""
+local lost = job_lost()
+if lost then return lost end
 local now = now_ms()
-local deadline = now + tonumber(ARGV[2])
+local deadline = now + tonumber(ARGV[4])
 local out = {now}
-for i = 3, #ARGV do
+for i = 5, #ARGV do
   local fp, expected = string.sub(ARGV[i], 1, 16), tonumber(string.sub(ARGV[i], 17))
   if redis.call('ZSCORE', K_LEASES, fp) then
     local v = redis.call('HGET', K_TASKS, fp)
@@ -354,12 +439,14 @@ return out
 """,
 )
 
-# ARGV: P, limit, max_attempts -> number of leases expired now
+# ARGV: P, job, call, limit, max_attempts -> number of leases expired now
 RECOVER = Script(
     "recover",
     _PRELUDE
     + r"""
-local limit, max_attempts = tonumber(ARGV[2]), tonumber(ARGV[3])
+local lost = job_lost()
+if lost then return lost end
+local limit, max_attempts = tonumber(ARGV[4]), tonumber(ARGV[5])
 local now = now_ms()
 local touched = {}
 local n = reclaim(now, '+inf', max_attempts, redis.call('ZCARD', K_LEASES), touched)
@@ -369,20 +456,23 @@ return n
 """,
 )
 
-# ARGV: P, limit, host, delay_ms -> 1. robots.txt's Crawl-delay for a host: kept (`d`), and its
-# next start put at least a delay from now (that robots.txt was a request to the host, and
-# tasks leased before it was read may have started since), so the wait holds from the first.
+# ARGV: P, job, call, limit, host, delay_ms -> 1. robots.txt's Crawl-delay for a host: kept
+# (`d`), and its next start put at least a delay from now (that robots.txt was a request to
+# the host, and tasks leased before it was read may have started since), so the wait holds
+# from the first.
 SET_DELAY = Script(
     "set_delay",
     _PRELUDE
     + r"""
-local host, delay = ARGV[3], tonumber(ARGV[4])
+local lost = job_lost()
+if lost then return lost end
+local host, delay = ARGV[5], tonumber(ARGV[6])
 local hk = P .. HOST .. host
 redis.call('HSET', hk, 'd', delay)
 local want = now_ms() + delay
 if want > num(redis.call('HGET', hk, 'n')) then
   redis.call('HSET', hk, 'n', want)
-  refresh(host, tonumber(ARGV[2]))
+  refresh(host, tonumber(ARGV[4]))
 end
 return 1
 """,

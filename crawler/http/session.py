@@ -11,6 +11,7 @@ import json as jsonlib
 import sys
 import traceback
 import warnings
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable
 from typing import Any
 
@@ -154,6 +155,9 @@ class ClientSession:
         self._default_proxy = checked_url(proxy, "proxy") if proxy is not None else None
         self._default_proxy_auth = proxy_auth
         self._background: set[asyncio.Task[None]] = set()
+        # Open WebSockets: their sockets left the connector's pool at the handshake, so the
+        # connector's close does not reach them; close() does (as aiohttp's does).
+        self._websockets: weakref.WeakSet[Any] = weakref.WeakSet()
         self._closed = False
 
     def __repr__(self) -> str:
@@ -261,10 +265,12 @@ class ClientSession:
         """Open a WebSocket (see `crawler.http.websocket.ws_connect`)."""
         from crawler.http import websocket
 
-        result = websocket.ws_connect(self, url, **kwargs)  # type: ignore[attr-defined]
-        if hasattr(result, "__aenter__"):
-            return result
-        return _WebSocketContextManager(result)
+        return _WebSocketContextManager(self._tracked_ws(websocket.ws_connect(self, url, **kwargs)))
+
+    async def _tracked_ws(self, opening: Awaitable[Any]) -> Any:
+        ws = await opening
+        self._websockets.add(ws)
+        return ws
 
     async def _request(
         self,
@@ -647,6 +653,10 @@ class ClientSession:
         self._closed = True
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
+        if self._websockets:
+            await asyncio.gather(
+                *(ws._abandon() for ws in list(self._websockets)), return_exceptions=True
+            )
         if self._connector is not None and self._connector_owner:
             await self._connector.close()
         self._connector = None

@@ -271,6 +271,11 @@ class ClientWebSocketResponse:
             raise
         return True
 
+    async def _abandon(self) -> None:
+        """Its session closed: the socket is closed without a close handshake (the session
+        owns its connections, as aiohttp's connector does), and receive() then says CLOSED."""
+        await self._protocol.wait_closed()
+
     async def __aenter__(self) -> ClientWebSocketResponse:
         return self
 

@@ -914,3 +914,30 @@ async def test_ws_connect_refused_after_a_redirect_reports_the_history(
     assert caught.value.status == 403
     assert [hop.status for hop in caught.value.history] == [302]
     assert client_sockets_to(server.port) == []
+
+
+# --- the session's close -----------------------------------------------------------------------
+
+
+async def test_closing_the_session_closes_its_open_websockets(
+    frame_server: Callable[..., Awaitable[FrameServer]],
+) -> None:
+    """Their sockets left the connector's pool at the handshake: without the session's own
+    list they stayed connected after `session.close()` (aiohttp's close them)."""
+    ended = asyncio.Event()
+
+    async def script(peer: Peer) -> None:
+        peer.send(frame(OP_TEXT, b"hello"))
+        await peer.writer.drain()
+        await peer.reader.read()  # until the client's socket closes
+        ended.set()
+
+    server = await frame_server(script)
+    session = ClientSession()
+    ws = await session.ws_connect(server.url, compress=0)
+    assert await receive(ws) == WSMessage(WSMsgType.TEXT, "hello", None)
+    await asyncio.wait_for(session.close(), GUARD)
+    await asyncio.wait_for(ended.wait(), GUARD)
+    assert await receive(ws) == CLOSED
+    assert ws.closed
+    assert client_sockets_to(server.port) == []
