@@ -248,6 +248,12 @@ class ClientWebSocketResponse:
         """Close the WebSocket: send our close frame, wait (up to `timeout.ws_close`) for the
         server's, then close the socket. False if it was already closed. A task blocked in
         `receive()` gets a CLOSING message."""
+        if not _sendable_close_code(code):
+            # Before anything changes: the WebSocket stays open and usable.
+            raise ValueError(
+                f"close code {code} cannot be sent (RFC 6455 7.4: 1000-1003, 1007-1014 or "
+                "3000-4999)"
+            )
         if self._receiving:
             self._protocol.push_front(WS_CLOSING_MESSAGE)
         protocol = self._protocol
@@ -290,6 +296,12 @@ class ClientWebSocketResponse:
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
         return f"<ClientWebSocketResponse({self._url}) {state}>"
+
+
+def _sendable_close_code(code: int) -> bool:
+    """Codes an endpoint may put in a close frame (RFC 6455 7.4.1/7.4.2): 1004 is reserved,
+    1005, 1006 and 1015 only report what happened; 1016-2999 are for future standards."""
+    return (1000 <= code <= 1014 and code not in (1004, 1005, 1006)) or 3000 <= code <= 4999
 
 
 def _control_payload(message: bytes | str) -> bytes:

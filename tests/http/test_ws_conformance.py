@@ -941,3 +941,25 @@ async def test_closing_the_session_closes_its_open_websockets(
     assert await receive(ws) == CLOSED
     assert ws.closed
     assert client_sockets_to(server.port) == []
+
+
+@pytest.mark.parametrize("code", [70000, -1, 999, 1005, 1006, 1015, 2000, 5000])
+async def test_a_close_code_that_cannot_be_sent_is_refused_and_leaves_it_open(
+    frame_server: Callable[..., Awaitable[FrameServer]], code: int
+) -> None:
+    async def script(peer: Peer) -> None:
+        got = await read_client_frame(peer.reader)
+        assert got.payload == b"still open"
+        got = await read_client_frame(peer.reader)
+        peer.send(frame(OP_CLOSE, got.payload))
+        await peer.writer.drain()
+
+    server = await frame_server(script)
+    ws = await raw_connect(server)
+    with pytest.raises(ValueError, match=f"close code {code} cannot be sent"):
+        await ws.close(code=code)
+    assert not ws.closed
+    await ws.send_str("still open")
+    assert await asyncio.wait_for(ws.close(code=4000), GUARD) is True
+    assert ws.close_code == 4000
+    await server.finished()
