@@ -4,6 +4,8 @@
 order, without fragments and without duplicates. `extract_links_from_body(body, page_url,
 content_type)` does the same from the raw bytes of a response, choosing the text encoding the way a
 browser does. `is_html(content_type, head)` tells a worker whether a body is worth parsing.
+`extract_page` and `extract_page_from_body` return the same links and, apart from them, the
+page's `<meta http-equiv="refresh">` target (see `PageLinks`), found in the same walk.
 
 Resolution follows RFC 3986 section 5.2 (the tests check the RFC's own examples), dot segments
 removed from absolute references too, with the clean-ups browsers apply to attribute values:
@@ -29,27 +31,33 @@ from __future__ import annotations
 import codecs
 import functools
 import re
+from dataclasses import dataclass
 from urllib.parse import quote_from_bytes
 
 import yarl
 from selectolax.lexbor import LexborHTMLParser
 
 from crawler import encodings
+from crawler.refresh import Refresh, parse_refresh
 
 # `_host_form` is the cached WHATWG host parser (raises ValueError for a host browsers reject).
 from crawler.urls import InvalidURL, _host_form, canonicalize
 
 __all__ = [
+    "PageLinks",
     "extract_links",
     "extract_links_from_body",
+    "extract_page",
+    "extract_page_from_body",
+    "extract_refresh_from_body",
     "html_encoding",
     "is_html",
     "resolve_link",
 ]
 
-# The elements whose href (or src) is a link; <base> is among them so a single pass in document
-# order finds it wherever it is.
-_LINK_TAGS = frozenset({"base", "a", "area", "link", "frame", "iframe"})
+# The elements whose href (or src) is a link; <base> and <meta> (for a refresh) are among them so
+# a single pass in document order finds them wherever they are.
+_LINK_TAGS = frozenset({"base", "meta", "a", "area", "link", "frame", "iframe"})
 _SRC_TAGS = frozenset({"frame", "iframe"})
 _HTTP_SCHEMES = frozenset({"http", "https"})
 
@@ -438,6 +446,25 @@ def _page_says_nofollow(tree: LexborHTMLParser) -> bool:
     return False
 
 
+@dataclass(slots=True)
+class PageLinks:
+    """What an HTML page leads to: its `links` (as `extract_links` returns them) and its
+    `refresh`, the `<meta http-equiv="refresh">` that sends the browser elsewhere, or None.
+
+    The refresh's `url` is absolute, resolved like a link (against `<base href>` when one came
+    before the `<meta>`, as a browser resolves it when the element is inserted), never None and
+    never the page itself; `delay` is in seconds. It is not among `links`: a refresh is a
+    redirect made in HTML, for the caller to follow as one (at the page's own depth). Only the
+    first `<meta>` whose content parses counts (HTML's "will declaratively refresh"): when that
+    one only reloads the page, or its URL is not http(s), the page has no refresh. `rel` does
+    not apply to a `<meta>`, but a page-level robots `nofollow` (with `honor_nofollow`) leaves
+    out the refresh as well as the links.
+    """
+
+    links: list[str]
+    refresh: Refresh | None = None
+
+
 def extract_links(
     html: str | bytes,
     page_url: str | yarl.URL,
@@ -457,13 +484,28 @@ def extract_links(
     gives, or a WHATWG label; None means UTF-8): link queries are percent-encoded in it, as a
     browser does. Raises LookupError for an unknown `encoding`.
     """
+    return extract_page(html, page_url, honor_nofollow=honor_nofollow, encoding=encoding).links
+
+
+def extract_page(
+    html: str | bytes,
+    page_url: str | yarl.URL,
+    *,
+    honor_nofollow: bool = False,
+    encoding: str | None = None,
+) -> PageLinks:
+    """`extract_links`'s links of an HTML document and its refresh target (see `PageLinks`);
+    arguments and errors as `extract_links`'s."""
     page = str(page_url).partition("#")[0]
     document_base = _Base(page)
     query_codec = _query_codec(encoding)
     tree = LexborHTMLParser(html)
     if honor_nofollow and _page_says_nofollow(tree):
-        return []
+        return PageLinks([])
     base_href: str | None = None
+    refresh: Refresh | None = None
+    refresh_seen = False
+    base_before_refresh = False
     refs: list[str] = []
     # One walk over the elements: a CSS selector query costs several times the parse itself.
     for node in tree.root.traverse():
@@ -476,6 +518,20 @@ def extract_links(
             # every link of the document, also those before it.
             if base_href is None and "href" in attributes:
                 base_href = attributes.get("href") or ""
+            continue
+        if tag == "meta":
+            if not refresh_seen:
+                equiv = attributes.get("http-equiv")
+                # An enumerated attribute: any case, no spaces around it.
+                if equiv and len(equiv) == 7 and equiv.lower() == "refresh":
+                    # An empty or unparsable content is ignored, as browsers do: a later
+                    # <meta> may still refresh. The first that parses is the one.
+                    refresh = parse_refresh(attributes.get("content") or "")
+                    if refresh is not None:
+                        refresh_seen = True
+                        # Its URL is resolved when the element is inserted: against a <base>
+                        # only when one came before it.
+                        base_before_refresh = base_href is not None
             continue
         ref = attributes.get("src") if tag in _SRC_TAGS else attributes.get("href")
         if not ref:
@@ -495,8 +551,29 @@ def extract_links(
         if resolved_base is not None:
             base = _Base(resolved_base)
     found = dict.fromkeys(url for url in _resolve_all(refs, base) if url is not None)
-    found.pop(_checked(document_base.url) or document_base.url, None)
-    return list(found)
+    itself = _checked(document_base.url) or document_base.url
+    found.pop(itself, None)
+    if refresh is not None:
+        refresh = _refresh_target(
+            refresh, base if base_before_refresh else document_base, itself, query_codec
+        )
+    return PageLinks(list(found), refresh)
+
+
+def _refresh_target(
+    refresh: Refresh, base: _Base, itself: str, query_codec: str | None
+) -> Refresh | None:
+    """`refresh` with its URL resolved against `base`; None when it names no http(s) URL
+    other than the page (`itself`): a reload, or a `javascript:` one, leads nowhere new."""
+    ref = refresh.url
+    if ref is None:
+        return None
+    if query_codec is not None and not ref.isascii():
+        ref = _with_encoded_query(ref, query_codec)
+    url = _resolve(ref, base)
+    if url is None or url == itself:
+        return None
+    return Refresh(refresh.delay, url)
 
 
 # --- encodings ---------------------------------------------------------------------------------
@@ -574,13 +651,66 @@ def extract_links_from_body(
     A page labelled with a "replacement" encoding (ISO-2022-KR, HZ-GB-2312, ...) yields none: a
     browser decodes all of it as one U+FFFD.
     """
+    return extract_page_from_body(
+        body, page_url, content_type, honor_nofollow=honor_nofollow
+    ).links
+
+
+def extract_page_from_body(
+    body: bytes,
+    page_url: str | yarl.URL,
+    content_type: str | None = None,
+    *,
+    honor_nofollow: bool = False,
+) -> PageLinks:
+    """`extract_page` on a raw response body, decoded as `extract_links_from_body` does."""
+    return _page_from_body(body, page_url, html_encoding(body, content_type), honor_nofollow)
+
+
+def extract_refresh_from_body(
+    body: bytes,
+    page_url: str | yarl.URL,
+    content_type: str | None = None,
+    *,
+    honor_nofollow: bool = False,
+) -> Refresh | None:
+    """Only the refresh of `extract_page_from_body`, for a page whose links are not wanted (at
+    the depth limit, where a refresh, like a redirect, is still followed).
+
+    Most pages have none, and their bytes say so without a parse or even a decode: a `<meta>`
+    refresh spells "refresh" in ASCII in every encoding a browser reads HTML in, or with a NUL
+    after each letter in UTF-16 (LE or BE). (An attribute written with character references,
+    "&#114;efresh", or in mixed case past its first letter, "ReFresh", escapes this check; a
+    browser would take it, but pages do not write that.)
+    """
+    # Searched as written, not in a lowered copy (a 16 MiB page would be copied for it):
+    # "refresh", "Refresh" and "REFRESH" are how pages spell it. UTF-16 puts a NUL beside
+    # every ASCII letter, so its spellings are looked for only in a page that starts with one.
+    spellings = _REFRESH_SPELLINGS if b"\0" in body[:64] else _REFRESH_SPELLINGS[:2]
+    if not any(spelling in body for spelling in spellings):
+        return None
     encoding = html_encoding(body, content_type)
+    return _page_from_body(body, page_url, encoding, honor_nofollow).refresh
+
+
+# e\0f\0...h (UTF-16 without the last NUL) is inside LE and BE alike.
+_REFRESH_SPELLINGS = (
+    b"efresh",
+    b"EFRESH",
+    "efresh".encode("utf-16-le")[:-1],
+    "EFRESH".encode("utf-16-le")[:-1],
+)
+
+
+def _page_from_body(
+    body: bytes, page_url: str | yarl.URL, encoding: str, honor_nofollow: bool
+) -> PageLinks:
     for bom, name in _BOMS:
         if name == encoding and body.startswith(bom):
             body = body[len(bom) :]
             break
     text = body.decode(encoding, "replace")
-    return extract_links(text, page_url, honor_nofollow=honor_nofollow, encoding=encoding)
+    return extract_page(text, page_url, honor_nofollow=honor_nofollow, encoding=encoding)
 
 
 _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})

@@ -8,9 +8,12 @@ lease.
 
 Redirects are tasks of their own: a 3xx is recorded as it came and its Location goes to the
 frontier as a link, so the target is fetched once, under its own host's politeness limits and
-only when in scope (see `Worker._follows_redirects` for the exception). Links this worker has
-already handed to the frontier are not sent again (a bounded in-memory set): most links of a
-site are repeats, and each costs the frontier a canonicalization and a lookup.
+only when in scope (see `Worker._follows_redirects` for the exception). A refresh (a `Refresh`
+header of a 2xx response, or an HTML page's `<meta http-equiv="refresh">`) is a redirect too:
+its target goes to the frontier the same way, at the page's depth, unless it is
+MAX_REFRESH_DELAY_S or more away. Links this worker has already handed to the frontier are not
+sent again (a bounded in-memory set): most links of a site are repeats, and each costs the
+frontier a canonicalization and a lookup.
 
 A frontier outage (`FrontierUnavailable`: Redis restarting, say) does not end the worker: each
 frontier call waits and tries again until the store is back, so a fetched page is acknowledged
@@ -38,8 +41,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from crawler.extract import extract_links_from_body, is_html, resolve_link
+from crawler.extract import (
+    extract_page_from_body,
+    extract_refresh_from_body,
+    is_html,
+    resolve_link,
+)
 from crawler.frontier import Frontier, FrontierError, FrontierUnavailable, Link, Outcome, Task
+from crawler.refresh import Refresh, parse_refresh
 from crawler.robots_header import forbids_following
 from crawler.sitemaps import SitemapKind
 from storage import DownloadError, FetchRecord, RateLimit, Store, fetch_page
@@ -69,6 +78,10 @@ MAX_PARSE_BYTES = 16 << 20
 INLINE_READ_BYTES = 256 << 10
 # An untyped body is HTML when its first bytes say so (browsers sniff about this much).
 SNIFF_BYTES = 1024
+# A refresh this many seconds away or more is not followed: a page shown for minutes before it
+# moves on is a page of its own (a "this site has moved" notice, a live score reloading), not a
+# redirect. Scrapy's METAREFRESH_MAXDELAY, compared as Scrapy does (a delay of 99 is followed).
+MAX_REFRESH_DELAY_S = 100
 # Links remembered as already handed to the frontier (about 100 bytes each).
 SEEN_LINKS_MAX = 500_000
 IDLE_POLL_MIN_S = 0.02
@@ -591,18 +604,32 @@ class Worker:
         if sitemap is not None:
             # Not limited by depth: what a sitemap lists is as deep as the sitemap.
             return await self._sitemap_links(task, record, body, sitemap)
-        if self._at_max_depth(task):
-            return []
+        # A job of listed URLs follows redirects in the fetch and no refresh, as `wget URL`.
+        wants_refresh = not self._follows_redirects(task)
+        refresh: list[str | Link] = []
+        if wants_refresh:
+            declared = self._header_refresh(record)
+            if declared is not None:
+                # HTML processes the header before the page's <meta>s, and only the first
+                # refresh of a document counts: with one in the header, a <meta> is ignored.
+                wants_refresh = False
+                refresh = self._refresh_target(task, declared, record.final_url or task.url)
+        # Like a redirect's, a refresh's target keeps the page's depth: still followed here.
+        wants_links = not self._at_max_depth(task)
+        if not wants_links and not wants_refresh:
+            return refresh
         # A 304 (a recrawl) kept the stored page: its links are followed from that file.
         if record.outcome not in _PARSED_OUTCOMES or record.path is None:
-            return []
+            return refresh
         content_type = record.content_type
         if content_type is not None and not is_html(content_type):
-            return []
+            return refresh
+        # Page-level nofollow is about what the page says, its <meta> refresh included; a
+        # Refresh header is the server's, followed as a Location is.
         if self.options.honor_nofollow and self._header_says_nofollow(record):
-            return []
+            return refresh
         if record.size is not None and record.size > MAX_PARSE_BYTES:
-            return []
+            return refresh
         if body is None:
             path = self.store.absolute(record.path)
             try:
@@ -616,15 +643,61 @@ class Worker:
                     body = await asyncio.to_thread(_read_small, path)
             except OSError as exc:  # removed or replaced since (by hand, or another crawl)
                 log.warning("%s: links not read from %s: %s", task.url, path, exc)
-                return []
+                return refresh
         if content_type is None and not is_html(None, body[:SNIFF_BYTES]):
-            return []  # untyped (as a 304 usually is): HTML only if its bytes start as HTML
-        return extract_links_from_body(
-            body,
-            record.final_url or task.url,
-            record.content_type,
-            honor_nofollow=self.options.honor_nofollow,
-        )
+            return refresh  # untyped (as a 304 usually is): HTML only if its bytes start as HTML
+        page_url = record.final_url or task.url
+        honor_nofollow = self.options.honor_nofollow
+        if not wants_links:
+            # At the depth limit: the page is parsed only when its bytes may hold a refresh.
+            found = extract_refresh_from_body(
+                body, page_url, content_type, honor_nofollow=honor_nofollow
+            )
+            return self._refresh_target(task, found) if found is not None else []
+        page = extract_page_from_body(body, page_url, content_type, honor_nofollow=honor_nofollow)
+        if wants_refresh and page.refresh is not None:
+            # First, so that a target the page also links to is taken at the page's depth.
+            refresh = self._refresh_target(task, page.refresh)
+        return [*refresh, *page.links] if refresh else list(page.links)
+
+    def _header_refresh(self, record: FetchRecord) -> Refresh | None:
+        """The parsed `Refresh` header of a 2xx response (its first, as a browser takes it),
+        or None when there is none or it does not parse."""
+        status = record.status
+        if status is None or not 200 <= status < 300:
+            return None
+        if record.outcome not in _PARSED_OUTCOMES and record.outcome is not StoreOutcome.NOT_STORED:
+            return None  # cut short or failed: not a response the page was taken from
+        value = record.header("refresh")
+        return parse_refresh(value) if value else None
+
+    def _refresh_target(
+        self, task: Task, refresh: Refresh, base_url: str | None = None
+    ) -> list[str | Link]:
+        """The link to a refresh's target, handed to the frontier as a redirect's is; none when
+        its delay is too long or the redirect budget is spent. `refresh.url` is resolved
+        against `base_url` when given (a header's); a page's refresh comes resolved."""
+        if refresh.url is None:
+            return []  # a reload of the page itself
+        if refresh.delay >= MAX_REFRESH_DELAY_S:
+            log.info("%s: not following its refresh, %d s away", task.url, refresh.delay)
+            return []
+        target: str | None = refresh.url
+        if base_url is not None:
+            try:
+                target = resolve_link(refresh.url, base_url)
+            except ValueError:  # includes an undecodable header (UnicodeEncodeError)
+                return []
+        if target is None or target == base_url:
+            return []
+        # One budget with redirects (as Scrapy's REDIRECT_MAX_TIMES): a site that refreshes
+        # to a new URL every time keeps the depth and would otherwise never be cut off.
+        hops = self._redirect_hops(task)
+        if hops > self.options.max_redirects:
+            log.info("%s: not following its refresh, %d redirects already", task.url, hops - 1)
+            return []
+        meta = {"redirects": hops, "refresh": refresh.delay}
+        return [Link(target, task.priority, meta, keeps_depth=True)]
 
     def _header_says_nofollow(self, record: FetchRecord) -> bool:
         values = [value for name, value in record.headers if name.lower() == "x-robots-tag"]
@@ -650,9 +723,7 @@ class Worker:
         location = record.header("location")
         if not location:
             return []
-        meta = task.meta if isinstance(task.meta, dict) else {}
-        earlier = meta.get("redirects", 0)
-        hops = (earlier if isinstance(earlier, int) else 0) + 1
+        hops = self._redirect_hops(task)
         if hops > self.options.max_redirects:
             log.info("%s: not following its redirect, %d hops already", task.url, hops - 1)
             return []
@@ -665,6 +736,13 @@ class Worker:
         if sitemap is not None:  # a sitemap that moved is still a sitemap
             return [sitemap_task_link(target, sitemap, redirects=hops)]
         return [Link(target, task.priority, {"redirects": hops}, keeps_depth=True)]
+
+    @staticmethod
+    def _redirect_hops(task: Task) -> int:
+        """How many redirects (and refreshes) led to `task`'s URL, counting one more."""
+        meta = task.meta if isinstance(task.meta, dict) else {}
+        earlier = meta.get("redirects", 0)
+        return (earlier if isinstance(earlier, int) else 0) + 1
 
     async def _skip(self, task: Task, reason: str, retry_in: float | None) -> None:
         """Settle a task that is not fetched (robots.txt), with a record saying why.
