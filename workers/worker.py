@@ -84,6 +84,7 @@ SNIFF_BYTES = 1024
 MAX_REFRESH_DELAY_S = 100
 # Links remembered as already handed to the frontier (about 100 bytes each).
 SEEN_LINKS_MAX = 500_000
+_NEVER_SENT = 1 << 62  # the depth of a link not sent yet: deeper than any
 IDLE_POLL_MIN_S = 0.02
 IDLE_POLL_MAX_S = 0.25
 # While the frontier's store is down (a Redis restart), calls are tried again this often.
@@ -143,7 +144,10 @@ class Worker:
         self._lost: set[str] = set()
         self._stopping = asyncio.Event()
         self._work_ready = asyncio.Event()
-        self._seen_links: set[str] = set()
+        # URL -> the smallest depth it was handed to the frontier at: a link found again
+        # nearer a seed goes again, so the frontier can lower a queued task's depth (see
+        # docs/frontier.md, "depth") and --max-depth counts the shortest path.
+        self._seen_links: dict[str, int] = {}
         # Per host, when this worker may start its next request there (robots.txt Crawl-delay).
         self._host_next_start: dict[str, float] = {}
         self._advised_hosts: set[str] = set()  # hosts whose failure advice was logged
@@ -522,33 +526,51 @@ class Worker:
                 self.frontier.ack, task, Outcome.SKIPPED, reason=verdict.reason
             )
         else:
-            links = self._unseen(await self._links(task, record, body))
+            depth = task.depth + 1  # of its links (a redirect's or refresh's keeps the page's)
+            links = self._unseen(await self._links(task, record, body), depth)
             # Remembered before the ack goes out, so concurrent acks do not carry them again;
             # forgotten if it fails (a lost lease may have dropped them): the page is fetched
             # again, and its links sent again, by whichever worker gets it next.
-            urls = self._remember(links)
+            urls = self._remember(links, depth)
             acked = False
             try:
                 acked = await self._through_outage(self.frontier.ack, task, Outcome.DONE, links)
             finally:
                 if not acked:
-                    self._seen_links.difference_update(urls)
+                    for url in urls:
+                        self._seen_links.pop(url, None)
 
-    def _unseen(self, links: list[str | Link]) -> list[str | Link]:
-        """Links this worker has not handed to the frontier before.
+    def _unseen(self, links: list[str | Link], depth: int) -> list[str | Link]:
+        """Links this worker has not handed to the frontier before at `depth` or less (a
+        `keeps_depth` Link is at `depth - 1`, its page's).
 
         Most links of a site point to pages every other page links to as well; the frontier
         would canonicalize and look each one up only to find it known.
         """
         seen = self._seen_links
-        return [link for link in links if (link if type(link) is str else link.url) not in seen]
+        never = _NEVER_SENT
+        return [
+            link
+            for link in links
+            if (
+                seen.get(link, never) > depth
+                if type(link) is str
+                else seen.get(link.url, never) > depth - link.keeps_depth
+            )
+        ]
 
-    def _remember(self, links: list[str | Link]) -> list[str]:
+    def _remember(self, links: list[str | Link], depth: int) -> list[str]:
         seen = self._seen_links
         if len(seen) + len(links) > SEEN_LINKS_MAX:
             seen.clear()  # a cache, not a record: forgetting costs only repeated lookups
-        urls = [link if type(link) is str else link.url for link in links]
-        seen.update(urls)
+        urls = []
+        for link in links:
+            if type(link) is str:
+                seen[link] = depth
+                urls.append(link)
+            else:
+                seen[link.url] = depth - link.keeps_depth
+                urls.append(link.url)
         return urls
 
     async def _spaced(self, task: Task, delay: float) -> bool:

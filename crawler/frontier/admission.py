@@ -19,7 +19,15 @@ from crawler.urls import InvalidURL, canonical_parts, fingerprint_canonical
 from .settings import FrontierSettings
 from .task import Link, Task, clamp_priority
 
-__all__ = ["Admitted", "Admitter", "pack_body", "partition_of", "unpack_body"]
+__all__ = [
+    "Admitted",
+    "Admitter",
+    "body_depth",
+    "body_with_depth",
+    "pack_body",
+    "partition_of",
+    "unpack_body",
+]
 
 
 @dataclass(slots=True)
@@ -40,6 +48,57 @@ def pack_body(
 ) -> bytes:
     """The stored form of a task: a msgpack array, smaller than a map for millions of rows."""
     return msgpack.packb([url, depth, priority, parent, meta], use_bin_type=True)
+
+
+# msgpack's unsigned integer types: the width of what follows the type byte.
+_UINT_WIDTH = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}
+
+
+def _depth_span(body: bytes) -> tuple[int, int, int] | None:
+    """(depth, start, end) of the depth field of a packed body, read without unpacking it:
+    the body is [url, depth, ...], so depth follows the URL string's header and bytes. None
+    for anything not of that form (the caller then leaves the body alone).
+
+    The Redis scripts read it the same way (`depth_at` in redis_scripts.py): Lua there has
+    no msgpack decoder on every server we test (fakeredis)."""
+    if len(body) < 3 or body[0] != 0x95:  # a fixarray of 5
+        return None
+    head = body[1]
+    if 0xA0 <= head <= 0xBF:  # fixstr
+        at = 2 + head - 0xA0
+    elif head == 0xD9:  # str 8
+        at = 3 + body[2]
+    elif head == 0xDA:  # str 16
+        at = 4 + int.from_bytes(body[2:4], "big")
+    elif head == 0xDB:  # str 32
+        at = 6 + int.from_bytes(body[2:6], "big")
+    else:
+        return None
+    if at >= len(body):
+        return None
+    kind = body[at]
+    if kind < 0x80:  # positive fixint: any depth below 128
+        return kind, at, at + 1
+    width = _UINT_WIDTH.get(kind)
+    if width is None or at + 1 + width > len(body):
+        return None
+    return int.from_bytes(body[at + 1 : at + 1 + width], "big"), at, at + 1 + width
+
+
+def body_depth(body: bytes | None) -> int | None:
+    """The depth a packed body holds (None when it holds none: no body, another form)."""
+    span = None if body is None else _depth_span(body)
+    return None if span is None else span[0]
+
+
+def body_with_depth(body: bytes, depth: int) -> bytes:
+    """`body` with its depth replaced by `depth`, every other byte as it was (priority,
+    parent and meta stay those of the link that queued the task)."""
+    span = _depth_span(body)
+    if span is None:
+        return body
+    _, start, end = span
+    return body[:start] + msgpack.packb(depth) + body[end:]
 
 
 def unpack_body(

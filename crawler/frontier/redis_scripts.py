@@ -5,7 +5,8 @@ and Cluster-safe, and a lease or an ack of any batch size is one EVALSHA. Script
 clock with TIME: every machine of a crawl then agrees on lease deadlines and host delays.
 
 Task rows (`tasks` hash) are "attempts|score|host|" followed by the msgpack body; the scripts
-never decode msgpack (fakeredis has no cmsgpack), they only split that small header. A final
+never decode msgpack (fakeredis has no cmsgpack), they only split that small header, and COMMIT
+reads (and rewrites) the few bytes of the body's depth field (`depth_at`). A final
 (skipped/failed/dead) row is "code|attempts|host|reason-length|reason" followed by the body.
 
 Per-host state `h:HOST`: i = leased now, n = earliest next start (ms), d = robots Crawl-delay
@@ -323,6 +324,56 @@ local function is_new(fp, positions)
   return new
 end
 
+-- The depth of the msgpack body [url, depth, ...] that starts at s[p], read without decoding
+-- it (admission._depth_span does the same in Python): depth and the first and last byte of
+-- its encoding; nil for a body of another form.
+local UINT_WIDTH = {[0xcc] = 1, [0xcd] = 2, [0xce] = 4, [0xcf] = 8}
+local function depth_at(s, p)
+  if string.byte(s, p) ~= 0x95 then return nil end
+  local head = string.byte(s, p + 1) or 0
+  local at
+  if head >= 0xa0 and head <= 0xbf then
+    at = p + 2 + head - 0xa0
+  elseif head == 0xd9 then
+    at = p + 3 + (string.byte(s, p + 2) or 0)
+  elseif head == 0xda then
+    local b1, b2 = string.byte(s, p + 2, p + 3)
+    if not b2 then return nil end
+    at = p + 4 + b1 * 256 + b2
+  elseif head == 0xdb then
+    local b1, b2, b3, b4 = string.byte(s, p + 2, p + 5)
+    if not b4 then return nil end
+    at = p + 6 + ((b1 * 256 + b2) * 256 + b3) * 256 + b4
+  else
+    return nil
+  end
+  local kind = string.byte(s, at)
+  if not kind then return nil end
+  if kind < 0x80 then return kind, at, at end
+  local width = UINT_WIDTH[kind]
+  if not width or at + width > string.len(s) then return nil end
+  local d = 0
+  for j = at + 1, at + width do d = d * 256 + string.byte(s, j) end
+  return d, at, at + width
+end
+
+-- A duplicate of a task still waiting (in `tasks` and not in `leases`: queued, or delayed for
+-- a retry) that was found deeper than this link takes the link's depth, nothing else of it:
+-- the page is then fetched at its shortest distance from a seed, so max_depth counts what it
+-- says. A leased task keeps its depth (it is being fetched), a finished one is not in `tasks`.
+-- Only the depth bytes are compared, so an equal or deeper duplicate costs one HGET; the
+-- tasks hash is exact, so a Bloom filter's false positive finds no row and changes nothing.
+local function lower_depth(fp, row, pos)
+  local v = redis.call('HGET', K_TASKS, fp)
+  if not v then return end
+  local old, at, stop = depth_at(v, string.match(v, '^%d+|[^|]*|[^|]*|()'))
+  local new, new_at, new_stop = depth_at(row, pos)
+  if not old or not new or new >= old then return end
+  if redis.call('ZSCORE', K_LEASES, fp) then return end
+  redis.call('HSET', K_TASKS, fp,
+    string.sub(v, 1, at - 1) .. string.sub(row, new_at, new_stop) .. string.sub(v, stop + 1))
+end
+
 local added, duplicates = 0, 0
 local n_adds = tonumber(ARGV[10])
 local i = 11
@@ -342,6 +393,7 @@ if n_adds > 0 then
       added = added + 1
     else
       duplicates = duplicates + 1
+      lower_depth(fp, row, pos)
     end
     i = i + 1
   end

@@ -30,7 +30,7 @@ from contextlib import contextmanager
 
 from crawler.sqlite_lock import begin_immediate, is_busy, use_wal
 
-from .admission import Admitted, unpack_body
+from .admission import Admitted, body_depth, body_with_depth, unpack_body
 from .base import CommitResult, Settle, SettleKind
 from .settings import FrontierSettings
 from .task import FinalRecord, FinalState, FrontierStats, HostBacklog, Task
@@ -47,6 +47,34 @@ _SETTLE_DONE = (
     "UPDATE tasks SET state = 3, due = NULL, worker = NULL, body = NULL "
     "WHERE fp = ? AND state = 1 AND (? < 0 OR attempts = ?) RETURNING host"
 )
+
+
+# A known fingerprint is a duplicate; any other conflict (a reused seq) is an error, never a
+# URL silently dropped. A duplicate of a task still waiting (queued, or delayed for a retry)
+# that was found deeper than this link takes the link's depth, and nothing else of it: a page
+# first reached by a long path and then by a short one is fetched at its shortest distance
+# from a seed, so --max-depth counts what it says (wget's `-r -l` had the same bug). A leased
+# or finished task keeps its depth: its page is being fetched, or was, and re-reading a done
+# page's links at the smaller depth is out of reach here. The depth lives only in the packed
+# body, so the exact test is a function that reads its few bytes (`crawl_deeper`), and two
+# cheap tests come first: a finished task's row fails `state IN (0, 2)`, and `body > ?5`
+# (memcmp) drops most of the rest: both bodies begin with the same URL, then the depth, and
+# msgpack's integer encodings sort as their values, so a deeper stored body always sorts
+# after the new one, and a shallower one (the usual case: a URL found again further from the
+# seeds) always before. The UPSERT's update counts as a change, which `_enqueue` takes off the
+# added rows (`_lower_depth` counts them).
+_INSERT_TASK = (
+    "INSERT INTO tasks (fp, host, state, priority, seq, attempts, body) "
+    "VALUES (?1, ?2, 0, ?3, ?4, 0, ?5) ON CONFLICT (fp) DO UPDATE "
+    "SET body = crawl_lower_depth(body, ?6) "
+    "WHERE state IN (0, 2) AND body > ?5 AND crawl_deeper(body, ?6)"
+)
+
+
+def _deeper(body: bytes | None, depth: int) -> bool:
+    """SQL function: whether the packed `body` is deeper than `depth`."""
+    stored = body_depth(body)
+    return stored is not None and stored > depth
 
 
 class WriteLockBusy(Exception):
@@ -140,6 +168,12 @@ class SqliteStore:
         if not autocheckpoint:
             self.db.execute("PRAGMA wal_autocheckpoint = 0")
         self._counts: dict[str, int] = defaultdict(int)
+        # Tasks whose depth an add lowered (see `_enqueue`), counted by the function that
+        # rewrites their body: an UPSERT's update is a change like an insert, and this tells
+        # them apart without a statement per row.
+        self._lowered = 0
+        self.db.create_function("crawl_deeper", 2, _deeper, deterministic=True)
+        self.db.create_function("crawl_lower_depth", 2, self._lower_depth)
         with self._write():
             for statement in SCHEMA.split(";"):
                 if statement.strip():
@@ -239,21 +273,19 @@ class SqliteStore:
         seq = self._counter("seq") + self._counts["seq"]  # any bump not flushed yet counts
         # One executemany per host (sequence numbers still in arrival order): how many rows
         # were new is what the connection's change count says.
-        rows_per_host: dict[str, list[tuple[bytes, str, int, int, bytes]]] = defaultdict(list)
+        # (fp, host, priority, seq, body, depth): the depth for the duplicate's comparison
+        rows_per_host: dict[str, list[tuple[bytes, str, int, int, bytes, int]]]
+        rows_per_host = defaultdict(list)
         for row in adds:
             seq += 1
-            rows_per_host[row.host].append((row.fp, row.host, row.priority, seq, row.body))
-        insert = (
-            # A known fingerprint is a duplicate; any other conflict (a reused seq) is an error,
-            # never a URL silently dropped.
-            "INSERT INTO tasks (fp, host, state, priority, seq, attempts, body) "
-            "VALUES (?, ?, 0, ?, ?, 0, ?) ON CONFLICT (fp) DO NOTHING"
-        )
+            rows_per_host[row.host].append(
+                (row.fp, row.host, row.priority, seq, row.body, row.depth)
+            )
         new_per_host: dict[str, int] = {}
         for host, rows in rows_per_host.items():
-            before = self.db.total_changes
-            self.db.executemany(insert, rows)
-            added = self.db.total_changes - before
+            before, lowered = self.db.total_changes, self._lowered
+            self.db.executemany(_INSERT_TASK, rows)
+            added = self.db.total_changes - before - (self._lowered - lowered)
             if added:
                 new_per_host[host] = added
             result.added += added
@@ -268,6 +300,12 @@ class SqliteStore:
         self._bump("queued", result.added)
         self._bump("added", result.added)
         self._bump("dupes", result.duplicates)
+
+    def _lower_depth(self, body: bytes, depth: int) -> bytes:
+        """SQL function: `body` with `depth`, counted (the UPSERT calls it only for the rows
+        it updates)."""
+        self._lowered += 1
+        return body_with_depth(body, depth)
 
     def _settle(
         self, item: Settle, now: float, touched: set[str], done_per_host: dict[str, int]

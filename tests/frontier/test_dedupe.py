@@ -7,6 +7,8 @@ tests check. fakeredis has `BF.*` (through pyprobables), which covers the 'bf' p
 
 from __future__ import annotations
 
+import dataclasses
+
 import fakeredis
 import pytest
 
@@ -149,3 +151,18 @@ def test_bit_positions_give_the_configured_rate() -> None:
 
         false = sum(seen(url) for url in distinct_urls(20_000, "probe"))
         assert error_rate / 1.5 < false / 20_000 < error_rate * 1.5, (error_rate, false)
+
+
+async def test_a_queued_url_found_nearer_takes_the_smaller_depth_with_bloom(bloom_store) -> None:  # type: ignore[no-untyped-def]
+    # The filter only says "seen"; the task row says whether it waits, and at what depth.
+    open_frontier, _ = bloom_store
+    frontier = await open_frontier(bloom(0.01))
+    await frontier.add(["http://near.test/", "http://a.test/"])
+    pages = {t.url: t for t in await frontier.lease(10, "w")}
+    deep = dataclasses.replace(pages["http://a.test/"], depth=2)
+    assert await frontier.ack(deep, links=["http://a.test/x"])  # depth 3
+    assert await frontier.ack(pages["http://near.test/"], links=["http://a.test/x"])  # 1
+    (x,) = await frontier.lease(10, "w")
+    assert (x.url, x.depth) == ("http://a.test/x", 1)
+    assert (await frontier.stats()).duplicates == 1
+
