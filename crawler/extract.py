@@ -678,28 +678,34 @@ def extract_refresh_from_body(
     the depth limit, where a refresh, like a redirect, is still followed).
 
     Most pages have none, and their bytes say so without a parse or even a decode: a `<meta>`
-    refresh spells "refresh" in ASCII in every encoding a browser reads HTML in, or with a NUL
-    after each letter in UTF-16 (LE or BE). (An attribute written with character references,
-    "&#114;efresh", or in mixed case past its first letter, "ReFresh", escapes this check; a
-    browser would take it, but pages do not write that.)
+    refresh needs an `http-equiv` attribute (its name in any case, never a character
+    reference) whose value starts with an "r" or a character reference ("&#114;efresh"). In
+    every encoding a browser reads HTML in but UTF-16 those are ASCII bytes; a page that starts
+    with a NUL (UTF-16) is parsed.
     """
-    # Searched as written, not in a lowered copy (a 16 MiB page would be copied for it):
-    # "refresh", "Refresh" and "REFRESH" are how pages spell it. UTF-16 puts a NUL beside
-    # every ASCII letter, so its spellings are looked for only in a page that starts with one.
-    spellings = _REFRESH_SPELLINGS if b"\0" in body[:64] else _REFRESH_SPELLINGS[:2]
-    if not any(spelling in body for spelling in spellings):
+    if b"\0" not in body[:64] and not _may_refresh(body):
         return None
     encoding = html_encoding(body, content_type)
     return _page_from_body(body, page_url, encoding, honor_nofollow).refresh
 
 
-# e\0f\0...h (UTF-16 without the last NUL) is inside LE and BE alike.
-_REFRESH_SPELLINGS = (
-    b"efresh",
-    b"EFRESH",
-    "efresh".encode("utf-16-le")[:-1],
-    "EFRESH".encode("utf-16-le")[:-1],
-)
+def _may_refresh(body: bytes) -> bool:
+    # Lowered a window at a time (a 16 MiB page is not copied whole): `find` on the lowered
+    # bytes is many times faster than a case-blind regex search of the page. Windows overlap
+    # by more than the attribute and its value's start, so none is cut unseen.
+    for start in range(0, len(body), _WINDOW):
+        window = body[start : start + _WINDOW + 64].lower()
+        at = window.find(b"http-equiv")
+        while at != -1:
+            if _REFRESH_VALUE.match(window, at + 10):
+                return True
+            at = window.find(b"http-equiv", at + 10)
+    return False
+
+
+_WINDOW = 1 << 16
+# After the attribute's name: spaces around "=" and a quote, as the HTML tokenizer allows.
+_REFRESH_VALUE = re.compile(rb"[\t\n\f\r ]*=[\t\n\f\r ]*[\"']?[r&]")
 
 
 def _page_from_body(

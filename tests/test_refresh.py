@@ -226,3 +226,46 @@ def test_the_refresh_alone_parses_only_pages_that_may_hold_one(
 
     monkeypatch.setattr(extract_module, "extract_page", no_parse)
     assert extract_refresh_from_body(b'<a href="/a">refr</a>', PAGE, "text/html") is None
+
+
+@pytest.mark.parametrize(
+    "attribute",
+    [
+        'http-equiv="ReFresh"',
+        'HTTP-EQUIV="REFRESH"',
+        'http-equiv="&#114;efresh"',
+        'http-equiv="&#x52;EFRESH"',
+        "http-equiv = 'refresh'",
+        "http-equiv=refresh",
+    ],
+)
+def test_the_refresh_alone_is_found_however_the_attribute_is_spelt(attribute: str) -> None:
+    html = f'<meta {attribute} content="1; url=/next/"><a href="/a">a</a>'
+    assert extract_refresh_from_body(html.encode(), PAGE, "text/html") == Refresh(
+        1, "http://site.test/next/"
+    )
+    # What the full extraction finds, the shortcut finds.
+    assert extract_page_from_body(html.encode(), PAGE, "text/html").refresh == Refresh(
+        1, "http://site.test/next/"
+    )
+
+
+def test_the_refresh_alone_skips_the_parse_for_other_http_equiv_values(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_parse(*_args: object, **_kw: object) -> PageLinks:
+        raise AssertionError("parsed a page without a refresh")
+
+    monkeypatch.setattr(extract_module, "extract_page", no_parse)
+    page = b'<meta http-equiv="Content-Type" content="text/html"><p>refresh the page</p>'
+    assert extract_refresh_from_body(page, PAGE, "text/html") is None
+
+
+@pytest.mark.parametrize("shift", [-12, -5, 0, 3, 40])
+def test_the_refresh_alone_is_found_across_the_windows_a_long_page_is_read_in(shift: int) -> None:
+    meta = b'<meta HTTP-Equiv = "Refresh" content="0; url=/next/">'
+    filler = b"<p>" + b"x" * ((1 << 16) + shift - 3)
+    body = filler + meta + b"<p>" + b"y" * 70_000
+    assert extract_refresh_from_body(body, PAGE, "text/html") == Refresh(
+        0, "http://site.test/next/"
+    )

@@ -74,8 +74,9 @@ class StreamReader:
     """Bytes in, bytes out, with back-pressure.
 
     Readers may rely on: `read(n)` returns at most `n` bytes (and b"" only at the end),
-    `readany()` returns whatever is buffered first, `readexactly(n)` returns exactly n or raises
-    `asyncio.IncompleteReadError`, `readline()` returns one line with its b"\\n",
+    `readany()` returns everything buffered (at least one byte), `readexactly(n)` returns
+    exactly n or raises `asyncio.IncompleteReadError`, `readline()` returns one line with its
+    b"\\n",
     `readinto(buffer)` fills part of `buffer` and returns the count (0 only at the end). Once an
     exception is set, every read raises it (after the bytes that came before it).
     """
@@ -475,14 +476,18 @@ class StreamReader:
         return count
 
     async def readany(self) -> bytes:
-        """The next buffered piece, whatever its size; b"" at the end."""
+        """Everything buffered now, at least one byte (waiting for it); b"" at the end.
+
+        All of it, joined, as aiohttp's: a reader that came late gets what arrived meanwhile in
+        one call instead of one call per piece the socket gave.
+        """
         if self._exception is not None:
             raise self._exception
         while not self._buffer:
             if self._eof:
                 return b""
             await self._wait()
-        return self._read_first(-1)
+        return self._take_all()
 
     async def readchunk(self) -> tuple[bytes, bool]:
         """`(data, end_of_http_chunk)`, as aiohttp's `readchunk`.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -33,6 +34,21 @@ def fed(*parts: bytes, eof: bool = True) -> StreamReader:
     return stream
 
 
+class _AiohttpProtocolStub:
+    """What aiohttp's reader calls on its protocol (flow control), doing nothing."""
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self, resume_parser: bool = True) -> None:
+        pass
+
+
+def aiohttp_stream() -> aiohttp.StreamReader:
+    """aiohttp's own reader (the API we follow), fed by hand like ours."""
+    return aiohttp.StreamReader(_AiohttpProtocolStub(), 2**16, loop=asyncio.get_running_loop())
+
+
 async def test_read_n_returns_at_most_n_bytes_and_empty_at_end() -> None:
     stream = fed(b"hello ", b"world")
     assert await stream.read(3) == b"hel"
@@ -45,10 +61,28 @@ async def test_read_all_joins_everything() -> None:
     assert await fed(b"a", b"b", b"c").read() == b"abc"
 
 
-async def test_readany_returns_pieces_as_fed() -> None:
+async def test_readany_returns_everything_buffered_as_aiohttp_does() -> None:
     stream = fed(b"one", b"two")
-    assert await stream.readany() == b"one"
-    assert await stream.readany() == b"two"
+    assert await stream.readany() == b"onetwo"
+    assert await stream.readany() == b""
+    peer = aiohttp_stream()
+    for piece in (b"one", b"two"):
+        peer.feed_data(piece)
+    peer.feed_eof()
+    assert await peer.readany() == b"onetwo"
+
+
+async def test_readany_waits_for_bytes_and_returns_what_arrived_meanwhile() -> None:
+    stream = StreamReader()
+    waiting = asyncio.ensure_future(stream.readany())
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    stream.feed_data(b"first")
+    stream.feed_data(b"-second")
+    assert await waiting == b"first-second"
+    stream.feed_data(b"third")
+    stream.feed_eof()
+    assert await stream.readany() == b"third"
     assert await stream.readany() == b""
 
 
@@ -85,7 +119,8 @@ async def test_iter_chunked_yields_pieces_of_at_most_n() -> None:
 
 
 async def test_iter_any_yields_what_arrived() -> None:
-    assert [c async for c in fed(b"a", b"bc").iter_any()] == [b"a", b"bc"]
+    # What is buffered when the loop asks comes in one piece, as aiohttp's.
+    assert [c async for c in fed(b"a", b"bc").iter_any()] == [b"abc"]
 
 
 async def test_reader_waits_for_a_producer_task() -> None:
@@ -227,8 +262,9 @@ async def test_fed_bytearrays_and_views_mix_with_in_place_pieces_and_are_copied(
     mutable[:] = b"X" * len(mutable)  # the caller reuses its buffer: what was fed must stay
     stream.feed_eof()
     assert await stream.read(11) == b"in-place-1|"
-    assert await stream.readany() == b"fed-array|"
-    assert await stream.read() == b"fed-view|in-place-2"
+    assert await stream.read(10) == b"fed-array|"
+    assert await stream.readany() == b"fed-view|in-place-2"
+    assert await stream.read() == b""
 
 
 async def test_in_place_pieces_serve_every_kind_of_read() -> None:
@@ -239,9 +275,9 @@ async def test_in_place_pieces_serve_every_kind_of_read() -> None:
     assert await stream.readline() == b"line one\n"
     assert await stream.readuntil(b"two\n") == b"line two\n"
     assert await stream.readexactly(4) == b"0123"
-    assert await stream.readany() == b"456789"
+    assert await stream.read(6) == b"456789"
     assert stream.read_nowait(2) == b"ab"
-    assert await stream.read() == b"c"
+    assert await stream.readany() == b"c"
     assert stream.at_eof()
 
 
