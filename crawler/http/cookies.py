@@ -9,11 +9,19 @@
 * Path: sent to that path and below (default: the directory of the setting URL's path);
 * Secure: sent over https/wss only; Max-Age (preferred) or Expires: dropped once past, and a
   cookie set already expired deletes the stored one;
+* RFC 6265bis "Storage Model" (5.7 in draft 22): a secure origin (https/wss, or one in
+  `treat_as_secure_origin`) alone may set a Secure cookie, and a non-secure origin cannot set
+  (nor delete) a cookie that would shadow a stored Secure cookie of the same name ("strict
+  secure cookies"); a `__Secure-` name needs Secure, a `__Host-` name Secure, no Domain and
+  Path=/ (prefixes compared case-insensitively). As in aiohttp, http://localhost is not secure
+  unless listed in `treat_as_secure_origin`;
 * hosts that are IP addresses keep no cookies unless `unsafe=True`;
 * cookies given without a URL (`ClientSession(cookies=...)`) are shared with every host,
   and a host's own cookie of the same name wins over them;
 * Set-Cookie fields are read by `cookie_parse` (RFC 6265 5.2), not by SimpleCookie;
-* at most 180 cookies a domain and 3300 in all (aiohttp's limits): the oldest set go first.
+* at most 180 cookies a domain and 3300 in all (aiohttp's limits); past them cookies go in the
+  order of that section's end: expired ones, then a domain's excess (non-Secure before Secure),
+  then any, each least recently used first (sent by `filter_cookies`, or else set).
 
 Cookies are indexed by domain, so `filter_cookies` costs a few dict look-ups per request.
 """
@@ -44,10 +52,13 @@ _NO_URL = URL()
 # Max-Age beyond this (about 3000 years) is "forever"; the cap keeps now + delta a float.
 _MAX_DELTA = 10**11
 _MAX_AGE_RE = re.compile(r"-?[0-9]+")
-# A crawler meets servers that set cookies without end: past these counts the cookies set
-# longest ago go (down to the quota, so the scan is rare), as aiohttp and Firefox do.
+# A crawler meets servers that set cookies without end: past these counts cookies go down to
+# the quota (so the scan is rare), least recently used first, as aiohttp and Firefox do.
 _MAX_PER_DOMAIN, _QUOTA_PER_DOMAIN = 180, 150
 _MAX_TOTAL, _QUOTA_TOTAL = 3300, 3000
+# RFC 6265bis Storage Model steps 20-22 compare these prefixes case-insensitively (a
+# server's "__HOST-" must not slip past a browser that reads it as "__Host-").
+_SECURE_PREFIX, _HOST_PREFIX = "__secure-", "__host-"
 
 
 def _is_ip(host: str) -> bool:
@@ -89,6 +100,32 @@ def _expiry(morsel: Morsel[str], now: float) -> float | None:
     return None
 
 
+def _domain_matches(host: str, domain: str) -> bool:
+    # RFC 6265 5.1.3: a suffix match only between host names, never IP addresses.
+    return host == domain or (host.endswith("." + domain) and not _is_ip(host))
+
+
+def _prefix_allows(name: str, value: str, *, secure: bool, host_only: bool,
+                   path_attribute: str) -> bool:
+    """RFC 6265bis Storage Model steps 20-22: what a `__Secure-` or `__Host-` name promises.
+
+    A Secure cookie gets here only from a secure origin (step 13 refused the others), so
+    `secure` also stands for "set by a secure origin".
+    """
+    if not name:
+        # Step 22: a nameless cookie is sent as its bare value, which a server would read as a
+        # prefixed name; no attribute can make that safe.
+        return not value[:9].lower().startswith((_SECURE_PREFIX, _HOST_PREFIX))
+    lowered = name[:9].lower()
+    if lowered.startswith(_SECURE_PREFIX):
+        return secure
+    if lowered.startswith(_HOST_PREFIX):
+        # host_only: no Domain attribute (a public suffix naming the host counts as none, as
+        # the Domain step says); the Path attribute itself must be "/", not a default path.
+        return secure and host_only and path_attribute == "/"
+    return True
+
+
 def _canonical_domain(domain: str) -> str | None:
     """The Domain attribute as RFC 6265 5.2.3 and 5.1.2 make it; None when unusable."""
     if domain.startswith("."):
@@ -112,7 +149,12 @@ class _Cookie:
     morsel: Morsel[str]
     host_only: bool
     expires: float | None
-    serial: int  # when it was set, for evicting the oldest first
+    # The secure-only-flag as stored: the rules read this, not the morsel, which iteration
+    # hands out and a caller may change.
+    secure: bool
+    # RFC 6265 last-access-time as a tick of the jar's clock (set, or sent by filter_cookies),
+    # for evicting the least recently used first; a counter never ties or steps back.
+    last_access: int
 
 
 class AbstractCookieJar:
@@ -181,7 +223,10 @@ class CookieJar(AbstractCookieJar):
         # domain -> {(path, name): cookie}; domain "" holds cookies shared with every host.
         self._by_domain: dict[str, dict[tuple[str, str], _Cookie]] = {}
         self._count = 0
-        self._serial = 0
+        self._clock = 0
+        # name -> how many Secure cookies have it: most names have none, so the strict-secure
+        # check (a scan of every domain) runs only for a name that has one somewhere.
+        self._secure_names: dict[str, int] = {}
 
     @property
     def unsafe(self) -> bool:
@@ -227,9 +272,22 @@ class CookieJar(AbstractCookieJar):
             # Not inside it; or an IP host, where "0.0.1" is no parent domain (5.1.3); or a
             # TLD, which would hand the cookie to every site under it.
             return
-        path = morsel["path"]
+        path_attribute = str(morsel["path"] or "")
+        path = path_attribute
         if not path or not path.startswith("/"):
             path = _default_path(url) if host else "/"
+        secure = bool(morsel["secure"])
+        if host:
+            # RFC 6265bis Storage Model. Cookies given without a URL (ClientSession(cookies=
+            # ...)) come from the caller, not from an origin: these rules about origins pass them.
+            secure_origin = self._is_secure(url)
+            if secure and not secure_origin:
+                return  # step 13: an http server (or a network attacker) sets no Secure cookie
+            if not secure and not secure_origin and self._shadows_secure(name, domain, path):
+                return  # step 16, before the deletion below: nor may it delete one
+            if not _prefix_allows(name, morsel.value, secure=secure, host_only=host_only,
+                                  path_attribute=path_attribute):
+                return  # steps 20-22
         stored = make_morsel(name, morsel.value, morsel.coded_value)
         for attribute in ("expires", "max-age", "secure", "httponly", "samesite", "comment"):
             if morsel[attribute]:
@@ -239,28 +297,92 @@ class CookieJar(AbstractCookieJar):
         expires = _expiry(morsel, now)
         bucket = self._by_domain.get(domain)
         if expires is not None and expires <= now:
-            if bucket is not None and bucket.pop((path, name), None) is not None:
-                self._count -= 1
-                if not bucket:
-                    del self._by_domain[domain]
+            if bucket is not None and (old := bucket.get((path, name))) is not None:
+                self._drop(domain, old)
             return
         if bucket is None:
             bucket = self._by_domain[domain] = {}
-        self._serial += 1
-        if (path, name) not in bucket:
+        old = bucket.get((path, name))
+        if old is None:
             self._count += 1
-        bucket[(path, name)] = _Cookie(stored, host_only, expires, self._serial)
+        else:
+            self._forget_secure(old)
+        bucket[(path, name)] = _Cookie(stored, host_only, expires, secure, self._tick())
+        if secure:
+            self._secure_names[name] = self._secure_names.get(name, 0) + 1
         if len(bucket) > _MAX_PER_DOMAIN:
-            self._evict([(domain, c) for c in bucket.values()], len(bucket) - _QUOTA_PER_DOMAIN)
+            self._evict_in_domain(domain, bucket, now)
         if self._count > _MAX_TOTAL:
             self._expire(now)
             if self._count > _MAX_TOTAL:
-                every = [(d, c) for d, b in self._by_domain.items() for c in b.values()]
-                self._evict(every, self._count - _QUOTA_TOTAL)
+                self._evict_in_jar()
 
-    def _evict(self, candidates: list[tuple[str, _Cookie]], excess: int) -> None:
-        candidates.sort(key=lambda entry: entry[1].serial)
-        for domain, cookie in candidates[:excess]:
+    def _is_secure(self, url: URL) -> bool:
+        """Whether `url` is a secure origin: https/wss, or one named in treat_as_secure_origin."""
+        if url.scheme in _SECURE_SCHEMES:
+            return True
+        if self._secure_origins:
+            with contextlib.suppress(ValueError):  # a relative URL has no origin
+                return str(url.origin()) in self._secure_origins
+        return False
+
+    def _shadows_secure(self, name: str, domain: str, path: str) -> bool:
+        """RFC 6265bis Storage Model step 16: is there a Secure cookie `name` this would overlay?
+
+        One whose domain domain-matches `domain` or the other way round (a parent's or a
+        subdomain's), and whose path `path` path-matches: a non-secure `a` for /login/en would
+        be sent before a Secure `a` for /login, one for / or /foo would not.
+        """
+        if not self._secure_names.get(name):
+            return False
+        for other_domain, bucket in self._by_domain.items():
+            # "" holds the caller's shared cookies, which no server set and none can overlay.
+            if not other_domain or not (_domain_matches(other_domain, domain)
+                                        or _domain_matches(domain, other_domain)):
+                continue
+            for (cookie_path, cookie_name), cookie in bucket.items():
+                if cookie_name == name and cookie.secure and _path_matches(path, cookie_path):
+                    return True
+        return False
+
+    def _tick(self) -> int:
+        self._clock += 1
+        return self._clock
+
+    # --- evicting (the end of RFC 6265bis Storage Model: "remove excess cookies") ---
+
+    def _evict_in_domain(self, domain: str, bucket: dict[tuple[str, str], _Cookie],
+                         now: float) -> None:
+        """A domain over its limit goes down to its quota.
+
+        Expired cookies first (priority 1), then non-Secure ones (2), then Secure ones (3),
+        least recently accessed first within each.
+        """
+        for cookie in list(bucket.values()):
+            if cookie.expires is not None and cookie.expires <= now:
+                self._drop(domain, cookie)
+        excess = len(bucket) - _QUOTA_PER_DOMAIN
+        if excess <= 0:
+            return
+        for cookie in sorted(bucket.values(), key=_eviction_order)[:excess]:
+            self._drop(domain, cookie)
+
+    def _evict_in_jar(self) -> None:
+        """The jar over its limit goes down to its quota (expired cookies are gone already).
+
+        Priorities 2 and 3 are a domain's cookies beyond its quota (a domain may hold up to
+        180 between evictions), non-Secure before Secure; priority 4 is every cookie; least
+        recently accessed first within each.
+        """
+        ranked: list[tuple[int, int, str, _Cookie]] = []
+        for domain, bucket in self._by_domain.items():
+            cookies = sorted(bucket.values(), key=_eviction_order)
+            over = len(cookies) - _QUOTA_PER_DOMAIN
+            for index, cookie in enumerate(cookies):
+                priority = (3 if cookie.secure else 2) if index < over else 4
+                ranked.append((priority, cookie.last_access, domain, cookie))
+        ranked.sort(key=lambda entry: entry[:2])
+        for _, _, domain, cookie in ranked[: self._count - _QUOTA_TOTAL]:
             self._drop(domain, cookie)
 
     # --- sending ---
@@ -273,10 +395,7 @@ class CookieJar(AbstractCookieJar):
             request_url = URL(request_url)  # aiohttp takes a str too (with a warning)
         now = time.time()
         host = (request_url.raw_host or "").lower()
-        secure = request_url.scheme in _SECURE_SCHEMES
-        if not secure and self._secure_origins:
-            with contextlib.suppress(ValueError):  # a relative URL has no origin
-                secure = str(request_url.origin()) in self._secure_origins
+        secure = self._is_secure(request_url)
         path = request_url.raw_path or "/"
         domains = [""]
         if host and not _is_ip(host):
@@ -295,7 +414,7 @@ class CookieJar(AbstractCookieJar):
                     continue
                 if cookie.host_only and domain != host:
                     continue
-                if cookie.morsel["secure"] and not secure:
+                if cookie.secure and not secure:
                     continue
                 if not _path_matches(path, cookie_path):
                     continue
@@ -306,6 +425,7 @@ class CookieJar(AbstractCookieJar):
         matches.sort(key=lambda c: (len(c.morsel["path"]), len(c.morsel["domain"])),
                      reverse=True)
         quote = self._quote_cookie
+        sent: list[_Cookie] = []
         for cookie in matches:
             morsel = cookie.morsel
             if morsel.key in found:
@@ -313,6 +433,13 @@ class CookieJar(AbstractCookieJar):
             # quote_cookie=False sends the bare value, as aiohttp does (`a=x y`, not `"x y"`).
             coded = morsel.coded_value if quote else morsel.value
             dict.__setitem__(found, morsel.key, make_morsel(morsel.key, morsel.value, coded))
+            sent.append(cookie)
+        if sent:
+            # RFC 6265 5.4 step 3: what goes out was accessed now (one tick for the request),
+            # so a session cookie in use outlives cookies set once and never sent since.
+            tick = self._tick()
+            for cookie in sent:
+                cookie.last_access = tick
         return found
 
     # --- removing ---
@@ -320,6 +447,7 @@ class CookieJar(AbstractCookieJar):
     def clear(self, predicate: Callable[[Morsel[str]], bool] | None = None) -> None:
         if predicate is None:
             self._by_domain.clear()
+            self._secure_names.clear()
             self._count = 0
             return
         for domain, bucket in list(self._by_domain.items()):
@@ -331,22 +459,39 @@ class CookieJar(AbstractCookieJar):
         domain = domain.lower().lstrip(".")
         for name in list(self._by_domain):
             if name == domain or name.endswith("." + domain):
-                self._count -= len(self._by_domain.pop(name))
+                for cookie in self._by_domain.pop(name).values():
+                    self._count -= 1
+                    self._forget_secure(cookie)
 
     def _drop(self, domain: str, cookie: _Cookie) -> None:
         bucket = self._by_domain.get(domain)
         if bucket is None:
             return
-        if bucket.pop((cookie.morsel["path"], cookie.morsel.key), None) is not None:
+        old = bucket.pop((cookie.morsel["path"], cookie.morsel.key), None)
+        if old is not None:
             self._count -= 1
+            self._forget_secure(old)
         if not bucket:
             del self._by_domain[domain]
+
+    def _forget_secure(self, cookie: _Cookie) -> None:
+        if cookie.secure:
+            name = cookie.morsel.key
+            if (left := self._secure_names.get(name, 0) - 1) > 0:
+                self._secure_names[name] = left
+            else:
+                self._secure_names.pop(name, None)
 
     def _expire(self, now: float) -> None:
         for domain, bucket in list(self._by_domain.items()):
             for cookie in list(bucket.values()):
                 if cookie.expires is not None and cookie.expires <= now:
                     self._drop(domain, cookie)
+
+
+def _eviction_order(cookie: _Cookie) -> tuple[bool, int]:
+    # Within one domain: non-Secure before Secure, then least recently accessed first.
+    return cookie.secure, cookie.last_access
 
 
 def _morsels(cookies: Any) -> Iterator[tuple[str, Morsel[str]]]:
