@@ -40,32 +40,34 @@ class MessageAssembler:
     def feed(self, event: TextMessage | BytesMessage) -> WSMessage | None:
         """Take one piece; return the whole message once its last piece arrived.
 
+        Its `extra` is "" as in aiohttp's reader (None is for CLOSING/CLOSED/ERROR).
+
         Raises WebSocketError(1009) as soon as the message grows past the limit.
         """
         if isinstance(event, TextMessage):
             self._grow(_utf8_length(event.data))
             if event.message_finished and not self._text_parts:
                 self._size = 0
-                return WSMessage(WSMsgType.TEXT, event.data, None)
+                return WSMessage(WSMsgType.TEXT, event.data, "")
             self._text_parts.append(event.data)
             if not event.message_finished:
                 return None
             text = "".join(self._text_parts)
             self._text_parts.clear()
             self._size = 0
-            return WSMessage(WSMsgType.TEXT, text, None)
+            return WSMessage(WSMsgType.TEXT, text, "")
 
         self._grow(len(event.data))
         if event.message_finished and not self._binary_parts:
             self._size = 0
-            return WSMessage(WSMsgType.BINARY, bytes(event.data), None)
+            return WSMessage(WSMsgType.BINARY, bytes(event.data), "")
         self._binary_parts.append(bytes(event.data))
         if not event.message_finished:
             return None
         data = b"".join(self._binary_parts)
         self._binary_parts.clear()
         self._size = 0
-        return WSMessage(WSMsgType.BINARY, data, None)
+        return WSMessage(WSMsgType.BINARY, data, "")
 
     def _grow(self, nbytes: int) -> None:
         self._size += nbytes

@@ -22,6 +22,7 @@ __all__ = [
     "build_upgrade_request",
     "negotiated_terms",
     "normalize_ws_url",
+    "tidy_extensions_header",
 ]
 
 WS_SCHEMES = {"ws": "http", "wss": "https"}
@@ -37,6 +38,10 @@ _OWNED_HEADERS = {
     "sec-websocket-protocol": "use protocols=",
     "sec-websocket-extensions": "use compress=",
 }
+# h11 (wsproto's HTTP parser) ends a head at LF (CR)? LF and splits lines at LF: so does
+# tidy_extensions_header, so that it sees the same header lines as wsproto will.
+_HEAD_END = re.compile(rb"\n\r?\n")
+_EXTENSIONS_HEADER = re.compile(rb"sec-websocket-extensions:", re.IGNORECASE)
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _FORBIDDEN_IN_VALUE = re.compile(r"[\r\n\x00]")
 
@@ -171,3 +176,43 @@ def _header_pairs(headers: HeadersLike | None) -> list[tuple[str, str]]:
 def _check_value(what: str, value: str) -> None:
     if _FORBIDDEN_IN_VALUE.search(value):
         raise ValueError(f"{what} must not contain CR, LF or NUL: {value!r}")
+
+
+def head_end(data: bytes | bytearray) -> int:
+    """Where the HTTP head in `data` ends (just past its blank line), -1 while incomplete."""
+    match = _HEAD_END.search(data)
+    return -1 if match is None else match.end()
+
+
+def tidy_extensions_header(head: bytes) -> bytes:
+    """The upgrade answer's head (through its blank line) without empty extension list elements.
+
+    An empty `Sec-WebSocket-Extensions:` (or one of only commas and spaces) means "no
+    extensions": RFC 9110 5.6.1 has recipients ignore empty list elements, and aiohttp takes an
+    empty header, or one naming no permessage-deflate, for no compression. wsproto instead
+    looks up an extension named "" and fails the handshake. So each such header line loses
+    its empty elements, and a line with none left is dropped. Anything else, folded (obs-fold)
+    lines included, is left byte for byte for wsproto to judge.
+    """
+    pieces = head.split(b"\n")
+    lines = [piece + b"\n" for piece in pieces[:-1]]
+    if pieces[-1]:
+        lines.append(pieces[-1])
+    changed = False
+    tidied: list[bytes] = []
+    for index, line in enumerate(lines):
+        folded = index + 1 < len(lines) and lines[index + 1][:1] in (b" ", b"\t")
+        if index == 0 or folded or not _EXTENSIONS_HEADER.match(line):
+            tidied.append(line)
+            continue
+        ending = b"\r\n" if line.endswith(b"\r\n") else b"\n" if line.endswith(b"\n") else b""
+        name, _, value = line[: len(line) - len(ending)].partition(b":")
+        elements = [element.strip(b" \t") for element in value.split(b",")]
+        kept = [element for element in elements if element]
+        if len(kept) == len(elements):
+            tidied.append(line)
+            continue
+        changed = True
+        if kept:
+            tidied.append(name + b": " + b", ".join(kept) + ending)
+    return b"".join(tidied) if changed else head

@@ -70,12 +70,14 @@ class WSMessage(NamedTuple):
     """One received message.
 
     `data` is `str` for TEXT, `bytes` for BINARY/PING/PONG, the close code (int) for CLOSE,
-    the exception for ERROR and None for CLOSING/CLOSED. `extra` is the close reason for CLOSE.
+    the exception for ERROR and None for CLOSING/CLOSED. `extra` is the close reason (`str`,
+    "" for none) for CLOSE, "" for TEXT/BINARY/PING/PONG and None for CLOSING/CLOSED/ERROR:
+    aiohttp's reader and constants give exactly these, and code may test `msg.extra == ""`.
     """
 
     type: WSMsgType
     data: Any
-    extra: Any
+    extra: str | None
 
     def json(self, *, loads: Callable[[Any], Any] = json.loads) -> Any:
         """The data parsed as JSON (TEXT or BINARY messages)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
+from collections.abc import Callable
 
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState
@@ -21,6 +22,7 @@ from wsproto.events import (
     BytesMessage,
     CloseConnection,
     Event,
+    Message,
     Ping,
     Pong,
     RejectConnection,
@@ -28,11 +30,12 @@ from wsproto.events import (
     Request,
     TextMessage,
 )
+from wsproto.frame_protocol import FrameProtocol
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from crawler.http.errors import ClientConnectionResetError, ServerTimeoutError
 from crawler.http.ws_assembler import MessageAssembler
-from crawler.http.ws_handshake import HandshakeFailure
+from crawler.http.ws_handshake import HandshakeFailure, head_end, tidy_extensions_header
 from crawler.http.ws_messages import (
     WS_CLOSED_MESSAGE,
     WebSocketError,
@@ -54,6 +57,9 @@ _INFLATE_SLICE = 4096
 _CLOSE_GRACE = 5.0
 # Interim (1xx) heads before the upgrade answer are skipped up to this many bytes in all.
 _MAX_INTERIM = 1 << 16
+# An upgrade answer's head is held back until complete up to this size, h11's default limit
+# for an incomplete head: past it, wsproto gets the bytes and refuses them as it always did.
+_MAX_UPGRADE_HEAD = 16 * 1024
 
 _CAN_SEND_CLOSE = (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING)
 
@@ -149,7 +155,8 @@ class WebSocketProtocol(asyncio.Protocol):
         """Drop 1xx answers other than 101 (103 Early Hints, a stray 100 Continue) in front of
         the upgrade answer: RFC 9110 15.2 has clients parse and skip them, as aiohttp does,
         while wsproto takes any 1xx for the final refusal. Returns the bytes to give wsproto
-        from the real answer on, or None while its status line is still incomplete."""
+        from the real answer on, or None while its status line (or a 101's whole head) is still
+        incomplete."""
         head = self._head_start
         assert head is not None
         head += data
@@ -166,6 +173,14 @@ class WebSocketProtocol(asyncio.Protocol):
             if end < 0 or self._interim_skipped > _MAX_INTERIM:
                 break  # endless interim answers: wsproto refuses what is left
             del head[: end + 4]
+        if head.startswith(b"HTTP/1.") and head[9:12] == b"101":
+            # The upgrade answer is kept whole so that its Sec-WebSocket-Extensions can be
+            # tidied before wsproto reads it (see tidy_extensions_header).
+            end = head_end(head)
+            if end < 0 and len(head) <= _MAX_UPGRADE_HEAD:
+                return None
+            if end >= 0:
+                head[:end] = tidy_extensions_header(bytes(head[:end]))
         self._head_start = None
         return bytes(head)
 
@@ -239,10 +254,10 @@ class WebSocketProtocol(asyncio.Protocol):
             if self._autoping:
                 self._send_quietly(event.response())
             else:
-                self._enqueue(WSMessage(WSMsgType.PING, bytes(event.payload), None))
+                self._enqueue(WSMessage(WSMsgType.PING, bytes(event.payload), ""))
         elif isinstance(event, Pong):
             if not self._autoping:
-                self._enqueue(WSMessage(WSMsgType.PONG, bytes(event.payload), None))
+                self._enqueue(WSMessage(WSMsgType.PONG, bytes(event.payload), ""))
         elif isinstance(event, CloseConnection):
             self._on_close_frame(event)
         elif isinstance(event, AcceptConnection):
@@ -267,6 +282,12 @@ class WebSocketProtocol(asyncio.Protocol):
             raise WebSocketError(code, f"WebSocket protocol violation: {event.reason}")
         self.close_code = as_close_code(event.code)
         self.close_reason = event.reason or ""
+        if self._heartbeat_handle is not None:
+            # As aiohttp's _set_closing(): no more heartbeat pings once the server said goodbye.
+            # Pings can still be sent until our close (autoclose=False), but the server owes
+            # no pong any more, and a missing one must not fail a close that is going fine.
+            self._heartbeat_handle.cancel()
+            self._heartbeat_handle = None
         if state is ConnectionState.REMOTE_CLOSING and self._autoclose:
             self._send_quietly(event.response())
         self._enqueue(WSMessage(WSMsgType.CLOSE, self.close_code, self.close_reason))
@@ -352,35 +373,75 @@ class WebSocketProtocol(asyncio.Protocol):
         """Frame `event` and hand it to the transport; ClientConnectionResetError if closing.
 
         `compress=False` sends a message uncompressed on a permessage-deflate connection.
+        Once the server's close frame came in but before ours went out (autoclose=False),
+        messages, pings and pongs still go, as with aiohttp (see `_frame_remote_closing`).
         """
         transport = self.transport
         if transport is None or self._lost.done() or transport.is_closing():
             raise ClientConnectionResetError("Cannot write to closing transport")
         try:
-            data = self._ws.send(event) if compress else self._send_uncompressed(event)
+            if self._ws.state is ConnectionState.REMOTE_CLOSING and isinstance(
+                event, Message | Ping | Pong
+            ):
+                data = self._frame_remote_closing(event, compress)
+            elif compress:
+                data = self._ws.send(event)
+            else:
+                data = self._uncompressed(lambda: self._ws.send(event))
         except LocalProtocolError as exc:
             raise ClientConnectionResetError(
                 f"Cannot send {type(event).__name__}: the WebSocket is {self._ws.state.name}"
             ) from exc
         transport.write(data)
 
-    def _send_uncompressed(self, event: Event) -> bytes:
-        """`event` framed without the negotiated extensions (RSV1 clear).
+    def _frame_protocol(self) -> FrameProtocol | None:
+        # wsproto's framer sits behind a private attribute: looked up defensively, so that a
+        # later wsproto that moves it only costs the two features that use it.
+        frames = getattr(self._ws.connection, "_proto", None)
+        return frames if isinstance(frames, FrameProtocol) else None
+
+    def _frame_remote_closing(self, event: Message | Ping | Pong, compress: bool) -> bytes:
+        """`event` framed after the server's close frame, before ours (autoclose=False).
+
+        RFC 6455 5.5.1 forbids data frames only after *sending* a Close (the answer to the
+        server's is `close()`, which the user calls when done, and an endpoint "MAY delay"
+        it); aiohttp's writer likewise sends until its own close. wsproto's Connection refuses
+        every message in REMOTE_CLOSING, so the frame comes from its framer directly: the
+        very calls Connection.send makes when OPEN, with no state of its own to skip (data
+        frames change no connection state), masked and compressed alike. Without that framer
+        the send fails as it did before.
+        """
+        frames = self._frame_protocol()
+        if frames is None:
+            raise LocalProtocolError("the server closed the WebSocket")
+
+        def frame() -> bytes:
+            assert frames is not None
+            if isinstance(event, Ping):
+                return bytes(frames.ping(event.payload))
+            if isinstance(event, Pong):
+                return bytes(frames.pong(event.payload))
+            return bytes(frames.send_data(event.data, event.message_finished))
+
+        return frame() if compress else self._uncompressed(frame)
+
+    def _uncompressed(self, frame: Callable[[], bytes]) -> bytes:
+        """What `frame()` returns, framed without the negotiated extensions (RSV1 clear).
 
         RFC 7692 section 6 lets any message go uncompressed, and the compressor's context is
         left as it was for the next compressed one. wsproto has no per-message switch, so its
         frame protocol's extension list is emptied for this one synchronous call; should a
         later wsproto keep it elsewhere, the message simply goes compressed.
         """
-        frames = getattr(self._ws.connection, "_proto", None)
-        extensions = getattr(frames, "extensions", None)
-        if not extensions:
-            return self._ws.send(event)
-        frames.extensions = []  # type: ignore[union-attr]
+        frames = self._frame_protocol()
+        extensions = frames.extensions if frames is not None else None
+        if frames is None or not extensions:
+            return frame()
+        frames.extensions = []
         try:
-            return self._ws.send(event)
+            return frame()
         finally:
-            frames.extensions = extensions  # type: ignore[union-attr]
+            frames.extensions = extensions
 
     def _send_quietly(self, event: Event) -> None:
         # Replies (pong, close echo) the server may no longer be able to take: nothing to report.
@@ -482,6 +543,11 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def _ping_due(self) -> None:
         assert self._heartbeat is not None
+        if self._close_received.done():
+            # The server's close frame may come with the 101, before the heartbeat started:
+            # see _on_close_frame for why no ping follows it.
+            self._heartbeat_handle = None
+            return
         now = self._loop.time()
         due = self._last_received + self._heartbeat
         if self._reading_paused:

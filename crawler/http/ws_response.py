@@ -16,7 +16,8 @@ from types import TracebackType
 from typing import Any
 
 from multidict import CIMultiDict, CIMultiDictProxy
-from wsproto.events import BytesMessage, Ping, Pong, TextMessage
+from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
+from wsproto.frame_protocol import CloseReason
 from yarl import URL
 
 from crawler.http.errors import ServerTimeoutError, WSMessageTypeError
@@ -40,10 +41,12 @@ class ClientWebSocketResponse:
     """An open client WebSocket.
 
     Reading: `receive()` (or `async for msg in ws`, which stops at CLOSE/CLOSING/CLOSED) from one
-    task at a time. Writing: `send_str()`, `send_bytes()`, `send_json()`, `ping()`, `pong()` from
-    any number of tasks: each frames its message and writes it at once, in call order, and
-    returns an awaitable that waits while the socket's write buffer is full (so awaiting writers
-    keep at most one message each beyond the buffer's high-water mark). `close()` runs the
+    task at a time. Writing: `send_str()`, `send_bytes()`, `send_json()`, `send_frame()`,
+    `ping()`, `pong()` from any number of tasks: each frames its message and writes it at once,
+    in call order, and returns an awaitable that waits while the socket's write buffer is full
+    (so awaiting writers keep at most one message each beyond the buffer's high-water mark).
+    With autoclose=False they still send after the server's CLOSE came, until `close()`
+    (as aiohttp's do; RFC 6455 forbids data only after our own close frame). `close()` runs the
     close handshake, bounded by `timeout.ws_close`.
     """
 
@@ -149,6 +152,48 @@ class ClientWebSocketResponse:
         """Send `dumps(data)` as a TEXT message; `compress` as for `send_str`."""
         return self.send_str(dumps(data), compress)
 
+    def send_frame(
+        self,
+        message: bytes | bytearray | memoryview,
+        opcode: WSMsgType,
+        compress: int | None = None,
+    ) -> Sent:
+        """Send `message` as the payload of one frame with `opcode` (aiohttp 3.11+'s call).
+
+        TEXT (the payload must be UTF-8) and BINARY send a whole message, `compress` as for
+        `send_str`; PING and PONG a control frame (at most 125 bytes, never compressed, so
+        `compress` is ignored); CLOSE our close frame, its payload empty or a sendable close
+        code (2 bytes, network order) and a UTF-8 reason, after which only `close()` is left
+        to call. Like the other sends it is written before this returns and raises
+        ClientConnectionResetError once our close frame is out.
+
+        Unlike aiohttp, which writes whatever it is given, a frame the server would have to
+        fail the connection for is a ValueError before anything is sent: CONTINUATION (no
+        message is ever left unfinished to continue), CLOSING/CLOSED/ERROR and other
+        non-opcodes, text that is not UTF-8, an oversized control payload, a bad close payload.
+        """
+        if not isinstance(message, bytes | bytearray | memoryview):
+            raise TypeError(f"message argument must be bytes-like, got {type(message).__name__}")
+        payload = bytes(message)
+        if opcode == WSMsgType.TEXT:
+            try:
+                text = payload.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ValueError(f"a TEXT frame's payload must be UTF-8: {exc}") from None
+            return self._send(TextMessage(data=text), compress)
+        if opcode == WSMsgType.BINARY:
+            return self._send(BytesMessage(data=payload), compress)
+        _compresses(compress)  # ignored for control frames, but a bad value is still a bug
+        if opcode == WSMsgType.PING:
+            return self._send(Ping(payload=_control_payload(payload)))
+        if opcode == WSMsgType.PONG:
+            return self._send(Pong(payload=_control_payload(payload)))
+        if opcode == WSMsgType.CLOSE:
+            return self._send(_close_event(payload))
+        raise ValueError(
+            f"cannot send a frame with opcode {opcode!r}: TEXT, BINARY, PING, PONG or CLOSE"
+        )
+
     def ping(self, message: bytes | str = b"") -> Sent:
         return self._send(Ping(payload=_control_payload(message)))
 
@@ -156,7 +201,9 @@ class ClientWebSocketResponse:
         return self._send(Pong(payload=_control_payload(message)))
 
     def _send(
-        self, event: TextMessage | BytesMessage | Ping | Pong, compress: int | None = None
+        self,
+        event: TextMessage | BytesMessage | Ping | Pong | CloseConnection,
+        compress: int | None = None,
     ) -> Sent:
         # Framing and writing now, in call order, keeps every message whole and in order
         # whatever number of tasks send; raises ClientConnectionResetError once closing.
@@ -302,6 +349,28 @@ def _sendable_close_code(code: int) -> bool:
     """Codes an endpoint may put in a close frame (RFC 6455 7.4.1/7.4.2): 1004 is reserved,
     1005, 1006 and 1015 only report what happened; 1016-2999 are for future standards."""
     return (1000 <= code <= 1014 and code not in (1004, 1005, 1006)) or 3000 <= code <= 4999
+
+
+def _close_event(payload: bytes) -> CloseConnection:
+    """The close frame whose payload is `payload` (RFC 6455 5.5.1), for `send_frame`."""
+    if not payload:
+        # wsproto writes an empty close frame for this code alone (compared by identity).
+        return CloseConnection(code=CloseReason.NO_STATUS_RCVD)
+    if len(payload) < 2 or len(payload) > _MAX_CONTROL_PAYLOAD:
+        raise ValueError(
+            f"a CLOSE frame's payload is empty or 2..125 bytes, got {len(payload)} bytes"
+        )
+    code = int.from_bytes(payload[:2], "big")
+    if not _sendable_close_code(code):
+        raise ValueError(
+            f"close code {code} cannot be sent (RFC 6455 7.4: 1000-1003, 1007-1014 or "
+            "3000-4999)"
+        )
+    try:
+        reason = payload[2:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"a CLOSE frame's reason must be UTF-8: {exc}") from None
+    return CloseConnection(code=code, reason=reason or None)
 
 
 def _control_payload(message: bytes | str) -> bytes:

@@ -42,7 +42,7 @@ async def test_text_is_echoed_as_text(ws_server: WebSocketTestServer) -> None:
     async with await connect(ws_server) as ws:
         await ws.send_str("héllo wörld ✓")
         message = await ws.receive()
-    assert message == WSMessage(WSMsgType.TEXT, "héllo wörld ✓", None)
+    assert message == WSMessage(WSMsgType.TEXT, "héllo wörld ✓", "")
 
 
 async def test_binary_is_echoed_as_binary(ws_server: WebSocketTestServer) -> None:
@@ -189,7 +189,7 @@ async def test_without_autoping_pings_reach_the_user_who_answers(
 ) -> None:
     async with await connect(ws_server, "/ping", autoping=False) as ws:
         ping = await ws.receive()
-        assert ping == WSMessage(WSMsgType.PING, b"server-ping", None)
+        assert ping == WSMessage(WSMsgType.PING, b"server-ping", "")
         await ws.pong(ping.data)
         assert await ws.receive_str() == "pong received"
 
@@ -199,7 +199,7 @@ async def test_without_autoping_our_ping_comes_back_as_pong(
 ) -> None:
     async with await connect(ws_server, autoping=False) as ws:
         await ws.ping("are you there")
-        assert await ws.receive() == WSMessage(WSMsgType.PONG, b"are you there", None)
+        assert await ws.receive() == WSMessage(WSMsgType.PONG, b"are you there", "")
 
 
 # --- closing ---------------------------------------------------------------------------------

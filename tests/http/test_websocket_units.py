@@ -77,7 +77,7 @@ def test_text_pieces_become_one_message() -> None:
     assert assembler.feed(TextMessage("hé", message_finished=False)) is None
     assert assembler.feed(TextMessage("llo", message_finished=False)) is None
     assert assembler.buffered == len("héllo".encode())
-    assert assembler.feed(TextMessage("!")) == WSMessage(WSMsgType.TEXT, "héllo!", None)
+    assert assembler.feed(TextMessage("!")) == WSMessage(WSMsgType.TEXT, "héllo!", "")
     assert assembler.buffered == 0
 
 
@@ -85,7 +85,7 @@ def test_binary_pieces_become_one_message() -> None:
     assembler = MessageAssembler(0)
     assert assembler.feed(BytesMessage(bytearray(b"\x00\x01"), message_finished=False)) is None
     message = assembler.feed(BytesMessage(b"\x02"))
-    assert message == WSMessage(WSMsgType.BINARY, b"\x00\x01\x02", None)
+    assert message == WSMessage(WSMsgType.BINARY, b"\x00\x01\x02", "")
     assert type(message.data) is bytes
 
 
@@ -100,7 +100,7 @@ def test_limit_counts_utf8_bytes_across_pieces() -> None:
 
 def test_a_message_exactly_at_the_limit_passes() -> None:
     assembler = MessageAssembler(4)
-    assert assembler.feed(BytesMessage(b"abcd")) == WSMessage(WSMsgType.BINARY, b"abcd", None)
+    assert assembler.feed(BytesMessage(b"abcd")) == WSMessage(WSMsgType.BINARY, b"abcd", "")
 
 
 def test_negative_limit_is_refused() -> None:

@@ -328,8 +328,8 @@ async def test_without_autoping_a_ping_between_fragments_comes_first(
 
     server = await frame_server(script)
     async with await raw_connect(server, autoping=False) as ws:
-        assert await receive(ws) == WSMessage(WSMsgType.PING, b"p", None)
-        assert await receive(ws) == WSMessage(WSMsgType.BINARY, b"\x01\x02", None)
+        assert await receive(ws) == WSMessage(WSMsgType.PING, b"p", "")
+        assert await receive(ws) == WSMessage(WSMsgType.BINARY, b"\x01\x02", "")
     peer = await server.finished()
     assert OP_PONG not in [f.opcode for f in peer.frames]  # the user did not answer it
 
@@ -368,7 +368,7 @@ async def test_without_autoclose_async_for_ends_and_close_answers(
     server = await frame_server(script)
     ws = await raw_connect(server, autoclose=False)
     seen = [message async for message in ws]
-    assert seen == [WSMessage(WSMsgType.TEXT, "one", None)]
+    assert seen == [WSMessage(WSMsgType.TEXT, "one", "")]
     assert ws.close_code == WSCloseCode.GOING_AWAY
     assert await asyncio.wait_for(ws.close(code=4100), GUARD) is True
     assert ws.close_code == WSCloseCode.GOING_AWAY  # the server's code stays the one reported
@@ -491,7 +491,7 @@ async def test_server_vanishing_mid_message_reads_closed(
 
     server = await frame_server(script)
     ws = await raw_connect(server)
-    assert await receive(ws) == WSMessage(WSMsgType.TEXT, "before", None)
+    assert await receive(ws) == WSMessage(WSMsgType.TEXT, "before", "")
     assert await receive(ws) == CLOSED
     assert ws.closed
     assert ws.close_code == WSCloseCode.ABNORMAL_CLOSURE
@@ -522,7 +522,7 @@ async def test_heartbeat_pings_and_a_pong_keeps_it_open(
             assert message.type is WSMsgType.PONG
             assert (await receive(ws)).type is WSMsgType.PONG
             message = await receive(ws)
-        assert message == WSMessage(WSMsgType.TEXT, "still here", None)
+        assert message == WSMessage(WSMsgType.TEXT, "still here", "")
         assert ws.close_code is None
     await server.finished()
 
@@ -762,7 +762,7 @@ async def test_malformed_compressed_input_fails_the_connection(
 
     server = await frame_server(script, answer=answer)
     ws = await raw_connect(server, compress=15)
-    assert await receive(ws) == WSMessage(WSMsgType.TEXT, "fine", None)
+    assert await receive(ws) == WSMessage(WSMsgType.TEXT, "fine", "")
     message = await receive(ws)
     assert message.type is WSMsgType.ERROR, message
     assert ws.close_code == code
@@ -935,7 +935,7 @@ async def test_closing_the_session_closes_its_open_websockets(
     server = await frame_server(script)
     session = ClientSession()
     ws = await session.ws_connect(server.url, compress=0)
-    assert await receive(ws) == WSMessage(WSMsgType.TEXT, "hello", None)
+    assert await receive(ws) == WSMessage(WSMsgType.TEXT, "hello", "")
     await asyncio.wait_for(session.close(), GUARD)
     await asyncio.wait_for(ended.wait(), GUARD)
     assert await receive(ws) == CLOSED
