@@ -204,7 +204,7 @@ async def ws_connect(
     fingerprint: bytes | None = None,
     ssl_context: Any = None,
     server_hostname: str | None = None,
-    compress: int = 15,
+    compress: int = 0,
     max_msg_size: int = DEFAULT_MAX_MSG_SIZE,
 ) -> ClientWebSocketResponse:
     """Open a WebSocket to `url` (ws://, wss://, http:// or https://) with `session`'s settings.

@@ -130,7 +130,7 @@ async def both_clients(
     url: str, **kwargs: Any
 ) -> AsyncIterator[tuple[ClientWebSocketResponse, aiohttp.ClientWebSocketResponse]]:
     """Our client and aiohttp's, each connected to `url` with the same ws_connect arguments
-    (compress=15, our default, unless given: aiohttp's is 0)."""
+    (compress=15 unless given: both default to 0)."""
     kwargs.setdefault("compress", 15)
     async with ClientSession() as ours_session, aiohttp.ClientSession() as theirs_session:
         ours = await asyncio.wait_for(ours_session.ws_connect(url, **kwargs), GUARD)
@@ -273,7 +273,7 @@ async def test_an_answer_head_in_many_reads_is_tidied_whole(
         byte_by_byte_relay(peer.port) as url,
         ClientSession() as session,
     ):
-        ws = await asyncio.wait_for(session.ws_connect(url), GUARD)
+        ws = await asyncio.wait_for(session.ws_connect(url, compress=15), GUARD)
         async with ws:
             assert ws.compress == bits
             assert as_tuple(await receive(ws)) == (WSMsgType.TEXT, "hello", "")
@@ -576,3 +576,24 @@ async def test_without_autoclose_the_heartbeat_stops_at_the_servers_close() -> N
         assert bytes(b ^ mask[i % 4] for i, b in enumerate(masked)) == b"user"
         assert await asyncio.wait_for(ws.close(), GUARD) is True
         assert (ws.close_code, ws.exception()) == (4001, None)
+
+
+
+async def test_compression_is_offered_only_when_asked_as_aiohttp_does() -> None:
+    async def greet(connection: ServerConnection, _seen: list[Any]) -> None:
+        await connection.send(connection.request.headers.get("Sec-WebSocket-Extensions", ""))
+        await connection.wait_closed()
+
+    async with (
+        running_peer(greet) as peer,
+        ClientSession() as ours_session,
+        aiohttp.ClientSession() as theirs_session,
+    ):
+        url = f"ws://127.0.0.1:{peer.port}/"
+        for session in (ours_session, theirs_session):
+            async with session.ws_connect(url) as ws:  # no compress=: the default
+                assert ws.compress == 0
+                assert await asyncio.wait_for(ws.receive_str(), GUARD) == ""
+        async with ours_session.ws_connect(url, compress=15) as ws:
+            assert 9 <= ws.compress <= 15  # the server picks its window
+            assert "permessage-deflate" in await asyncio.wait_for(ws.receive_str(), GUARD)

@@ -699,7 +699,7 @@ async def notakeover_url() -> AsyncIterator[str]:
 
 
 async def test_no_context_takeover_both_ways(notakeover_url: str) -> None:
-    async with ClientSession() as session, session.ws_connect(notakeover_url) as ws:
+    async with ClientSession() as session, session.ws_connect(notakeover_url, compress=15) as ws:
         answered = await asyncio.wait_for(ws.receive_str(), GUARD)
         assert "server_no_context_takeover" in answered
         assert "client_no_context_takeover" in answered
