@@ -152,6 +152,17 @@ class ClientWebSocketResponse:
         """Send `dumps(data)` as a TEXT message; `compress` as for `send_str`."""
         return self.send_str(dumps(data), compress)
 
+    def send_json_bytes(
+        self,
+        data: Any,
+        compress: int | None = None,
+        *,
+        dumps: Callable[[Any], bytes],
+    ) -> Sent:
+        """Send `dumps(data)` as a BINARY message, for an encoder that returns bytes (orjson,
+        msgspec) with no str round trip; `compress` as for `send_str`."""
+        return self.send_bytes(dumps(data), compress)
+
     def send_frame(
         self,
         message: bytes | bytearray | memoryview,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -597,3 +598,25 @@ async def test_compression_is_offered_only_when_asked_as_aiohttp_does() -> None:
         async with ours_session.ws_connect(url, compress=15) as ws:
             assert 9 <= ws.compress <= 15  # the server picks its window
             assert "permessage-deflate" in await asyncio.wait_for(ws.receive_str(), GUARD)
+
+
+async def test_send_json_bytes_sends_the_encoders_bytes_as_one_binary_message() -> None:
+    async def echo_type(connection: ServerConnection, _seen: list[Any]) -> None:
+        async for message in connection:
+            await connection.send(f"{type(message).__name__}:{message!r}")
+
+    def dumps(value: Any) -> bytes:
+        return json.dumps(value, separators=(",", ":")).encode()
+
+    async with (
+        running_peer(echo_type) as peer,
+        ClientSession() as session,
+        session.ws_connect(f"ws://127.0.0.1:{peer.port}/") as ws,
+    ):
+        await ws.send_json_bytes({"a": [1, 2]}, dumps=dumps)
+        assert await asyncio.wait_for(ws.receive_str(), GUARD) == "bytes:b'{\"a\":[1,2]}'"
+        with pytest.raises(TypeError):
+            await ws.send_json_bytes({"a": 1}, dumps=json.dumps)  # str is not bytes
+    theirs = inspect.signature(aiohttp.ClientWebSocketResponse.send_json_bytes).parameters
+    ours = inspect.signature(ClientWebSocketResponse.send_json_bytes).parameters
+    assert list(ours) == list(theirs)
