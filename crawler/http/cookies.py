@@ -21,7 +21,9 @@
 * Set-Cookie fields are read by `cookie_parse` (RFC 6265 5.2), not by SimpleCookie;
 * at most 180 cookies a domain and 3300 in all (aiohttp's limits); past them cookies go in the
   order of that section's end: expired ones, then a domain's excess (non-Secure before Secure),
-  then any, each least recently used first (sent by `filter_cookies`, or else set).
+  then any, each least recently used first (sent by `filter_cookies`, or else set);
+* `save`/`load` use aiohttp's JSON file (so either jar reads the other's): a loaded cookie is
+  stored as if `https://<its domain>` had set it, so it passes the rules above again.
 
 Cookies are indexed by domain, so `filter_cookies` costs a few dict look-ups per request.
 """
@@ -30,6 +32,10 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
+import math
+import os
+import pathlib
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -59,6 +65,14 @@ _MAX_TOTAL, _QUOTA_TOTAL = 3300, 3000
 # RFC 6265bis Storage Model steps 20-22 compare these prefixes case-insensitively (a
 # server's "__HOST-" must not slip past a browser that reads it as "__Host-").
 _SECURE_PREFIX, _HOST_PREFIX = "__secure-", "__host-"
+# aiohttp's cookie file: {"<domain>|<path without trailing />": {name: record}}; a record has
+# key, value, coded_value, the truthy attributes below, host_only and expires_timestamp (the
+# absolute deadline: Max-Age and Expires, relative or stale, are not saved).
+_FILE_STRINGS = ("path", "comment", "domain", "samesite")
+_FILE_FLAGS = ("secure", "httponly")
+_RELATIVE_EXPIRY = ("expires", "max-age")
+# A name or value with one of these could split the Cookie header (aiohttp's _can_send).
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 def _is_ip(host: str) -> bool:
@@ -255,7 +269,9 @@ class CookieJar(AbstractCookieJar):
         for name, value in _morsels(cookies):
             self._store(name, value, host, response_url, now)
 
-    def _store(self, name: str, morsel: Morsel[str], host: str, url: URL, now: float) -> None:
+    def _store(self, name: str, morsel: Morsel[str], host: str, url: URL, now: float,
+               deadline: float | None = None) -> None:
+        """Store one cookie; `deadline` is a saved jar's absolute expiry, else the morsel's."""
         domain = _canonical_domain(str(morsel["domain"] or ""))
         if domain is None:
             return
@@ -294,7 +310,7 @@ class CookieJar(AbstractCookieJar):
                 stored[attribute] = morsel[attribute]
         stored["domain"] = domain
         stored["path"] = path
-        expires = _expiry(morsel, now)
+        expires = deadline if deadline is not None else _expiry(morsel, now)
         bucket = self._by_domain.get(domain)
         if expires is not None and expires <= now:
             if bucket is not None and (old := bucket.get((path, name))) is not None:
@@ -487,6 +503,172 @@ class CookieJar(AbstractCookieJar):
             for cookie in list(bucket.values()):
                 if cookie.expires is not None and cookie.expires <= now:
                     self._drop(domain, cookie)
+
+    # --- persisting (aiohttp's JSON cookie file) ---
+
+    def save(self, file_path: str | os.PathLike[str]) -> None:
+        """Write the cookies to `file_path` as aiohttp's `CookieJar.save` does (JSON).
+
+        A new file gets mode 0o600 (it holds session tokens); an existing one keeps its mode,
+        as with aiohttp.
+        """
+        # Serialized first: a failure must not leave a truncated file behind.
+        text = json.dumps(self._file_data(time.time()), indent=2, allow_nan=False)
+        with open(file_path, "w", encoding="utf-8", opener=_private_opener) as file:
+            file.write(text)
+
+    def load(self, file_path: str | os.PathLike[str]) -> None:
+        """Replace the jar's cookies with those of a file written by `save` (or aiohttp's).
+
+        Each cookie passes the rules of `update_cookies` as if `https://<its domain>` had set
+        it (the caller's, without a URL, when its domain is ""); expired ones are dropped. A
+        malformed file raises ValueError (OSError when unreadable) and changes nothing.
+        aiohttp's legacy pickle files are refused: unpickling one could run any code.
+        """
+        data = _read_cookie_file(pathlib.Path(file_path))
+        # Filled aside and adopted whole, so a bad record halfway leaves this jar as it was.
+        loaded = CookieJar(unsafe=self._unsafe, quote_cookie=self._quote_cookie)
+        loaded._secure_origins = self._secure_origins
+        loaded._clock = self._clock  # so the clock never steps back across a load
+        now = time.time()
+        for group, records in data.items():
+            domain = _file_domain(group, records)
+            url = _loading_origin(domain, group)
+            host = (url.raw_host or "").lower()
+            if host and not self._unsafe and _is_ip(host):
+                continue  # as update_cookies: an IP host keeps no cookies unless unsafe
+            for name, record in records.items():
+                parsed = _file_morsel(name, record, group)
+                if parsed is not None:
+                    loaded._store(name, parsed[0], host, url, now, deadline=parsed[1])
+        self._by_domain = loaded._by_domain
+        self._count = loaded._count
+        self._clock = loaded._clock
+        self._secure_names = loaded._secure_names
+
+    def _file_data(self, now: float) -> dict[str, dict[str, dict[str, str | bool | float]]]:
+        data: dict[str, dict[str, dict[str, str | bool | float]]] = {}
+        for domain, bucket in self._by_domain.items():
+            # aiohttp keys a path without its trailing "/", so "/a" and "/a/" share a group;
+            # of one name in both, "/a" takes it and "/a/" gets a group of its own (aiohttp
+            # reads only the domain from a group's key, the path from the record).
+            for (path, name), cookie in sorted(bucket.items(),
+                                               key=lambda item: item[0][0].endswith("/")):
+                if cookie.expires is not None and cookie.expires <= now:
+                    continue
+                group = data.setdefault(f"{domain}|{path.rstrip('/')}", {})
+                if name in group:
+                    group = data.setdefault(f"{domain}|{path}", {})
+                group[name] = _file_record(cookie, domain, path)
+        return data
+
+
+def _private_opener(path: str, flags: int) -> int:
+    # 0o600 from the start (the umask can only narrow it): a chmod after creating the file
+    # would leave a moment in which others could open it.
+    return os.open(path, flags, 0o600)
+
+
+def _file_record(cookie: _Cookie, domain: str, path: str) -> dict[str, str | bool | float]:
+    """A cookie as aiohttp saves it: only truthy attributes, and the deadline, not Max-Age."""
+    morsel = cookie.morsel
+    record: dict[str, str | bool | float] = {
+        "key": morsel.key, "value": morsel.value, "coded_value": morsel.coded_value,
+    }
+    # Domain, path and Secure from the jar's own fields: the morsel is handed out by
+    # iteration and a caller may have changed it.
+    attributes = {"path": path, "comment": morsel["comment"], "domain": domain,
+                  "secure": cookie.secure, "httponly": bool(morsel["httponly"]),
+                  "samesite": morsel["samesite"]}
+    for attribute, value in attributes.items():
+        if value:
+            record[attribute] = value if isinstance(value, bool) else str(value)
+    if cookie.host_only:
+        # Without it the cookie would come back a domain cookie, sent to every subdomain.
+        record["host_only"] = True
+    if cookie.expires is not None:
+        record["expires_timestamp"] = cookie.expires
+    return record
+
+
+def _read_cookie_file(path: pathlib.Path) -> dict[str, Any]:
+    raw = path.read_bytes()
+    # ValueError covers bad UTF-8, bad JSON and an int of over 4300 digits; RecursionError
+    # a deep nest of brackets.
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(
+            f"{path}: not a JSON cookie file; this format is not supported (aiohttp's legacy "
+            "pickle cookie files are refused, as unpickling one can run code)") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a cookie file holds a JSON object, not {type(data).__name__}")
+    return data
+
+
+def _file_domain(group: str, records: Any) -> str:
+    """The domain of a `"<domain>|<path>"` group (the path is the records' business)."""
+    domain, bar, _ = group.partition("|")
+    if not bar:
+        raise ValueError(f"cookie file group {group!r}: the key is not '<domain>|<path>'")
+    if not isinstance(records, dict):
+        raise ValueError(f"cookie file group {group!r}: cookies are a JSON object by name")
+    return domain
+
+
+def _loading_origin(domain: str, group: str) -> URL:
+    # What the rules see as the cookie's origin: https, as aiohttp does. A jar keeps a Secure
+    # (or prefixed) cookie only from a secure origin, so one in the file came from one; and
+    # the prefix and domain rules still run, so a file cannot plant what no server could.
+    if not domain:
+        return _NO_URL  # the caller's shared cookies (ClientSession(cookies=...)) had no URL
+    try:
+        return URL.build(scheme="https", host=domain)
+    except (ValueError, UnicodeError) as exc:
+        raise ValueError(f"cookie file group {group!r}: {domain!r} is not a host") from exc
+
+
+def _file_deadline(value: Any, where: str) -> float | None:
+    """An expires_timestamp: absent, or a finite number (not a bool, which is an int too)."""
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        with contextlib.suppress(OverflowError):  # an int of 400 digits is no float
+            if math.isfinite(deadline := float(value)):  # json reads NaN and Infinity
+                return deadline
+    raise ValueError(f"{where}: expires_timestamp must be a finite number")
+
+
+def _file_morsel(name: str, record: Any, group: str) -> tuple[Morsel[str], float | None] | None:
+    """A record as a morsel and its deadline; None for a cookie no Cookie header could carry."""
+    where = f"cookie {name!r} in {group!r}"
+    if not isinstance(record, dict):
+        raise ValueError(f"{where}: a cookie is a JSON object")
+    key, value, coded = record.get("key"), record.get("value"), record.get("coded_value")
+    if not (isinstance(key, str) and isinstance(value, str) and isinstance(coded, str)):
+        raise ValueError(f"{where}: key, value and coded_value must be strings")
+    if key != name:
+        raise ValueError(f"{where}: its key is {key!r}")
+    deadline = _file_deadline(record.get("expires_timestamp"), where)
+    host_only = record.get("host_only", False)
+    if not isinstance(host_only, bool):
+        raise ValueError(f"{where}: host_only must be true or false")
+    if _CONTROL_RE.search(name + value + coded):
+        return None  # a header-splitting cookie: refused, as the parser refuses the field
+    morsel = make_morsel(name, value, coded)
+    # A record without a deadline may carry Expires or Max-Age (a hand-written file); with
+    # one they would be stale, and the deadline wins.
+    names = _FILE_STRINGS + _FILE_FLAGS + (_RELATIVE_EXPIRY if deadline is None else ())
+    for attribute in names:
+        attribute_value = record.get(attribute)
+        if attribute_value is None or attribute_value is False or attribute_value == "":
+            continue
+        if not isinstance(attribute_value, str | bool):
+            raise ValueError(f"{where}: {attribute} must be a string or true/false")
+        dict.__setitem__(morsel, attribute, attribute_value)
+    if host_only:
+        morsel["domain"] = ""  # no Domain attribute: _store makes it host-only again
+    return morsel, deadline
 
 
 def _eviction_order(cookie: _Cookie) -> tuple[bool, int]:
