@@ -25,7 +25,49 @@ from crawler.http.tls import Fingerprint
 _WEBSOCKET_NAMES = frozenset(
     {"ClientWebSocketResponse", "ClientWSTimeout", "WSCloseCode", "WSMessage", "WSMsgType"}
 )
+# Tracing names load `crawler.http.tracing` on first use too: its params classes take ~15 ms to
+# build, paid only by programs that trace.
+_TRACING_NAMES = frozenset(
+    {
+        "TraceConfig",
+        "TraceConnectionCreateEndParams",
+        "TraceConnectionCreateStartParams",
+        "TraceConnectionQueuedEndParams",
+        "TraceConnectionQueuedStartParams",
+        "TraceConnectionReuseconnParams",
+        "TraceDnsCacheHitParams",
+        "TraceDnsCacheMissParams",
+        "TraceDnsResolveHostEndParams",
+        "TraceDnsResolveHostStartParams",
+        "TraceRequestChunkSentParams",
+        "TraceRequestEndParams",
+        "TraceRequestExceptionParams",
+        "TraceRequestHeadersSentParams",
+        "TraceRequestRedirectParams",
+        "TraceRequestStartParams",
+        "TraceResponseChunkReceivedParams",
+    }
+)
 if TYPE_CHECKING:
+    from crawler.http.tracing import (
+        TraceConfig,
+        TraceConnectionCreateEndParams,
+        TraceConnectionCreateStartParams,
+        TraceConnectionQueuedEndParams,
+        TraceConnectionQueuedStartParams,
+        TraceConnectionReuseconnParams,
+        TraceDnsCacheHitParams,
+        TraceDnsCacheMissParams,
+        TraceDnsResolveHostEndParams,
+        TraceDnsResolveHostStartParams,
+        TraceRequestChunkSentParams,
+        TraceRequestEndParams,
+        TraceRequestExceptionParams,
+        TraceRequestHeadersSentParams,
+        TraceRequestRedirectParams,
+        TraceRequestStartParams,
+        TraceResponseChunkReceivedParams,
+    )
     from crawler.http.websocket import (
         ClientWebSocketResponse,
         ClientWSTimeout,
@@ -58,6 +100,23 @@ __all__ = [
     "StreamReader",
     "TCPConnector",
     "ThreadedResolver",
+    "TraceConfig",
+    "TraceConnectionCreateEndParams",
+    "TraceConnectionCreateStartParams",
+    "TraceConnectionQueuedEndParams",
+    "TraceConnectionQueuedStartParams",
+    "TraceConnectionReuseconnParams",
+    "TraceDnsCacheHitParams",
+    "TraceDnsCacheMissParams",
+    "TraceDnsResolveHostEndParams",
+    "TraceDnsResolveHostStartParams",
+    "TraceRequestChunkSentParams",
+    "TraceRequestEndParams",
+    "TraceRequestExceptionParams",
+    "TraceRequestHeadersSentParams",
+    "TraceRequestRedirectParams",
+    "TraceRequestStartParams",
+    "TraceResponseChunkReceivedParams",
     "UnixConnector",
     "WSCloseCode",
     "WSMessage",
@@ -70,4 +129,8 @@ def __getattr__(name: str) -> object:
         from crawler.http import websocket
 
         return getattr(websocket, name)
+    if name in _TRACING_NAMES:
+        from crawler.http import tracing
+
+        return getattr(tracing, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

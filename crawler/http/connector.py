@@ -16,8 +16,8 @@ import sys
 import traceback
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
-from typing import Any, NamedTuple
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from yarl import URL
 
@@ -37,11 +37,15 @@ from crawler.http.resolver import AbstractResolver, DefaultResolver
 from crawler.http.timeouts import ClientTimeout
 from crawler.http.tls import SSLSetting, resolve_ssl
 
+if TYPE_CHECKING:
+    from crawler.http.tracing import Trace
+
 __all__ = [
     "BaseConnector",
     "ConnectionKey",
     "TCPConnector",
     "UnixConnector",
+    "announce_reuse",
     "connect_within_timeout",
 ]
 
@@ -169,7 +173,7 @@ class BaseConnector(ABC):
     async def connect(
         self,
         key: ConnectionKey,
-        traces: object = None,
+        traces: Sequence[Trace] | None = None,
         timeout: ClientTimeout | None = None,
         *,
         fresh: bool = False,
@@ -177,6 +181,7 @@ class BaseConnector(ABC):
         """A connection for `key`: an idle one, or a new one once a slot is free (FIFO).
 
         `fresh=True` skips idle connections (a retry after a kept-alive one proved stale).
+        `traces` hear of reuse, queueing, creation and DNS as aiohttp's connector tells them.
         """
         if self._closed:
             raise ClientConnectionError("connector is closed")
@@ -187,29 +192,48 @@ class BaseConnector(ABC):
         if not fresh:
             conn = pool.take_idle(key, loop.time())
             if conn is not None:
-                return conn
-        await pool.wait_for_slot(key)
+                return await announce_reuse(conn, traces) if traces else conn
+        await pool.wait_for_slot(key, traces)
         try:
             conn = None if fresh else pool.take_reserved_idle(key, loop.time())
-            if conn is not None:
+            if conn is None:
+                conn = await self._open(key, timeout, traces)
+                pool.opened(conn)
                 return conn
-            pool.make_room()
-            pool.opening(1)
-            try:
-                conn = await self._create_connection(
-                    key, timeout.sock_connect if timeout is not None else None
-                )
-            finally:
-                pool.opening(-1)
-            if conn.is_closed:
-                raise ServerDisconnectedError("connection closed while it was being opened")
-            if self._closed:
-                conn.close()
-                raise ClientConnectionError("connector is closed")
         except BaseException:
             pool.release_slot(key)
             raise
-        pool.opened(conn)
+        # Outside the try: from here the slot is the connection's, and closing it frees both.
+        return await announce_reuse(conn, traces) if traces else conn
+
+    async def _open(
+        self, key: ConnectionKey, timeout: ClientTimeout | None, traces: Sequence[Trace] | None
+    ) -> Connection:
+        """A new connection in a slot already reserved (the caller frees it if this fails)."""
+        pool = self._pool
+        pool.make_room()
+        if traces:
+            for trace in traces:
+                await trace.send_connection_create_start()
+        pool.opening(1)
+        try:
+            conn = await self._create_connection(
+                key, timeout.sock_connect if timeout is not None else None, traces
+            )
+        finally:
+            pool.opening(-1)
+        if traces:
+            try:
+                for trace in traces:
+                    await trace.send_connection_create_end()
+            except BaseException:
+                conn.close()
+                raise
+        if conn.is_closed:
+            raise ServerDisconnectedError("connection closed while it was being opened")
+        if self._closed:
+            conn.close()
+            raise ClientConnectionError("connector is closed")
         return conn
 
     def _protocol_factory(self, key: ConnectionKey) -> Connection:
@@ -217,9 +241,13 @@ class BaseConnector(ABC):
 
     @abstractmethod
     async def _create_connection(
-        self, key: ConnectionKey, sock_connect: float | None
+        self,
+        key: ConnectionKey,
+        sock_connect: float | None,
+        traces: Sequence[Trace] | None = None,
     ) -> Connection:
-        """Open a new connection for `key` (each connector knows how it dials)."""
+        """Open a new connection for `key` (each connector knows how it dials); `traces` are
+        told of the DNS look-up, when there is one."""
 
     def _release(self, conn: Connection) -> None:
         """Called by a connection whose response ended cleanly with keep-alive allowed."""
@@ -348,10 +376,14 @@ class TCPConnector(BaseConnector):
         )
 
     async def _create_connection(
-        self, key: ConnectionKey, sock_connect: float | None
+        self,
+        key: ConnectionKey,
+        sock_connect: float | None,
+        traces: Sequence[Trace] | None = None,
     ) -> Connection:
         factory = self._factory_for(key)
         common: dict[str, Any] = {
+            "traces": traces,
             "resolver": self._resolver,
             "family": self._family,
             "local_addr": self._local_addr,
@@ -424,8 +456,12 @@ class UnixConnector(BaseConnector):
         return make_key(url, ssl=None)
 
     async def _create_connection(
-        self, key: ConnectionKey, sock_connect: float | None
+        self,
+        key: ConnectionKey,
+        sock_connect: float | None,
+        traces: Sequence[Trace] | None = None,
     ) -> Connection:
+        # No name to resolve: a Unix socket has no DNS signals, as in aiohttp.
         _, protocol = await dialer.open_unix_connection(
             lambda: self._protocol_factory(key),
             path=self._path,
@@ -459,6 +495,21 @@ def make_key(
 
 
 
+async def announce_reuse(conn: Connection, traces: Sequence[Trace]) -> Connection:
+    """Tell `traces` that `conn`, a kept-alive connection just acquired, is reused.
+
+    A failing callback closes the connection, which also frees its pool slot: the request
+    fails without keeping a connection nobody will release.
+    """
+    try:
+        for trace in traces:
+            await trace.send_connection_reuseconn()
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
 async def connect_within_timeout(
     connector: BaseConnector,
     key: ConnectionKey,
@@ -466,14 +517,15 @@ async def connect_within_timeout(
     timeout: ClientTimeout,
     *,
     fresh: bool = False,
+    traces: Sequence[Trace] | None = None,
 ) -> Connection:
     """`connector.connect(key)` bounded by `timeout.connect` (waiting for a pool slot included),
     which raises `ConnectionTimeoutError` naming the host."""
     if not timeout.connect:
-        return await connector.connect(key, None, timeout, fresh=fresh)
+        return await connector.connect(key, traces, timeout, fresh=fresh)
     try:
         async with asyncio.timeout(timeout.connect):
-            return await connector.connect(key, None, timeout, fresh=fresh)
+            return await connector.connect(key, traces, timeout, fresh=fresh)
     except TimeoutError as exc:
         if isinstance(exc, ConnectionTimeoutError):
             raise

@@ -23,8 +23,8 @@ import asyncio
 import contextlib
 import socket
 import ssl as ssl_module
-from collections.abc import AsyncIterator, Callable, Mapping
-from typing import TypeVar
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, TypeVar
 
 import aiohappyeyeballs
 from yarl import URL
@@ -50,6 +50,9 @@ from crawler.http.errors import (
 )
 from crawler.http.resolver import ResolveResult
 from crawler.http.tls import Fingerprint, SSLSetting, ssl_context_for
+
+if TYPE_CHECKING:
+    from crawler.http.tracing import Trace
 
 __all__ = [
     "open_connection",
@@ -131,6 +134,7 @@ async def _dial(
     host: str,
     port: int,
     resolver: HostResolver,
+    traces: Sequence[Trace] | None = None,
     ssl: SSLSetting | None,
     server_hostname: str | None,
     family: int,
@@ -145,7 +149,7 @@ async def _dial(
 ) -> tuple[asyncio.Transport, _P]:
     """Resolve, then race the addresses and do TLS within `sock_connect` seconds."""
     try:
-        hosts = await resolver.resolve(host, port, family)
+        hosts = await resolver.resolve(host, port, family, traces)
     except OSError as exc:
         raise dns_error(key, exc) from exc
     async with _deadline(sock_connect, where):
@@ -217,6 +221,7 @@ async def open_connection(
     host: str,
     port: int,
     resolver: HostResolver,
+    traces: Sequence[Trace] | None = None,
     ssl: SSLSetting | None,
     server_hostname: str | None = None,
     family: int = 0,
@@ -237,6 +242,7 @@ async def open_connection(
         host=host,
         port=port,
         resolver=resolver,
+        traces=traces,
         ssl=ssl,
         server_hostname=server_hostname,
         family=family,
@@ -286,6 +292,7 @@ async def open_proxy_connection(
     *,
     proxy: URL,
     resolver: HostResolver,
+    traces: Sequence[Trace] | None = None,
     sock_connect: float | None = None,
     proxy_ssl: SSLSetting = True,
     family: int = 0,
@@ -304,6 +311,7 @@ async def open_proxy_connection(
         host=host,
         port=port,
         resolver=resolver,
+        traces=traces,
         ssl=proxy_ssl if proxy.scheme == "https" else None,
         server_hostname=None,
         family=family,
@@ -328,6 +336,7 @@ async def open_tunnel(
     ssl: SSLSetting | None,
     server_hostname: str | None,
     resolver: HostResolver,
+    traces: Sequence[Trace] | None = None,
     sock_connect: float | None,
     key: ConnectionKeyInfo,
     proxy_auth: BasicAuth | None = None,
@@ -350,6 +359,7 @@ async def open_tunnel(
         ConnectResponseReader,
         proxy=proxy,
         resolver=resolver,
+        traces=traces,
         sock_connect=sock_connect,
         proxy_ssl=proxy_ssl,
         family=family,

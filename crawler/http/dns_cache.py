@@ -12,10 +12,14 @@ import asyncio
 import ipaddress
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from crawler.http.resolver import AbstractResolver, ResolveResult
+
+if TYPE_CHECKING:
+    from crawler.http.tracing import Trace
 
 __all__ = ["HostResolver"]
 
@@ -52,6 +56,11 @@ class HostResolver:
     (concurrent identical look-ups still share one query). `lookups` counts the queries that
     really went to the resolver, so tests and stats can see the cache work. `clock` (seconds,
     monotonic) decides expiry.
+
+    `traces` (a request's) are told what aiohttp's connector tells them: nothing for an IP
+    address; `dns_cache_hit` for a cached answer or a query already in flight; else
+    `dns_cache_miss` and `dns_resolvehost_start`/`_end` around the query (only
+    `dns_resolvehost_start`/`_end`, by every caller, with `use_cache=False`).
     """
 
     def __init__(
@@ -70,7 +79,9 @@ class HostResolver:
         self._cache: dict[_CacheKey, tuple[list[ResolveResult], float | None]] = {}
         self._in_flight: dict[_CacheKey, _Lookup] = {}
 
-    async def resolve(self, host: str, port: int, family: int = 0) -> list[ResolveResult]:
+    async def resolve(
+        self, host: str, port: int, family: int = 0, traces: Sequence[Trace] | None = None
+    ) -> list[ResolveResult]:
         """Addresses for host:port; raises `OSError` (from the resolver) when there are none."""
         literal = _literal_address(host, port)
         if literal is not None:
@@ -79,16 +90,29 @@ class HostResolver:
         if self.use_cache:
             cached = self._cached(key)
             if cached is not None:
+                if traces:
+                    for trace in traces:
+                        await trace.send_dns_cache_hit(host)
                 return cached
+        elif traces:
+            for trace in traces:
+                await trace.send_dns_resolvehost_start(host)
         lookup = self._in_flight.get(key)
+        joined = lookup is not None
         if lookup is None:
-            lookup = _Lookup(asyncio.ensure_future(self._query(key)))
+            # The query tells the cache's signals to the traces of the request that started it.
+            query = self._query(key, traces if self.use_cache else None)
+            lookup = _Lookup(asyncio.ensure_future(query))
             self._in_flight[key] = lookup
             lookup.task.add_done_callback(lambda _task, k=key, mine=lookup: self._forget(k, mine))
         lookup.waiters += 1
         try:
+            if joined and traces and self.use_cache:
+                # Sharing another request's query counts as a hit, as in aiohttp.
+                for trace in traces:
+                    await trace.send_dns_cache_hit(host)
             # shield: one caller's cancellation must not cancel the query the others wait on.
-            return list(await asyncio.shield(lookup.task))
+            results = list(await asyncio.shield(lookup.task))
         except asyncio.CancelledError:
             if lookup.waiters == 1 and not lookup.task.done():
                 # Nobody else wants the answer; a caller arriving later starts a fresh query.
@@ -97,6 +121,10 @@ class HostResolver:
             raise
         finally:
             lookup.waiters -= 1
+        if traces and not self.use_cache:
+            for trace in traces:
+                await trace.send_dns_resolvehost_end(host)
+        return results
 
     def clear(self, host: str | None = None, port: int | None = None) -> None:
         """Forget cached answers: all of them, or those for `host` (and `port` when given)."""
@@ -125,10 +153,20 @@ class HostResolver:
             return None
         return list(results)
 
-    async def _query(self, key: _CacheKey) -> list[ResolveResult]:
+    async def _query(
+        self, key: _CacheKey, traces: Sequence[Trace] | None = None
+    ) -> list[ResolveResult]:
         host, port, family = key
         self.lookups += 1
+        if traces:
+            for trace in traces:
+                await trace.send_dns_cache_miss(host)
+            for trace in traces:
+                await trace.send_dns_resolvehost_start(host)
         results = await self.resolver.resolve(host, port, family=family)
+        if traces:
+            for trace in traces:
+                await trace.send_dns_resolvehost_end(host)
         if self.use_cache and (self.ttl is None or self.ttl > 0):
             expires_at = None if self.ttl is None else self._clock() + self.ttl
             self._cache[key] = (results, expires_at)

@@ -6,12 +6,16 @@ while the head is awaited: a server may answer before it has read the whole uplo
 fails half way closes the connection (it is never reused) and its error reaches the caller.
 With `expect100` the body waits for `100 Continue`; a final status instead means it is never
 sent and the connection is closed after the response.
+
+`on_chunk` (tracing's `request_chunk_sent`) is awaited with each piece of the body as the payload
+gives it, before it is framed and written; an in-memory body is one piece, as in aiohttp.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 
 from crawler.http._wire import ResponseHead
 from crawler.http.connection import Connection, ExchangeOptions
@@ -27,6 +31,8 @@ EXPECT_CONTINUE_WAIT = 1.0
 # In-memory bodies up to this size are joined to the head: one write, one packet when small.
 _JOIN_LIMIT = 64 * 1024
 
+OnChunk = Callable[[bytes], Awaitable[None]]
+
 
 async def send_request(
     conn: Connection,
@@ -37,6 +43,7 @@ async def send_request(
     payload: Payload | None = None,
     chunked: bool = False,
     expect100: bool = False,
+    on_chunk: OnChunk | None = None,
 ) -> tuple[ResponseHead, StreamReader]:
     """Write the request; return the response head (1xx answers skipped) and its body stream."""
     if payload is None:
@@ -45,6 +52,9 @@ async def send_request(
         return await waiter
     if isinstance(payload, BytesPayload) and not chunked and not expect100:
         body = payload.value
+        if on_chunk is not None:
+            # Before the exchange starts: a failing callback leaves nothing half written.
+            await on_chunk(body)
         waiter = conn.start_exchange(head_request, options)
         if len(body) <= _JOIN_LIMIT:
             conn.write(head + body)
@@ -57,14 +67,19 @@ async def send_request(
     )
     conn.write(head)
     writer = asyncio.get_running_loop().create_task(
-        _write_body(conn, payload, chunked=chunked, expect100=expect100)
+        _write_body(conn, payload, chunked=chunked, expect100=expect100, on_chunk=on_chunk)
     )
     conn.set_writer(writer)
     return await waiter
 
 
 async def _write_body(
-    conn: Connection, payload: Payload, *, chunked: bool, expect100: bool
+    conn: Connection,
+    payload: Payload,
+    *,
+    chunked: bool,
+    expect100: bool,
+    on_chunk: OnChunk | None = None,
 ) -> None:
     try:
         if expect100 and not await _continue_allowed(conn):
@@ -72,6 +87,8 @@ async def _write_body(
             return
         sent = 0
         async for chunk in payload.chunks():
+            if on_chunk is not None:
+                await on_chunk(chunk)
             if not chunk:
                 continue
             if chunked:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -23,6 +23,7 @@ from crawler.http.connection import ConnState
 
 if TYPE_CHECKING:
     from crawler.http.connection import Connection
+    from crawler.http.tracing import Trace
 
 __all__ = ["Pool", "PoolStats"]
 
@@ -116,8 +117,11 @@ class Pool:
             return False
         return not (self.limit_per_host and self._per_key.get(key, 0) >= self.limit_per_host)
 
-    async def wait_for_slot(self, key: Hashable) -> None:
-        """Reserve a slot for `key`, queueing FIFO while none is free."""
+    async def wait_for_slot(self, key: Hashable, traces: Sequence[Trace] | None = None) -> None:
+        """Reserve a slot for `key`, queueing FIFO while none is free.
+
+        Only a request that really queues tells its `traces` (connection_queued_start/end).
+        """
         queue_key = key if self.limit_per_host else None
         if self.has_slot(key) and not (self._waiter_count and self._waiters.get(queue_key)):
             self._count_in(key)
@@ -129,7 +133,15 @@ class Pool:
         queue.append(waiter)
         self._waiter_count += 1
         try:
+            # Inside the try: a failing callback leaves the queue (or hands a granted slot
+            # back) exactly as a cancellation would.
+            if traces:
+                for trace in traces:
+                    await trace.send_connection_queued_start()
             await waiter
+            if traces:
+                for trace in traces:
+                    await trace.send_connection_queued_end()
         except BaseException:
             if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
                 # Granted a slot, but cancelled before we could use it: give it back.

@@ -13,17 +13,19 @@ from collections.abc import Callable
 from http.cookies import SimpleCookie
 from typing import TYPE_CHECKING, Any
 
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDict, CIMultiDictProxy, MultiDictProxy
 from yarl import URL
 
 from crawler.http.cookies import parse_set_cookie
 from crawler.http.errors import ClientResponseError, ContentTypeError, RequestInfo
+from crawler.http.header_params import ContentDisposition, parse_content_disposition, parse_links
 from crawler.http.streams import StreamReader
 
 if TYPE_CHECKING:
     from crawler.http._wire import ResponseHead
     from crawler.http.connection import Connection
     from crawler.http.timeouts import Deadline
+    from crawler.http.tracing import Trace
 
 __all__ = ["ClientResponse", "HttpVersion"]
 
@@ -81,6 +83,7 @@ class ClientResponse:
         "_request_headers",
         "_request_info",
         "_resolve_charset",
+        "_traces",
         "content",
         "history",
         "method",
@@ -123,6 +126,8 @@ class ClientResponse:
         self._content_type: tuple[str, dict[str, str]] | None = None
         self._body: bytes | None = None
         self._closed = False
+        # Set by the session on the response it hands out, when the request is traced.
+        self._traces: list[Trace] | tuple[()] = ()
 
     def __repr__(self) -> str:
         return f"<ClientResponse({self.url}) [{self.status} {self.reason}]>"
@@ -154,6 +159,25 @@ class ClientResponse:
         if cookies is None:
             cookies = self._cookies = parse_set_cookie(self.headers.getall("Set-Cookie", ()))
         return cookies
+
+    @property
+    def links(self) -> MultiDictProxy[MultiDictProxy[str | URL]]:
+        """The `Link` header's links by relation type, each with its parameters and "url"
+        (resolved against this response's URL), as aiohttp's; see `header_params`."""
+        return parse_links(self.headers.getall("Link", ()), self.url)
+
+    @property
+    def content_disposition(self) -> ContentDisposition | None:
+        """The parsed Content-Disposition, or None. Its filename is the server's word: never a
+        path to write to unchecked."""
+        return parse_content_disposition(self.headers.get("Content-Disposition"))
+
+    @property
+    def host(self) -> str:
+        """The host of the URL this response came from."""
+        host = self.url.host
+        assert host is not None, "a response always has a host"
+        return host
 
     @property
     def request_info(self) -> RequestInfo:
@@ -210,6 +234,10 @@ class ClientResponse:
         if body is None:
             try:
                 body = self._body = await self.content.read()
+                if self._traces:
+                    # aiohttp reports the whole body once, from read() only (not from streaming).
+                    for trace in self._traces:
+                        await trace.send_response_chunk_received(self.method, self.url, body)
             except BaseException:
                 self.close()
                 raise

@@ -13,7 +13,7 @@ import traceback
 import warnings
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from multidict import CIMultiDict
 from yarl import URL
@@ -34,6 +34,7 @@ from crawler.http.connector import (
     BaseConnector,
     ConnectionKey,
     TCPConnector,
+    announce_reuse,
     connect_within_timeout,
     make_key,
 )
@@ -48,7 +49,7 @@ from crawler.http.errors import (
     ServerDisconnectedError,
     TooManyRedirects,
 )
-from crawler.http.exchange import send_request
+from crawler.http.exchange import OnChunk, send_request
 from crawler.http.payload import Payload, compress_payload, json_payload, make_payload
 from crawler.http.redirects import REDIRECT_STATUSES, follow
 from crawler.http.request import (
@@ -64,6 +65,10 @@ from crawler.http.response import CharsetResolver, ClientResponse
 from crawler.http.streams import StreamReader
 from crawler.http.timeouts import DEFAULT_TIMEOUT, ClientTimeout, Deadline, as_timeout
 from crawler.http.tls import SSLSetting, resolve_ssl
+
+if TYPE_CHECKING:
+    # Loaded on first traced request only: building its params classes costs ~15 ms at import.
+    from crawler.http.tracing import Trace, TraceConfig
 
 __all__ = ["ClientSession"]
 
@@ -102,6 +107,7 @@ class ClientSession:
         proxy: str | URL | None = None,
         proxy_auth: BasicAuth | None = None,
         fallback_charset_resolver: CharsetResolver | None = None,
+        trace_configs: list[TraceConfig] | None = None,
     ) -> None:
         self._source_traceback = traceback.extract_stack(sys._getframe(1), limit=10)
         self._closed = True  # until fully built, so __del__ of a half-made session stays quiet
@@ -154,6 +160,10 @@ class ClientSession:
         )
         self._default_proxy = checked_url(proxy, "proxy") if proxy is not None else None
         self._default_proxy_auth = proxy_auth
+        # Frozen now, as aiohttp does: no callback can be added while requests are running.
+        self._trace_configs = trace_configs or []
+        for trace_config in self._trace_configs:
+            trace_config.freeze()
         self._background: set[asyncio.Task[None]] = set()
         # Open WebSockets: their sockets left the connector's pool at the handshake, so the
         # connector's close does not reach them; close() does (as aiohttp's does).
@@ -231,6 +241,10 @@ class ClientSession:
     @property
     def requote_redirect_url(self) -> bool:
         return self._requote_redirect_url
+
+    @property
+    def trace_configs(self) -> list[TraceConfig]:
+        return self._trace_configs
 
     # --- requests ---
 
@@ -312,6 +326,7 @@ class ClientSession:
             raise ValueError("data and json parameters can not be used at the same time")
         method = method.upper()
         url = build_url(str_or_url, base_url=self._base_url, params=params)
+        asked = url  # request_start reports the URL as asked for (credentials kept), as aiohttp
         caller = merge_headers(self._default_headers, headers)
         url, auth = pick_auth(url, auth, self._default_auth, caller)
         if auth is None and self._trust_env:
@@ -334,6 +349,14 @@ class ClientSession:
         given_proxy_auth = proxy_auth
         proxy_url, proxy_auth = self._proxy_for(url, proxy, given_proxy_auth)
         raise_status = self._raise_for_status if raise_for_status is None else raise_for_status
+        traces: list[Trace] | None = None
+        if self._trace_configs:
+            # The caller's headers as the plan keeps them (a cross-origin hop strips them in
+            # place), so every signal of the request sees them as they are then.
+            trace_headers = caller if caller is not None else CIMultiDict()
+            traces = await self._begin_tracing(
+                trace_request_ctx, method, asked, trace_headers, payload
+            )
 
         loop = asyncio.get_running_loop()
         deadline = Deadline(loop, real_timeout.total) if real_timeout.total else None
@@ -368,7 +391,7 @@ class ClientSession:
                     payload.check_sendable()
                 conn, response_head, body = await self._send(
                     key, head, method, url, header_list, history, payload, chunked,
-                    expect100, options, real_timeout,
+                    expect100, options, real_timeout, traces,
                 )
                 response = ClientResponse(
                     method, url, response_head, body,
@@ -383,6 +406,9 @@ class ClientSession:
                     )
                 location = None
                 if allow_redirects and response.status in REDIRECT_STATUSES:
+                    if traces:
+                        # Before the Location is looked at: aiohttp tells of a 3xx without one.
+                        await _announce_redirect(traces, method, url, trace_headers, response)
                     location = response.headers.get("Location") or response.headers.get("URI")
                 if location is None:
                     break
@@ -424,24 +450,31 @@ class ClientSession:
                         "body is a one-shot stream that cannot be sent again; pass bytes or a "
                         "seekable file, or set allow_redirects=False"
                     )
-        except asyncio.CancelledError:
-            if deadline is not None and deadline.check_cancelled():
-                deadline.cancel()
-                raise deadline.error() from None
+        except asyncio.CancelledError as exc:
+            timed_out = deadline is not None and deadline.check_cancelled()
             if deadline is not None:
                 deadline.cancel()
-            raise
-        except BaseException:
+            error = deadline.error() if timed_out and deadline is not None else exc
+            if traces:
+                await _announce_failure(traces, method, url, trace_headers, error)
+            if error is exc:
+                raise
+            raise error from None
+        except BaseException as exc:
             if deadline is not None:
                 deadline.cancel()
             if payload is not None:
                 await _close_quietly(payload)
+            if traces:
+                await _announce_failure(traces, method, url, trace_headers, exc)
             raise
         if payload is not None:
             await self._close_payload_when_sent(conn, payload)
         if deadline is not None:
             response._deadline = deadline
             deadline.watch_body(conn, response.content)
+        if traces:
+            return await _end_traced(response, raise_status, traces, method, url, trace_headers)
         if raise_status:
             if callable(raise_status):
                 await raise_status(response)
@@ -462,19 +495,26 @@ class ClientSession:
         expect100: bool,
         options: ExchangeOptions,
         timeout: ClientTimeout,
+        traces: list[Trace] | None = None,
     ) -> tuple[Connection, ResponseHead, StreamReader]:
         """Get a connection and the response head; retry once when a reused one was stale."""
         connector = self._connector
         assert connector is not None
         take_idle = getattr(connector, "take_idle", None)
+        on_chunk = None
         for attempt in (1, 2):
             # A kept-alive connection ready now needs no timer (most requests of a crawl).
             conn = take_idle(key) if attempt == 1 and take_idle is not None else None
             if conn is None:
                 conn = await connect_within_timeout(
-                    connector, key, url, timeout, fresh=attempt > 1
+                    connector, key, url, timeout, fresh=attempt > 1, traces=traces
                 )
+            elif traces:
+                await announce_reuse(conn, traces)
             try:
+                if traces:
+                    # Each attempt sends its head again, and says so, as aiohttp's retry does.
+                    on_chunk = await _announce_head(traces, method, url, header_list)
                 response_head, body = await send_request(
                     conn,
                     head,
@@ -483,6 +523,7 @@ class ClientSession:
                     payload=payload,
                     chunked=chunked,
                     expect100=expect100,
+                    on_chunk=on_chunk,
                 )
             except (ServerDisconnectedError, ClientOSError, ClientConnectionResetError):
                 conn.close()
@@ -510,6 +551,27 @@ class ClientSession:
         raise AssertionError("unreachable")  # pragma: no cover
 
     # --- request pieces ---
+
+    async def _begin_tracing(
+        self,
+        trace_request_ctx: Any,
+        method: str,
+        url: URL,
+        headers: CIMultiDict[str],
+        payload: Payload | None,
+    ) -> list[Trace]:
+        """The request's traces, told request_start; the body is closed if a callback fails
+        (nothing else will: the request ends before it began)."""
+        from crawler.http.tracing import begin_request
+
+        try:
+            return await begin_request(
+                self, self._trace_configs, trace_request_ctx, method, url, headers
+            )
+        except BaseException:
+            if payload is not None:
+                await _close_quietly(payload)
+            raise
 
     def _body(
         self,
@@ -738,6 +800,81 @@ async def _discard_body(response: ClientResponse) -> None:
             response.close()
             return
     response.release()
+
+
+async def _check_status(
+    response: ClientResponse, raise_status: bool | Callable[[ClientResponse], Awaitable[None]]
+) -> None:
+    if callable(raise_status):
+        await raise_status(response)
+    else:
+        response.raise_for_status()
+
+
+async def _announce_head(
+    traces: list[Trace], method: str, url: URL, header_list: list[tuple[str, str]]
+) -> OnChunk:
+    """request_headers_sent for a head about to go out; returns the body's chunk reporter.
+
+    The URL is the request's without its fragment, as aiohttp's request object keeps it.
+    """
+    url = url.with_fragment(None) if url.raw_fragment else url
+    headers = CIMultiDict(header_list)
+    for trace in traces:
+        await trace.send_request_headers(method, url, headers)
+
+    async def on_chunk(chunk: bytes) -> None:
+        for trace in traces:
+            await trace.send_request_chunk_sent(method, url, chunk)
+
+    return on_chunk
+
+
+async def _announce_failure(
+    traces: list[Trace], method: str, url: URL, headers: CIMultiDict[str], exc: BaseException
+) -> None:
+    for trace in traces:
+        await trace.send_request_exception(method, url, headers, exc)
+
+
+async def _announce_redirect(
+    traces: list[Trace],
+    method: str,
+    url: URL,
+    headers: CIMultiDict[str],
+    response: ClientResponse,
+) -> None:
+    """request_redirect; a failing callback closes the response (its connection is held)."""
+    try:
+        for trace in traces:
+            await trace.send_request_redirect(method, url, headers, response)
+    except BaseException:
+        response.close()
+        raise
+
+
+async def _end_traced(
+    response: ClientResponse,
+    raise_status: bool | Callable[[ClientResponse], Awaitable[None]],
+    traces: list[Trace],
+    method: str,
+    url: URL,
+    headers: CIMultiDict[str],
+) -> ClientResponse:
+    """The end of a traced request: the status check, then request_end, or, when either
+    fails, request_exception with the response closed (as aiohttp does)."""
+    # Only the response handed out reports its body: redirect bodies are drained unseen.
+    response._traces = traces
+    try:
+        if raise_status:
+            await _check_status(response, raise_status)
+        for trace in traces:
+            await trace.send_request_end(method, url, headers, response)
+    except BaseException as exc:
+        response.close()
+        await _announce_failure(traces, method, url, headers, exc)
+        raise
+    return response
 
 
 async def _close_quietly(payload: Payload) -> None:
