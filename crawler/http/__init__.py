@@ -11,6 +11,7 @@ from crawler.http.cookies import AbstractCookieJar, CookieJar, DummyCookieJar
 from crawler.http.errors import *  # noqa: F403
 from crawler.http.errors import __all__ as _errors_all
 from crawler.http.formdata import FormData
+from crawler.http.multipart_writer import MultipartWriter
 from crawler.http.payload import Payload
 from crawler.http.pool import PoolStats
 from crawler.http.resolver import AsyncResolver, DefaultResolver, ThreadedResolver
@@ -95,6 +96,7 @@ __all__ = [
     "Fingerprint",
     "FormData",
     "HttpVersion",
+    "MultipartWriter",
     "Payload",
     "PoolStats",
     "StreamReader",

@@ -19,8 +19,10 @@ from crawler.http._payload_base import CHUNK_SIZE, Payload, reject_control_chars
 __all__ = [
     "Base64Payload",
     "MultipartPayload",
+    "MultipartWriter",  # noqa: F822 - loaded on first use by __getattr__ below
     "Part",
     "QuotedPrintablePayload",
+    "content_disposition",
     "form_data_disposition",
     "make_boundary",
     "transfer_encoded",
@@ -59,14 +61,27 @@ def form_data_disposition(name: str, filename: str | None = None, *, quote: bool
     CR, LF or another control character) raises ValueError instead of being escaped.
     """
     params = [("name", name)] if filename is None else [("name", name), ("filename", filename)]
-    rendered = ["form-data"]
+    return content_disposition("form-data", params, quote=quote)
+
+
+def content_disposition(
+    disptype: str, params: Sequence[tuple[str, str]], *, quote: bool = True
+) -> str:
+    """`<disptype>; key="value"; ...` with values written as `form_data_disposition` does."""
+    if not _TOKEN.fullmatch(disptype):
+        raise ValueError(f"bad content disposition type {disptype!r}")
+    rendered = [disptype]
     for key, value in params:
+        if not _TOKEN.fullmatch(key):
+            raise ValueError(f"bad content disposition parameter {key!r}={value!r}")
+        if not isinstance(value, str):
+            raise TypeError(f"content disposition {key} must be str, got {type(value).__name__}")
         if quote:
             value = value.translate(_BROWSER_ESCAPES)
         else:
-            reject_control_chars(f"form field {key}", value)
+            reject_control_chars(f"{disptype} {key}", value)
             if '"' in value:
-                raise ValueError(f"form field {key} must not contain '\"' when quote_fields=False")
+                raise ValueError(f"{disptype} {key} must not contain '\"' when quote_fields=False")
         rendered.append(f'{key}="{value}"')
     return "; ".join(rendered)
 
@@ -103,10 +118,13 @@ class MultipartPayload(Payload):
         boundary: str | None = None,
         charset: str = "utf-8",
         owner: object = None,
+        close_boundary: bool = True,
     ) -> None:
         if not _TOKEN.fullmatch(subtype):
             raise ValueError(f"invalid multipart subtype {subtype!r}")
         self.owner = owner
+        # Without the closing delimiter the body can be followed by more parts sent elsewhere.
+        self._close_boundary = close_boundary
         self.boundary = check_boundary(boundary) if boundary is not None else make_boundary()
         self.parts = list(parts)
         self._charset = charset
@@ -123,7 +141,7 @@ class MultipartPayload(Payload):
         return b"--" + self.boundary.encode("ascii") + b"--" + _CRLF
 
     def _total_size(self) -> int | None:
-        total = len(self._closing())
+        total = len(self._closing()) if self._close_boundary else 0
         for part, head in zip(self.parts, self._heads, strict=True):
             if part.body.size is None:
                 return None
@@ -145,8 +163,10 @@ class MultipartPayload(Payload):
                     pending.clear()
                 yield chunk
             pending += _CRLF
-        pending += self._closing()
-        yield bytes(pending)
+        if self._close_boundary:
+            pending += self._closing()
+        if pending:
+            yield bytes(pending)
 
     def check_sendable(self) -> None:
         for part in self.parts:
@@ -228,3 +248,12 @@ def transfer_encoded(body: Payload, encoding: str | None) -> Payload:
         f"unsupported content_transfer_encoding {encoding!r}; use base64, quoted-printable, "
         f"or one of {', '.join(_IDENTITY_ENCODINGS)}"
     )
+
+
+def __getattr__(name: str) -> object:
+    # MultipartWriter lives in its own module, which builds on this one: load it on first use.
+    if name == "MultipartWriter":
+        from crawler.http.multipart_writer import MultipartWriter
+
+        return MultipartWriter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
