@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import zlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
 from crawler.http._payload_base import Payload
@@ -65,10 +65,16 @@ class CompressedPayload(Payload):
         self.content_type = inner.content_type
         self.replayable = inner.replayable
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    async def chunks(
+        self, on_raw: Callable[[bytes], Awaitable[object]] | None = None
+    ) -> AsyncIterator[bytes]:
+        """The compressed pieces; `on_raw` is awaited with each piece of `inner` before it is
+        compressed (tracing's request_chunk_sent reports those, as aiohttp's writer does)."""
         compressor = COMPRESSIONS[self.encoding]()
         loop = asyncio.get_running_loop()
         async for chunk in self.inner.chunks():
+            if on_raw is not None:
+                await on_raw(chunk)
             if len(chunk) >= _THREAD_THRESHOLD:
                 out = await loop.run_in_executor(None, compressor.compress, chunk)
             else:

@@ -8,7 +8,9 @@ With `expect100` the body waits for `100 Continue`; a final status instead means
 sent and the connection is closed after the response.
 
 `on_chunk` (tracing's `request_chunk_sent`) is awaited with each piece of the body as the payload
-gives it, before it is framed and written; an in-memory body is one piece, as in aiohttp.
+gives it, before it is framed and written; an in-memory body is one piece, as in aiohttp. For
+`compress=` the pieces are those before compression (aiohttp reports what goes into its writer,
+which compresses after), and the compressor's final flush is not one.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 
+from crawler.http._payload_compress import CompressedPayload
 from crawler.http._wire import ResponseHead
 from crawler.http.connection import Connection, ExchangeOptions
 from crawler.http.errors import ClientPayloadError
@@ -86,7 +89,12 @@ async def _write_body(
             conn.must_close()
             return
         sent = 0
-        async for chunk in payload.chunks():
+        if on_chunk is not None and isinstance(payload, CompressedPayload):
+            # The compressor reports what it is given; its output is not reported again.
+            chunks, on_chunk = payload.chunks(on_raw=on_chunk), None
+        else:
+            chunks = payload.chunks()
+        async for chunk in chunks:
             if on_chunk is not None:
                 await on_chunk(chunk)
             if not chunk:

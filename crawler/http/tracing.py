@@ -15,7 +15,7 @@ making its params classes takes ~15 ms, which only tracing programs should pay.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator, MutableSequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableSequence
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, overload
@@ -474,3 +474,148 @@ async def request_failed(
 ) -> None:
     for trace in traces:
         await trace.send_request_exception(method, url, headers, exc)
+
+
+# --- a WebSocket handshake ---------------------------------------------------------------------
+
+
+class HandshakeTrace:
+    """The signals of one traced `ws_connect`, in the order aiohttp's `_request` sends them.
+
+    aiohttp's ws_connect is a session GET, so a traced one sees request_start, the connector's
+    signals, request_headers_sent, request_redirect per followed 3xx and request_end with the
+    answer, 101 or not (the WebSocket checks come after `_request` returned); any other failure
+    is a request_exception. Ours speaks the handshake through wsproto, not `_request`, so
+    `websocket.ws_connect` calls these at the same points, and only when the session traces.
+    The URL is reported as aiohttp has it: a ws(s):// URL stays ws(s):// (ours connects by its
+    http(s) twin), also across a relative redirect; an absolute Location replaces it.
+    """
+
+    __slots__ = ("_history", "_sent", "_ws_scheme", "ended", "headers", "traces", "url")
+
+    def __init__(
+        self, traces: list[Trace], url: URL, headers: CIMultiDict[str], ws_scheme: str | None
+    ) -> None:
+        self.traces = traces
+        self.url = url
+        self.headers = headers
+        self._ws_scheme = ws_scheme
+        self._sent: list[tuple[str, str]] = []
+        self._history: list[ClientResponse] = []
+        # Set once request_end went out: a refusal raised after it is no request_exception.
+        self.ended = False
+
+    @classmethod
+    async def begin(
+        cls,
+        session: ClientSession,
+        asked: URL,
+        headers: CIMultiDict[str],
+        ws_scheme: str | None,
+    ) -> HandshakeTrace:
+        """request_start for `asked` (credentials kept, as aiohttp reports it). aiohttp's
+        ws_connect passes no `trace_request_ctx`, so neither do we."""
+        url = asked.with_scheme(ws_scheme) if ws_scheme else asked
+        traces = await begin_request(session, session.trace_configs, None, "GET", url, headers)
+        return cls(traces, url, headers, ws_scheme)
+
+    def hop(self, http_url: URL) -> None:
+        """The request now goes to `http_url` (credentials already taken out of it)."""
+        self.url = http_url.with_scheme(self._ws_scheme) if self._ws_scheme else http_url
+
+    def follow(self, location: str) -> None:
+        """A redirect is followed: aiohttp joins a relative Location to the ws(s):// URL (the
+        scheme stays), while an absolute one is an http(s):// URL of its own."""
+        if self._ws_scheme and URL(location).scheme:
+            self._ws_scheme = None
+
+    def drop_credentials(self) -> None:
+        """A hop to another origin: aiohttp strips these from the headers its signals carry."""
+        for name in ("Authorization", "Cookie", "Proxy-Authorization"):
+            self.headers.popall(name, None)
+
+    async def headers_sent(self, head: bytes) -> None:
+        """request_headers_sent with the upgrade head as written (fragment-less URL, as
+        aiohttp's request object has it)."""
+        from crawler.http.ws_handshake import head_fields
+
+        self._sent = head_fields(head)
+        url = self.url.with_fragment(None) if self.url.raw_fragment else self.url
+        headers = CIMultiDict(self._sent)
+        for trace in self.traces:
+            await trace.send_request_headers("GET", url, headers)
+
+    async def redirect(self, status: int, headers: Iterable[tuple[str, str]]) -> None:
+        response = self._response(status, headers, ())
+        self._history.append(response)
+        for trace in self.traces:
+            await trace.send_request_redirect("GET", self.url, self.headers, response)
+
+    async def refused(self, status: int, headers: Iterable[tuple[str, str]]) -> None:
+        """request_end for an answer that is no upgrade; ws_connect raises after it."""
+        await self._end(self._response(status, headers, tuple(self._history)))
+
+    async def opened(
+        self, head: bytes | None, headers: Iterable[tuple[str, str]]
+    ) -> ClientResponse:
+        """request_end for the 101 (its body, the WebSocket, is not the response's): with the
+        fields of its `head` as received, else (a head too big to keep) the `headers` left."""
+        from crawler.http.ws_handshake import head_fields
+
+        fields = head_fields(head) if head is not None else headers
+        response = self._response(101, fields, tuple(self._history))
+        await self._end(response)
+        return response
+
+    async def failed(self, exc: BaseException) -> None:
+        if not self.ended:
+            self.ended = True
+            await request_failed(self.traces, "GET", self.url, self.headers, exc)
+
+    async def _end(self, response: ClientResponse) -> None:
+        # As aiohttp's `_request`: a failing request_end callback is the request's exception.
+        self.ended = True
+        try:
+            for trace in self.traces:
+                await trace.send_request_end("GET", self.url, self.headers, response)
+        except BaseException as exc:
+            await request_failed(self.traces, "GET", self.url, self.headers, exc)
+            raise
+
+    def _response(
+        self,
+        status: int,
+        headers: Iterable[tuple[str, str]],
+        history: tuple[ClientResponse, ...],
+    ) -> ClientResponse:
+        """A bodiless `ClientResponse` for an answer wsproto parsed: what aiohttp's signals
+        carry, so callbacks read `.status`, `.headers`, `.url` and the rest as they do there."""
+        from http import HTTPStatus
+
+        from crawler.http._wire import ResponseHead
+        from crawler.http.response import ClientResponse
+        from crawler.http.streams import StreamReader
+
+        try:
+            reason = HTTPStatus(status).phrase
+        except ValueError:
+            reason = ""
+        raw = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+        head = ResponseHead(
+            status=status,
+            reason=reason,
+            version=(1, 1),
+            raw_headers=raw,
+            content_length=None,
+            chunked=False,
+            content_encoding="",
+            has_set_cookie=False,  # the jar already took them (ws_connect does)
+            keep_alive=False,
+            upgrade=status == 101,
+        )
+        content = StreamReader()
+        content.feed_eof()  # the answer's body went with its socket, unread as in aiohttp
+        # The response drops the URL's fragment itself (keeping it as real_url), as aiohttp's.
+        return ClientResponse(
+            "GET", self.url, head, content, None, request_headers=list(self._sent), history=history
+        )

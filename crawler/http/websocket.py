@@ -9,7 +9,7 @@ the handshake. Framing is wsproto's (ws_protocol.py); the user's API is in ws_re
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from http.cookies import CookieError, SimpleCookie
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +38,7 @@ from crawler.http.ws_handshake import (
     HandshakeFailure,
     HeadersLike,
     build_upgrade_request,
+    head_fields,
     negotiated_terms,
     normalize_ws_url,
 )
@@ -54,6 +55,7 @@ from crawler.http.ws_response import ClientWebSocketResponse
 if TYPE_CHECKING:
     from crawler.http.session import ClientSession
     from crawler.http.timeouts import ClientTimeout
+    from crawler.http.tracing import HandshakeTrace, Trace
 
 __all__ = [
     "DEFAULT_MAX_MSG_SIZE",
@@ -100,6 +102,7 @@ async def websocket_handshake(
     heartbeat: float | None = None,
     max_msg_size: int = DEFAULT_MAX_MSG_SIZE,
     handshake_timeout: float | None = None,
+    on_sent: Callable[[bytes], Awaitable[object]] | None = None,
 ) -> ClientWebSocketResponse:
     """Upgrade a freshly connected transport (TCP or TLS, nothing sent yet) to a WebSocket.
 
@@ -107,7 +110,8 @@ async def websocket_handshake(
     WSServerHandshakeError (with the status) when the server does not upgrade properly,
     ServerDisconnectedError when it closes first, ServerTimeoutError after `handshake_timeout`.
     `timeout` bounds the close handshake (or is a ClientWSTimeout); `receive_timeout` bounds
-    each `receive()`.
+    each `receive()`. `on_sent` is awaited with the upgrade request's bytes once they are
+    written (tracing's request_headers_sent); if it raises, the transport is closed.
     """
     try:
         url = normalize_ws_url(url)
@@ -127,7 +131,9 @@ async def websocket_handshake(
         raise
     budget = asyncio.timeout(handshake_timeout)
     try:
-        protocol.start(transport, request)
+        head = protocol.start(transport, request)
+        if on_sent is not None:
+            await on_sent(head)
         async with budget:
             outcome = await protocol.wait_handshake()
     except BaseException as exc:
@@ -146,11 +152,16 @@ async def websocket_handshake(
         await protocol.wait_closed()
         if outcome.status is None:
             raise ServerDisconnectedError(f"{outcome.reason} ({url})")
+        headers = outcome.headers
+        if not headers and protocol.upgrade_head is not None:
+            # A 101 wsproto refused (a wrong Sec-WebSocket-Accept...) keeps no fields in its
+            # error; aiohttp's error carries the answer's headers, so take them from the head.
+            headers = tuple(head_fields(protocol.upgrade_head))
         raise WSServerHandshakeError(
             _request_info(url, request.extra_headers),
             status=outcome.status,
             message=outcome.reason,
-            headers=CIMultiDictProxy(CIMultiDict(outcome.headers)),
+            headers=CIMultiDictProxy(CIMultiDict(headers)),
         )
 
     ws = ClientWebSocketResponse(
@@ -222,6 +233,7 @@ async def ws_connect(
     if session.closed or connector is None:
         raise RuntimeError("Session is closed")
     http_url = build_url(_as_http(url), base_url=session.base_url, params=params)
+    asked = http_url  # request_start reports it with its credentials, as aiohttp's does
     caller = merge_headers(session.headers, headers)
     http_url, auth = pick_auth(http_url, auth, session.auth, caller)
     if auth is None and session.trust_env:
@@ -241,87 +253,159 @@ async def ws_connect(
     proxy_url, proxy_auth = session._proxy_for(http_url, proxy, given_proxy_auth)
     client_timeout = session.timeout
     history: list[WSServerHandshakeError] = []
+    tracer: HandshakeTrace | None = None
+    if session.trace_configs:
+        tracer = await _begin_trace(session, url, asked, caller, protocols, origin)
+        tracer.hop(http_url)
 
     try:
-        async with asyncio.timeout(client_timeout.total) as budget:
-            while True:
-                transport = await _open_transport(
-                    session,
-                    http_url,
-                    ssl=ssl,
-                    proxy=proxy_url,
-                    proxy_auth=proxy_auth,
-                    proxy_headers=proxy_headers,
-                    server_hostname=server_hostname,
-                    timeout=client_timeout,
-                )
-                try:
-                    ws = await websocket_handshake(
-                        transport,
-                        url=ws_url,
-                        protocols=protocols,
-                        headers=request_headers,
-                        origin=origin,
-                        compress=compress,
-                        timeout=timeout,
-                        receive_timeout=receive_timeout,
-                        autoclose=autoclose,
-                        autoping=autoping,
-                        heartbeat=heartbeat,
-                        max_msg_size=max_msg_size,
-                        handshake_timeout=client_timeout.sock_read,
-                    )
-                except WSServerHandshakeError as exc:
-                    location = _redirect_location(exc)
-                    if location is None:
-                        if history:
-                            exc.history = tuple(history)
-                        raise
-                    # aiohttp's ws_connect is a session request, so it follows redirects (as
-                    # RFC 6455 4.1 allows); the answer's cookies count as any response's.
-                    assert exc.headers is not None  # _redirect_location checked
-                    _store_cookies(session, http_url, exc.headers.getall("Set-Cookie", []))
-                    history.append(exc)
-                    if len(history) > MAX_REDIRECTS:
-                        raise TooManyRedirects(
-                            history[0].request_info,
-                            tuple(history),
-                            status=exc.status,
-                            message=f"more than {MAX_REDIRECTS} redirects",
-                            headers=exc.headers,
-                        ) from None
-                    hop = follow(
-                        exc.status or 0,
-                        "GET",
+        try:
+            async with asyncio.timeout(client_timeout.total) as budget:
+                while True:
+                    transport = await _open_transport(
+                        session,
                         http_url,
-                        str(_as_http(location)),
-                        requote=session.requote_redirect_url,
+                        ssl=ssl,
+                        proxy=proxy_url,
+                        proxy_auth=proxy_auth,
+                        proxy_headers=proxy_headers,
+                        server_hostname=server_hostname,
+                        timeout=client_timeout,
+                        traces=tracer.traces if tracer is not None else None,
                     )
-                    if hop.new_origin:
-                        # Credentials and cookies the caller gave were for the first origin.
-                        if caller is not None:
-                            for name in ("Authorization", "Cookie", "Proxy-Authorization"):
-                                caller.popall(name, None)
-                        auth = None
-                    http_url = hop.url.with_fragment(None)
-                    if http_url.raw_user is not None or http_url.raw_password is not None:
-                        auth, http_url = BasicAuth.from_url(http_url), http_url.with_user(None)
-                    if proxy is None:
-                        # A default or environment proxy depends on the URL (NO_PROXY...).
-                        proxy_url, proxy_auth = session._proxy_for(http_url, None, given_proxy_auth)
-                    request_headers = _handshake_headers(session, http_url, caller, auth)
-                    ws_url = normalize_ws_url(http_url)
-                    continue
-                break
-    except TimeoutError:
-        if not budget.expired():
-            raise
-        raise ServerTimeoutError(
-            f"WebSocket connect to {http_url} took longer than the total timeout of "
-            f"{client_timeout.total} s"
-        ) from None
-    _store_cookies(session, http_url, ws.response_headers.getall("Set-Cookie", []))
+                    try:
+                        ws = await websocket_handshake(
+                            transport,
+                            url=ws_url,
+                            protocols=protocols,
+                            headers=request_headers,
+                            origin=origin,
+                            compress=compress,
+                            timeout=timeout,
+                            receive_timeout=receive_timeout,
+                            autoclose=autoclose,
+                            autoping=autoping,
+                            heartbeat=heartbeat,
+                            max_msg_size=max_msg_size,
+                            handshake_timeout=client_timeout.sock_read,
+                            on_sent=tracer.headers_sent if tracer is not None else None,
+                        )
+                    except WSServerHandshakeError as exc:
+                        location = _redirect_location(exc)
+                        if location is None:
+                            if history:
+                                exc.history = tuple(history)
+                            if tracer is not None and exc.status is not None:
+                                # aiohttp checks the upgrade after `_request` returned: a
+                                # refusal is a request_end with its answer, then the error.
+                                await tracer.refused(exc.status, _items(exc.headers))
+                            raise
+                        # aiohttp's ws_connect is a session request, so it follows redirects
+                        # (as RFC 6455 4.1 allows); the answer's cookies count as any response's.
+                        assert exc.headers is not None  # _redirect_location checked
+                        _store_cookies(session, http_url, exc.headers.getall("Set-Cookie", []))
+                        if tracer is not None:
+                            await tracer.redirect(exc.status or 0, _items(exc.headers))
+                        history.append(exc)
+                        if len(history) > MAX_REDIRECTS:
+                            raise TooManyRedirects(
+                                history[0].request_info,
+                                tuple(history),
+                                status=exc.status,
+                                message=f"more than {MAX_REDIRECTS} redirects",
+                                headers=exc.headers,
+                            ) from None
+                        hop = follow(
+                            exc.status or 0,
+                            "GET",
+                            http_url,
+                            str(_as_http(location)),
+                            requote=session.requote_redirect_url,
+                        )
+                        if hop.new_origin:
+                            # Credentials and cookies the caller gave were for the first origin.
+                            if caller is not None:
+                                for name in ("Authorization", "Cookie", "Proxy-Authorization"):
+                                    caller.popall(name, None)
+                            if tracer is not None:
+                                tracer.drop_credentials()
+                            auth = None
+                        http_url = hop.url.with_fragment(None)
+                        if http_url.raw_user is not None or http_url.raw_password is not None:
+                            auth, http_url = BasicAuth.from_url(http_url), http_url.with_user(None)
+                        if proxy is None:
+                            # A default or environment proxy depends on the URL (NO_PROXY...).
+                            proxy_url, proxy_auth = session._proxy_for(
+                                http_url, None, given_proxy_auth
+                            )
+                        request_headers = _handshake_headers(session, http_url, caller, auth)
+                        ws_url = normalize_ws_url(http_url)
+                        if tracer is not None:
+                            tracer.follow(location)
+                            tracer.hop(http_url)
+                        continue
+                    break
+        except TimeoutError:
+            if not budget.expired():
+                raise
+            raise ServerTimeoutError(
+                f"WebSocket connect to {http_url} took longer than the total timeout of "
+                f"{client_timeout.total} s"
+            ) from None
+        _store_cookies(session, http_url, ws.response_headers.getall("Set-Cookie", []))
+    except BaseException as exc:
+        if tracer is not None:
+            # Every failure but a refusal (already told as request_end), as aiohttp's.
+            await tracer.failed(exc)
+        raise
+    if tracer is not None:
+        await _end_trace(tracer, ws)
     return ws
+
+
+async def _begin_trace(
+    session: ClientSession,
+    given: str | URL,
+    asked: URL,
+    caller: CIMultiDict[str] | None,
+    protocols: Iterable[str],
+    origin: str | None,
+) -> HandshakeTrace:
+    """request_start with the headers aiohttp's ws_connect hands its `_request`: the caller's
+    (over the session's) and the upgrade's own. The Sec-WebSocket-Key and -Extensions are not
+    among them: wsproto writes those with the head (request_headers_sent has them)."""
+    from crawler.http.tracing import HandshakeTrace
+
+    headers: CIMultiDict[str] = CIMultiDict(caller) if caller is not None else CIMultiDict()
+    headers.setdefault("Upgrade", "websocket")
+    headers.setdefault("Connection", "Upgrade")
+    headers.setdefault("Sec-WebSocket-Version", "13")
+    offered = list(protocols)
+    if offered:
+        headers["Sec-WebSocket-Protocol"] = ",".join(offered)
+    if origin is not None:
+        headers["Origin"] = origin
+    return await HandshakeTrace.begin(session, asked, headers, _ws_scheme(given))
+
+
+async def _end_trace(tracer: HandshakeTrace, ws: ClientWebSocketResponse) -> None:
+    """request_end for the 101; a failing callback fails the connect and drops the socket
+    (aiohttp closes the response's connection), and the session never lists the WebSocket."""
+    try:
+        await tracer.opened(ws._protocol.upgrade_head, _items(ws.response_headers))
+    except BaseException:
+        await ws._abandon()
+        raise
+
+
+def _items(headers: CIMultiDictProxy[str] | None) -> list[tuple[str, str]]:
+    return list(headers.items()) if headers is not None else []
+
+
+def _ws_scheme(url: str | URL) -> str | None:
+    """"ws"/"wss" when `url` was given with that scheme (aiohttp reports it so), else None."""
+    scheme = URL(url).scheme.lower() if isinstance(url, str) else url.scheme.lower()
+    return scheme if scheme in WS_SCHEMES else None
 
 
 def _redirect_location(exc: WSServerHandshakeError) -> str | None:
@@ -378,17 +462,33 @@ async def _open_transport(
     proxy_headers: Mapping[str, str] | None,
     server_hostname: str | None,
     timeout: ClientTimeout,
+    traces: list[Trace] | None = None,
 ) -> asyncio.Transport:
-    """A fresh transport to `url` from the session's connector (TLS and proxy as configured)."""
+    """A fresh transport to `url` from the session's connector (TLS and proxy as configured);
+    `traces` hear of the connection as a request's do."""
     connector = session.connector
     assert connector is not None
     if proxy is not None and url.scheme == "http":
         # A forward proxy relays requests, not an upgraded connection: plain ws:// needs a
         # CONNECT tunnel too, which the connector only builds for https.
-        return await _open_plain_tunnel(url, proxy, proxy_auth, proxy_headers, timeout)
+        if not traces:
+            return await _open_plain_tunnel(url, proxy, proxy_auth, proxy_headers, timeout)
+        # aiohttp's connector opens this connection, so a traced one is told of its creation.
+        for trace in traces:
+            await trace.send_connection_create_start()
+        transport = await _open_plain_tunnel(
+            url, proxy, proxy_auth, proxy_headers, timeout, traces
+        )
+        try:
+            for trace in traces:
+                await trace.send_connection_create_end()
+        except BaseException:
+            transport.abort()
+            raise
+        return transport
     # Past the check above a proxy means an https URL: the session's key names the tunnel.
     key = session._key_for(url, ssl, proxy, proxy_auth, proxy_headers, server_hostname)
-    conn = await connect_within_timeout(connector, key, url, timeout)
+    conn = await connect_within_timeout(connector, key, url, timeout, traces=traces)
     return conn.detach()
 
 
@@ -398,6 +498,7 @@ async def _open_plain_tunnel(
     proxy_auth: BasicAuth | None,
     proxy_headers: Mapping[str, str] | None,
     timeout: ClientTimeout,
+    traces: list[Trace] | None = None,
 ) -> asyncio.Transport:
     host = url.raw_host or ""
     port = url.port or 80
@@ -414,6 +515,7 @@ async def _open_plain_tunnel(
                 ssl=None,
                 server_hostname=None,
                 resolver=resolver,
+                traces=traces,
                 sock_connect=timeout.sock_connect,
                 key=ConnectionKeyInfo(host=host, port=port, is_ssl=False, proxy=proxy),
                 proxy_auth=proxy_auth,

@@ -184,6 +184,16 @@ def head_end(data: bytes | bytearray) -> int:
     return -1 if match is None else match.end()
 
 
+def head_fields(head: bytes) -> list[tuple[str, str]]:
+    """The header fields of an HTTP head (its first line skipped), in order, as text."""
+    fields = []
+    for line in head.split(b"\n")[1:]:
+        name, colon, value = line.rstrip(b"\r").partition(b":")
+        if colon:
+            fields.append((name.decode("latin-1").strip(), value.decode("latin-1").strip()))
+    return fields
+
+
 def tidy_extensions_header(head: bytes) -> bytes:
     """The upgrade answer's head (through its blank line) without empty extension list elements.
 

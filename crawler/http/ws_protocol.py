@@ -89,6 +89,9 @@ class WebSocketProtocol(asyncio.Protocol):
         # _skip_interim_heads).
         self._head_start: bytearray | None = bytearray()
         self._interim_skipped = 0
+        # The 101 answer's head as received: wsproto's event keeps only the headers it does
+        # not check itself, and tracing's request_end shows the whole answer, as aiohttp's.
+        self.upgrade_head: bytes | None = None
 
         self._messages: deque[WSMessage] = deque()
         self._queued_bytes = 0
@@ -115,16 +118,22 @@ class WebSocketProtocol(asyncio.Protocol):
 
     # --- opening -------------------------------------------------------------------------
 
-    def start(self, transport: asyncio.Transport, request: Request) -> None:
-        """Take over `transport` (connected, nothing sent yet) and send the upgrade request."""
+    def start(self, transport: asyncio.Transport, request: Request) -> bytes:
+        """Take over `transport` (connected, nothing sent yet) and send the upgrade request.
+
+        Returns the request's bytes: wsproto makes the Sec-WebSocket-Key as it writes them, so
+        they are the only record of the head actually sent (tracing's request_headers_sent).
+        """
         if transport.is_closing():
             raise ClientConnectionResetError("the connection closed before the WebSocket upgrade")
         self.transport = transport
         transport.set_protocol(self)
-        transport.write(self._ws.send(request))
+        head = self._ws.send(request)
+        transport.write(head)
         is_reading = getattr(transport, "is_reading", None)
         if is_reading is not None and not is_reading():
             transport.resume_reading()
+        return head
 
     async def wait_handshake(self) -> AcceptConnection | HandshakeFailure:
         """The server's acceptance, or why there was none."""
@@ -180,7 +189,8 @@ class WebSocketProtocol(asyncio.Protocol):
             if end < 0 and len(head) <= _MAX_UPGRADE_HEAD:
                 return None
             if end >= 0:
-                head[:end] = tidy_extensions_header(bytes(head[:end]))
+                self.upgrade_head = bytes(head[:end])
+                head[:end] = tidy_extensions_header(self.upgrade_head)
         self._head_start = None
         return bytes(head)
 
