@@ -6,6 +6,10 @@ The file is read by the standard library (`http.cookiejar.MozillaCookieJar`, whi
 it: a domain cookie (a leading dot, or the include-subdomains flag) for the domain and its
 subdomains, any other for its host only, with its path, Secure flag and expiry. Cookies that
 have expired are left out; those with no expiry (0) last the crawl.
+
+A JSON file, as `crawler.http.CookieJar.save` (or aiohttp's `CookieJar.save`) writes it, is
+read by the jar's own `load`: a session scripted with our client (a log-in, say) hands its
+cookies to a crawl that way. It is told from a cookies.txt by its first character, "{".
 """
 
 from __future__ import annotations
@@ -27,7 +31,11 @@ class CookieFileError(ValueError):
 
 
 def read_cookie_file(path: str | Path) -> list[http.cookiejar.Cookie]:
-    """The unexpired cookies of the file, or CookieFileError saying why not."""
+    """The unexpired cookies of a cookies.txt, or CookieFileError saying why not; a JSON cookie
+    file is checked (read into a jar) and gives no cookies here (see `load_cookie_file`)."""
+    if _is_json(path):
+        _load_json(path, _fresh_jar())
+        return []
     jar = http.cookiejar.MozillaCookieJar(str(path))
     try:
         jar.load(ignore_discard=True, ignore_expires=True)
@@ -41,6 +49,8 @@ def load_cookie_file(path: str | Path, jar: AbstractCookieJar) -> int:
     """Put the file's cookies into `jar`; how many there were."""
     from yarl import URL
 
+    if _is_json(path):
+        return _load_json(path, jar)
     cookies = read_cookie_file(path)
     for cookie in cookies:
         host = cookie.domain.lstrip(".").lower()
@@ -56,3 +66,31 @@ def load_cookie_file(path: str | Path, jar: AbstractCookieJar) -> int:
         scheme = "https" if cookie.secure else "http"
         jar.update_cookies({cookie.name: morsel}, URL.build(scheme=scheme, host=host, path="/"))
     return len(cookies)
+
+
+def _is_json(path: str | Path) -> bool:
+    """Whether the file starts (after blanks) with "{": a cookies.txt never does."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(512)
+    except OSError as error:
+        raise CookieFileError(f"cannot read cookies from {path}: {error}") from None
+    return head.lstrip().startswith(b"{")
+
+
+def _fresh_jar() -> AbstractCookieJar:
+    from crawler.http import CookieJar  # only for a JSON file: settings stay free of the client
+
+    return CookieJar(unsafe=True)  # as a crawl's own jar: IP-address hosts keep cookies too
+
+
+def _load_json(path: str | Path, jar: AbstractCookieJar) -> int:
+    """`jar.load(path)` (its cookies replace the jar's), with its errors as CookieFileError."""
+    load = getattr(jar, "load", None)
+    if load is None:
+        raise CookieFileError(f"{path}: a JSON cookie file needs a CookieJar, not {jar!r}")
+    try:
+        load(path)
+    except (ValueError, OSError) as error:
+        raise CookieFileError(f"cannot read cookies from {path}: {error}") from None
+    return len(jar)

@@ -202,8 +202,9 @@ class Settings:
         default=None,
         metadata=_meta(
             cookie_file,
-            "Netscape cookies.txt (curl -c, wget --save-cookies, browser add-ons) whose cookies "
-            "are sent; keeps server cookies too",
+            "Netscape cookies.txt (curl -c, wget --save-cookies, browser add-ons), or a JSON "
+            "file of CookieJar.save (ours or aiohttp's), whose cookies are sent; keeps server "
+            "cookies too",
         ),
     )
     max_size: int | None = field(

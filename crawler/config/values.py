@@ -274,7 +274,7 @@ def ca_file(value: Any) -> Path | None:
 
 
 def cookie_file(value: Any) -> Path | None:
-    """A Netscape cookies.txt, checked by reading it."""
+    """A Netscape cookies.txt or a JSON cookie file, checked by reading it."""
     path = _optional_file(value)
     if path is not None:
         from crawler.cookie_file import CookieFileError, read_cookie_file

@@ -8,7 +8,9 @@ from http.cookies import SimpleCookie
 from pathlib import Path
 
 import pytest
+from yarl import URL
 
+from crawler.http import CookieJar
 from tests.support.handler_server import QuietHandler, handler_server
 from tests.workers.support import by_url, crawl, records
 
@@ -81,12 +83,33 @@ def test_load_cookies_sends_a_cookies_txt_s_cookies(origin: str, workdir: Path) 
     assert got["/members.html"][0] == 200  # the site's own cookie is kept too
 
 
-def test_a_file_that_is_not_a_cookies_txt_is_a_usage_error(workdir: Path) -> None:
-    bad = workdir / "cookies.json"
-    bad.write_text('{"login": "s3cret"}\n')
+def test_load_cookies_sends_the_cookies_of_a_saved_cookie_jar(origin: str, workdir: Path) -> None:
+    # A session scripted with our client (a log-in) saves its jar; the crawl goes on from it.
+    saved = CookieJar(unsafe=True)
+    saved.update_cookies({"login": "s3cret"}, URL(origin + "/login"))
+    saved.update_cookies({"elsewhere": "x"}, URL("http://other.test/"))
+    saved.save(workdir / "session.json")
+    got = statuses(origin, workdir, "--load-cookies", workdir / "session.json")
+    assert got["/account.html"] == (200, ["login=s3cret; visit=1"])
+    assert got["/"] == (200, ["login=s3cret"])
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("login=s3cret\n", "does not look like a Netscape format cookies file"),
+        ('{"login": "s3cret"}\n', "the key is not '<domain>|<path>'"),
+        ("  {not json\n", "not a JSON cookie file"),
+    ],
+)
+def test_a_file_that_is_no_cookie_file_is_a_usage_error(
+    workdir: Path, text: str, says: str
+) -> None:
+    bad = workdir / "cookies.file"
+    bad.write_text(text)
     seeds = workdir / "seeds.txt"
     seeds.write_text("http://127.0.0.1:1/\n")
     done = crawl("run", seeds, "--load-cookies", bad, "--out", workdir / "out", cwd=workdir)
     assert done.returncode == 2
     assert "bad setting load_cookies=" in done.stderr
-    assert "does not look like a Netscape format cookies file" in done.stderr
+    assert says in done.stderr
