@@ -9,7 +9,7 @@ from typing import Protocol
 
 from crawler.http._payload_base import Payload
 
-__all__ = ["COMPRESSIONS", "CompressedPayload", "compress_payload"]
+__all__ = ["COMPRESSIONS", "CompressedPayload", "compress_payload", "compressed"]
 
 # Compressing this much takes long enough to be worth a thread hop (the codecs release the GIL).
 _THREAD_THRESHOLD = 64 * 1024
@@ -65,25 +65,12 @@ class CompressedPayload(Payload):
         self.content_type = inner.content_type
         self.replayable = inner.replayable
 
-    async def chunks(
+    def chunks(
         self, on_raw: Callable[[bytes], Awaitable[object]] | None = None
     ) -> AsyncIterator[bytes]:
         """The compressed pieces; `on_raw` is awaited with each piece of `inner` before it is
         compressed (tracing's request_chunk_sent reports those, as aiohttp's writer does)."""
-        compressor = COMPRESSIONS[self.encoding]()
-        loop = asyncio.get_running_loop()
-        async for chunk in self.inner.chunks():
-            if on_raw is not None:
-                await on_raw(chunk)
-            if len(chunk) >= _THREAD_THRESHOLD:
-                out = await loop.run_in_executor(None, compressor.compress, chunk)
-            else:
-                out = compressor.compress(chunk)
-            if out:
-                yield out
-        tail = compressor.flush()
-        if tail:
-            yield tail
+        return compressed(self.inner.chunks(), COMPRESSIONS[self.encoding](), on_raw)
 
     def check_sendable(self) -> None:
         self.inner.check_sendable()
@@ -95,3 +82,24 @@ class CompressedPayload(Payload):
 def compress_payload(inner: Payload, encoding: str = "deflate") -> Payload:
     """Wrap `inner` so it is compressed on the fly; set `Content-Encoding: <encoding>` with it."""
     return CompressedPayload(inner, encoding)
+
+
+async def compressed(
+    pieces: AsyncIterator[bytes],
+    compressor: _Compressor,
+    on_raw: Callable[[bytes], Awaitable[object]] | None = None,
+) -> AsyncIterator[bytes]:
+    """`pieces` through `compressor`, flushed at the end; a large piece is compressed on a
+    thread, so the event loop keeps running meanwhile. Empty outputs are not yielded."""
+    loop = asyncio.get_running_loop()
+    async for chunk in pieces:
+        if on_raw is not None:
+            await on_raw(chunk)
+        if len(chunk) >= _THREAD_THRESHOLD:
+            out = await loop.run_in_executor(None, compressor.compress, chunk)
+        else:
+            out = compressor.compress(chunk)
+        if out:
+            yield out
+    if tail := compressor.flush():
+        yield tail

@@ -9,7 +9,6 @@ stream from their own payloads and are never joined in memory.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import zlib
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
@@ -20,6 +19,7 @@ from urllib.parse import urlencode
 from multidict import CIMultiDict
 
 from crawler.http._payload_base import BytesPayload, Payload
+from crawler.http._payload_compress import compressed
 from crawler.http._payload_streams import FilePayload
 from crawler.http.formdata import URLENCODED, FormData
 from crawler.http.multipart import (
@@ -47,8 +47,6 @@ _IDENTITY_TRANSFER = ("binary", "8bit", "7bit")
 # Part compression as aiohttp writes (and its multipart reader reads) it: "deflate" is a raw
 # deflate stream there, not the zlib format HTTP's Content-Encoding names.
 _PART_COMPRESSIONS = {"deflate": -zlib.MAX_WBITS, "gzip": 16 + zlib.MAX_WBITS}
-# Compressing this much takes long enough to be worth a thread hop (zlib releases the GIL).
-_THREAD_THRESHOLD = 64 * 1024
 
 
 class _HasPartHeaders:
@@ -134,18 +132,8 @@ class _Compressed(Payload):
         self.content_type = inner.content_type
         self.replayable = inner.replayable
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        compressor = zlib.compressobj(wbits=self._wbits)
-        loop = asyncio.get_running_loop()
-        async for chunk in self.inner.chunks():
-            if len(chunk) >= _THREAD_THRESHOLD:
-                out = await loop.run_in_executor(None, compressor.compress, chunk)
-            else:
-                out = compressor.compress(chunk)
-            if out:
-                yield out
-        if tail := compressor.flush():
-            yield tail
+    def chunks(self) -> AsyncIterator[bytes]:
+        return compressed(self.inner.chunks(), zlib.compressobj(wbits=self._wbits))
 
     def check_sendable(self) -> None:
         self.inner.check_sendable()

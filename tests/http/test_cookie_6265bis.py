@@ -11,16 +11,20 @@ test says so.
 from __future__ import annotations
 
 import ssl
-from collections.abc import Iterator
 
 import aiohttp
 import pytest
 from pytest_httpbin import certs as httpbin_certs
 from yarl import URL
 
-import crawler.http.cookies as cookies_module
 from crawler.http import ClientSession, CookieJar, TCPConnector
 from crawler.http.cookie_parse import make_morsel
+from tests.support.cookie_clock import FakeClock, install_fake_clock
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    return install_fake_clock(monkeypatch)
 
 
 def set_cookies(jar: CookieJar, url: str, *fields: str) -> None:
@@ -35,21 +39,6 @@ def names(jar: CookieJar) -> set[str]:
     return {morsel.key for morsel in jar}
 
 
-class FakeClock:
-    """Stands in for the `time` module the jar reads, so a test can let cookies expire."""
-
-    def __init__(self) -> None:
-        self.now = 1_000_000_000.0
-
-    def time(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeClock]:
-    fake = FakeClock()
-    monkeypatch.setattr(cookies_module, "time", fake)
-    yield fake
 
 
 # --- Strict secure cookies (steps 13 and 16) ---------------------------------------------------

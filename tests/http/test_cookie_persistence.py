@@ -12,7 +12,6 @@ import json
 import os
 import pickle
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +19,8 @@ import aiohttp
 import pytest
 from yarl import URL
 
-import crawler.http.cookies as cookies_module
 from crawler.http import ClientSession, CookieJar
+from tests.support.cookie_clock import FakeClock, install_fake_clock
 
 # Set over https (so Secure and __Host- cookies are kept by both jars) and over http.
 FIELDS = {
@@ -51,6 +50,11 @@ URLS = [
 ]
 
 
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    return install_fake_clock(monkeypatch)
+
+
 def fill(jar: CookieJar | aiohttp.CookieJar) -> None:
     for url, fields in FIELDS.items():
         jar.update_cookies_from_headers(fields, URL(url))
@@ -75,21 +79,6 @@ def record(name: str, value: str = "v", **attributes: Any) -> dict[str, Any]:
     return {"key": name, "value": value, "coded_value": value, "path": "/", **attributes}
 
 
-class FakeClock:
-    """Stands in for the `time` module our jar reads."""
-
-    def __init__(self) -> None:
-        self.now = 1_000_000_000.0
-
-    def time(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeClock]:
-    fake = FakeClock()
-    monkeypatch.setattr(cookies_module, "time", fake)
-    yield fake
 
 
 # --- Round trips -----------------------------------------------------------------------------
